@@ -1,0 +1,108 @@
+"""create_app(): the FastAPI application with its lifespan, middleware and routers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from onevault import __version__, errors, logs, migrations
+from onevault.auth.caller import TokenResolver
+from onevault.config import Settings, get_settings
+from onevault.db import describe, open_pool, resolve_database_url, tuned_conninfo
+from onevault.ingest import routes as ingest_routes
+from onevault.ingest.ratelimit import RateLimiter
+from onevault.ingest.writer import EventWriter
+from onevault.monitoring import health
+from onevault.services import Services
+
+logger = logging.getLogger(__name__)
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (the client's `X-Request-ID` if sane), log with it, echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = sent if _CLIENT_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        token = logs.request_id.set(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            logs.request_id.reset(token)
+
+
+def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
+    """The service; `database_url` overrides the settings (used when the CLI started the database)."""
+    settings = settings or get_settings()
+    logs.configure(settings.log_level, settings.log_format)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = database_url
+        if url is None:
+            url = await asyncio.to_thread(resolve_database_url, settings)
+        logger.info("Using PostgreSQL at %s", describe(url))
+        applied = await asyncio.to_thread(
+            migrations.upgrade, tuned_conninfo(url, settings), None, logger.info
+        )
+        if applied:
+            logger.info("Applied %d migration(s)", len(applied))
+        pool = open_pool(url, settings)
+        await pool.open(wait=True, timeout=max(10.0, settings.db_timeout_seconds))
+        writer = EventWriter(
+            pool,
+            batch_size=settings.writer_batch_size,
+            concurrency=settings.writer_concurrency,
+            timeout=settings.db_timeout_seconds,
+        )
+        writer.start()
+        app.state.services = Services(
+            settings=settings,
+            pool=pool,
+            tokens=TokenResolver(pool, settings.auth_cache_seconds),
+            writer=writer,
+            limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        )
+        logger.info("OneVault Site Tracking %s ready", __version__)
+        try:
+            yield
+        finally:
+            await writer.close()
+            await pool.close()
+            logger.info("OneVault Site Tracking stopped")
+
+    app = FastAPI(
+        title="OneVault Site Tracking",
+        version=__version__,
+        description=(
+            "Multi-tenant site event tracking. Every `/api/v1/track*` request carries `X-Customer-ID` "
+            "and `Authorization: Bearer <token>`."
+        ),
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    app.include_router(ingest_routes.router)
+    return app

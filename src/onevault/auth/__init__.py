@@ -1,0 +1,1 @@
+"""Tenants, API tokens and the resolution of a request's caller."""

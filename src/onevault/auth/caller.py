@@ -1,0 +1,117 @@
+"""Resolve the caller of a `/api/v1/track*` request from `X-Customer-ID` and its bearer token."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from cachetools import TTLCache
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import AsyncConnectionPool
+
+from onevault import sqlfile
+from onevault.auth import tokens
+from onevault.errors import ApiError
+
+Q = sqlfile.load(__package__, "queries.sql")
+_bearer = HTTPBearer(auto_error=False, description="A OneVault API token: `ovt_<env>_<64 hex>`")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The tenant a request acts for, and what its token allows."""
+
+    customer_id: str
+    tenant_hk: bytes
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Grant:
+    customer_id: str
+    tenant_hk: bytes
+    tenant_active: bool
+    scopes: frozenset[str]
+    expires_at: float | None
+    revoked: bool
+
+
+class TokenResolver:
+    """Looks tokens up by hash, caching answers (also "unknown") for a few seconds.
+
+    The short TTL is what bounds how long a revoked token keeps working on any process.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, ttl_seconds: float) -> None:
+        self._pool = pool
+        self._cache: TTLCache[bytes, _Grant | None] | None = (
+            TTLCache(maxsize=100_000, ttl=ttl_seconds) if ttl_seconds > 0 else None
+        )
+
+    async def lookup(self, token_hash: bytes) -> _Grant | None:
+        """What the token with this hash grants, or None if no such token exists."""
+        if self._cache is not None and token_hash in self._cache:
+            return self._cache[token_hash]
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(Q["resolve_token"], {"token_hash": token_hash})
+            row = await cur.fetchone()
+        grant = None
+        if row is not None:
+            customer_id, tenant_hk, active, scopes, expires_at, revoked_at = row
+            grant = _Grant(
+                customer_id=customer_id,
+                tenant_hk=bytes(tenant_hk),
+                tenant_active=active,
+                scopes=frozenset(scopes),
+                expires_at=expires_at.timestamp() if isinstance(expires_at, datetime) else None,
+                revoked=revoked_at is not None,
+            )
+        if self._cache is not None:
+            self._cache[token_hash] = grant
+        return grant
+
+
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def require(scope: str) -> Callable[..., Awaitable[Caller]]:
+    """A dependency admitting callers whose token belongs to `X-Customer-ID` and has `scope`."""
+
+    async def dependency(
+        request: Request,
+        x_customer_id: Annotated[
+            str | None, Header(description="The customer (tenant) the request is for, e.g. `one_spa`")
+        ] = None,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+    ) -> Caller:
+        if not x_customer_id:
+            raise ApiError(400, "missing X-Customer-ID header")
+        if not tokens.CUSTOMER_ID_RE.fullmatch(x_customer_id):
+            raise ApiError(400, "invalid X-Customer-ID header")
+        if credentials is None:
+            raise _unauthorized("missing bearer token")
+        token = credentials.credentials
+        if not tokens.is_well_formed(token):
+            raise _unauthorized("malformed token")
+        resolver: TokenResolver = request.app.state.services.tokens
+        grant = await resolver.lookup(tokens.token_hash(token))
+        if grant is None:
+            raise _unauthorized("invalid token")
+        if grant.revoked:
+            raise _unauthorized("token revoked")
+        if grant.expires_at is not None and grant.expires_at <= time.time():
+            raise _unauthorized("token expired")
+        if grant.customer_id != x_customer_id:
+            raise ApiError(403, "token does not belong to this customer")
+        if not grant.tenant_active:
+            raise ApiError(403, "customer is disabled")
+        if scope not in grant.scopes:
+            raise ApiError(403, f"token lacks the '{scope}' scope")
+        return Caller(grant.customer_id, grant.tenant_hk, grant.scopes)
+
+    return dependency

@@ -1,0 +1,80 @@
+-- name: create_tenant
+-- Registers a tenant (active); returns no row when the customer id is taken.
+WITH hub AS (
+    INSERT INTO auth.tenant_h (tenant_hk, tenant_bk, record_source)
+    VALUES (util.tenant_hk(%(customer_id)s), %(customer_id)s, %(record_source)s)
+    ON CONFLICT DO NOTHING
+    RETURNING tenant_hk
+)
+INSERT INTO auth.tenant_s (tenant_hk, hash_diff, is_active, display_name, record_source)
+SELECT tenant_hk, sha256(convert_to('true|' || coalesce(%(display_name)s, ''), 'UTF8')), true,
+       %(display_name)s, %(record_source)s
+FROM hub
+RETURNING tenant_hk;
+
+-- name: set_tenant_active
+-- Adds a satellite row when the tenant's active flag changes; returns the tenant if it exists.
+WITH cur AS (
+    SELECT tenant_hk, is_active, display_name FROM auth.tenant_current WHERE customer_id = %(customer_id)s
+), ins AS (
+    INSERT INTO auth.tenant_s (tenant_hk, hash_diff, is_active, display_name, record_source)
+    SELECT tenant_hk, sha256(convert_to(%(is_active)s::text || '|' || coalesce(display_name, ''), 'UTF8')),
+           %(is_active)s, display_name, %(record_source)s
+    FROM cur
+    WHERE is_active IS DISTINCT FROM %(is_active)s
+)
+SELECT tenant_hk FROM cur;
+
+-- name: list_tenants
+-- Every tenant with its state and number of live tokens.
+SELECT t.customer_id, t.is_active, t.created_at,
+       (SELECT count(*) FROM auth.api_token_current k
+        WHERE k.tenant_hk = t.tenant_hk AND k.revoked_at IS NULL
+          AND (k.expires_at IS NULL OR k.expires_at > now())) AS live_tokens
+FROM auth.tenant_current t
+ORDER BY t.customer_id;
+
+-- name: create_token
+-- Stores a new token by its hash for an existing tenant; returns no row for an unknown tenant.
+WITH tenant AS (
+    SELECT tenant_hk FROM auth.tenant_current WHERE customer_id = %(customer_id)s
+), hub AS (
+    INSERT INTO auth.api_token_h (api_token_hk, tenant_hk, record_source)
+    SELECT %(token_hash)s, tenant_hk, %(record_source)s FROM tenant
+    RETURNING api_token_hk, tenant_hk
+)
+INSERT INTO auth.api_token_s (api_token_hk, hash_diff, tenant_hk, scopes, expires_at, description, record_source)
+SELECT api_token_hk,
+       sha256(convert_to(array_to_string(%(scopes)s::text[], ',') || '|' || coalesce(%(expires_at)s::timestamptz::text, ''), 'UTF8')),
+       tenant_hk, %(scopes)s::text[], %(expires_at)s::timestamptz, %(description)s, %(record_source)s
+FROM hub
+RETURNING encode(substr(api_token_hk, 1, 6), 'hex') AS token_id;
+
+-- name: list_tokens
+-- Token metadata (never the token) for one tenant or all.
+SELECT k.token_id, t.tenant_bk AS customer_id, k.scopes, k.created_at, k.expires_at, k.revoked_at, k.description
+FROM auth.api_token_current k
+JOIN auth.tenant_h t ON t.tenant_hk = k.tenant_hk
+WHERE %(customer_id)s::text IS NULL OR t.tenant_bk = %(customer_id)s
+ORDER BY t.tenant_bk, k.created_at;
+
+-- name: revoke_token
+-- Marks a token revoked by its id (a prefix of its hash); returns the ids that matched.
+WITH target AS (
+    SELECT * FROM auth.api_token_current WHERE token_id = %(token_id)s
+), ins AS (
+    INSERT INTO auth.api_token_s (api_token_hk, hash_diff, tenant_hk, scopes, expires_at, revoked_at,
+                                  description, record_source)
+    SELECT api_token_hk, sha256(convert_to('revoked|' || api_token_hk::text, 'UTF8')), tenant_hk, scopes,
+           expires_at, clock_timestamp(), description, %(record_source)s
+    FROM target
+    WHERE revoked_at IS NULL
+)
+SELECT token_id, revoked_at IS NOT NULL AS already_revoked FROM target;
+
+-- name: resolve_token
+-- What a presented token (by hash) grants, if it exists.
+SELECT t.customer_id, t.tenant_hk, t.is_active, k.scopes, k.expires_at, k.revoked_at
+FROM auth.api_token_current k
+JOIN auth.tenant_current t ON t.tenant_hk = k.tenant_hk
+WHERE k.api_token_hk = %(token_hash)s;

@@ -1,0 +1,109 @@
+"""Tenant and token administration (CLI side) over a synchronous connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from psycopg.rows import dict_row
+
+from onevault import sqlfile
+from onevault.auth import tokens
+
+Q = sqlfile.load(__package__, "queries.sql")
+RECORD_SOURCE = "cli"
+
+
+class AdminError(ValueError):
+    """An administrative request that cannot be carried out (unknown tenant, bad input)."""
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A token just created: the secret is only ever available here."""
+
+    token: str
+    token_id: str
+    expires_at: datetime | None
+
+
+def check_customer_id(customer_id: str) -> None:
+    """Raise unless `customer_id` is a valid customer id."""
+    if not tokens.CUSTOMER_ID_RE.fullmatch(customer_id):
+        raise AdminError(f"invalid customer id {customer_id!r}: use 2-64 of a-z, 0-9, _ and -")
+
+
+def create_tenant(conn: psycopg.Connection, customer_id: str, display_name: str | None = None) -> bool:
+    """Create a tenant; False if it already exists."""
+    check_customer_id(customer_id)
+    row = conn.execute(
+        Q["create_tenant"],
+        {"customer_id": customer_id, "display_name": display_name, "record_source": RECORD_SOURCE},
+    ).fetchone()
+    return row is not None
+
+
+def set_tenant_active(conn: psycopg.Connection, customer_id: str, active: bool) -> None:
+    """Enable or disable a tenant (its tokens stop or start working)."""
+    row = conn.execute(
+        Q["set_tenant_active"],
+        {"customer_id": customer_id, "is_active": active, "record_source": RECORD_SOURCE},
+    ).fetchone()
+    if row is None:
+        raise AdminError(f"no tenant {customer_id!r}")
+
+
+def list_tenants(conn: psycopg.Connection) -> list[dict[str, object]]:
+    """All tenants with their state."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(Q["list_tenants"]).fetchall()
+
+
+def create_token(
+    conn: psycopg.Connection,
+    customer_id: str,
+    scopes: list[str],
+    env: str,
+    expires_in_days: float | None = None,
+    description: str | None = None,
+) -> NewToken:
+    """Create a token for a tenant with the given scopes."""
+    wanted = sorted(set(scopes))
+    unknown = set(wanted) - set(tokens.SCOPES)
+    if not wanted or unknown:
+        raise AdminError(f"scopes must be some of {', '.join(tokens.SCOPES)}")
+    if expires_in_days is not None and expires_in_days <= 0:
+        raise AdminError("--expires-in must be a positive number of days")
+    expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None
+    token = tokens.generate(env)
+    row = conn.execute(
+        Q["create_token"],
+        {
+            "customer_id": customer_id,
+            "token_hash": tokens.token_hash(token),
+            "scopes": wanted,
+            "expires_at": expires_at,
+            "description": description,
+            "record_source": RECORD_SOURCE,
+        },
+    ).fetchone()
+    if row is None:
+        raise AdminError(f"no tenant {customer_id!r}; create it with `onevault tenant create {customer_id}`")
+    return NewToken(token=token, token_id=row[0], expires_at=expires_at)
+
+
+def list_tokens(conn: psycopg.Connection, customer_id: str | None = None) -> list[dict[str, object]]:
+    """Token metadata (id, scopes, dates), never the tokens."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(Q["list_tokens"], {"customer_id": customer_id}).fetchall()
+
+
+def revoke_token(conn: psycopg.Connection, token_id: str) -> bool:
+    """Revoke a token by id; False if it was already revoked."""
+    rows = conn.execute(Q["revoke_token"], {"token_id": token_id, "record_source": RECORD_SOURCE}).fetchall()
+    if not rows:
+        raise AdminError(f"no token with id {token_id!r} (see `onevault token list`)")
+    if len(rows) > 1:
+        raise AdminError(f"token id {token_id!r} is ambiguous")
+    return not rows[0][1]

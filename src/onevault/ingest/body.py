@@ -1,0 +1,42 @@
+"""Reading a JSON request body within a size limit, as sent by fetch() or navigator.sendBeacon()."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import Request
+
+from onevault.errors import ApiError
+
+# sendBeacon() posts strings as text/plain; both carry JSON here.
+ACCEPTED_TYPES = ("application/json", "text/plain")
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"request body exceeds the limit of {limit} bytes")
+
+
+async def read_json(request: Request, limit: int) -> object:
+    """The decoded JSON body; 415 for other media types, 413 over `limit` bytes, 400 if not JSON."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in ACCEPTED_TYPES:
+        raise ApiError(415, "unsupported content type: send application/json (or text/plain carrying JSON)")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "invalid Content-Length header")
+        if int(declared) > limit:
+            raise _too_large(limit)
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > limit:
+            raise _too_large(limit)
+    if not chunks.strip():
+        raise ApiError(400, "empty request body: send a JSON object")
+    try:
+        return json.loads(chunks)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply") from None

@@ -1,0 +1,232 @@
+"""`POST /api/v1/track`, `/api/v1/track/async` and `/api/v1/track/batch`."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from onevault.auth.caller import Caller, require
+from onevault.errors import ApiError
+from onevault.ingest.body import read_json
+from onevault.ingest.models import (
+    BatchItemResult,
+    BatchResponse,
+    InvalidEvent,
+    PipelineState,
+    TrackEvent,
+    TrackResponse,
+    check_storable,
+    validate_event,
+)
+from onevault.ingest.writer import EventRejected, NewEvent, Stored
+from onevault.services import Services, ServicesDep
+
+router = APIRouter(prefix="/api/v1/track", tags=["tracking"])
+TrackCaller = Annotated[Caller, Depends(require("track"))]
+
+MAX_USER_AGENT = 1024
+_EVENT_SCHEMA = TrackEvent.model_json_schema()
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Missing X-Customer-ID, malformed JSON or a body that is not an object"},
+    401: {"description": "Missing, malformed, unknown, revoked or expired token"},
+    403: {"description": "Token of another customer, disabled customer, or missing the `track` scope"},
+    413: {"description": "Body larger than the configured limit"},
+    415: {"description": "Content type other than application/json or text/plain"},
+    422: {"description": "Fields of the wrong type or format"},
+    429: {"description": "Rate limit of the customer exceeded; see Retry-After"},
+    503: {"description": "Database unavailable; nothing stored; see Retry-After"},
+}
+
+
+def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    content = {"schema": schema}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": content, "text/plain": content}}
+    }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _client_ip(request: Request) -> str | None:
+    host = request.client.host if request.client else None
+    try:
+        return str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        return None
+
+
+def _user_agent(request: Request) -> str | None:
+    agent = request.headers.get("user-agent")
+    return agent[:MAX_USER_AGENT] if agent else None
+
+
+def _rate_limit(services: Services, caller: Caller, cost: int) -> None:
+    wait = services.limiter.acquire(caller.tenant_hk, cost)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate limit exceeded for this customer",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
+def _prepare(
+    obj: object, request: Request, caller: Caller, received: datetime, source: str, limit: int
+) -> NewEvent:
+    """Validate one decoded event and turn it into a row for the raw layer."""
+    event = validate_event(obj)
+    payload = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    if len(payload.encode()) > limit:
+        raise InvalidEvent(f"event exceeds the limit of {limit} bytes", [])
+    check_storable(payload)
+    return NewEvent(
+        tenant_hk=caller.tenant_hk,
+        event_id=event.event_id or str(uuid.uuid4()),
+        payload=payload,
+        user_agent=_user_agent(request),
+        client_ip=_client_ip(request),
+        received_at=received,
+        record_source=source,
+    )
+
+
+async def _store_one(
+    request: Request, caller: Caller, services: Services, source: str
+) -> tuple[NewEvent, Stored]:
+    received = _now()
+    _rate_limit(services, caller, 1)
+    limit = services.settings.max_event_bytes
+    obj = await read_json(request, limit)
+    try:
+        event = _prepare(obj, request, caller, received, source, limit)
+    except InvalidEvent as exc:
+        raise ApiError(422, exc.summary, errors=exc.errors) from None
+    (outcome,) = await services.writer.write([event])
+    if isinstance(outcome, EventRejected):
+        raise ApiError(422, "the event could not be stored: it holds text PostgreSQL cannot represent")
+    return event, outcome
+
+
+def _answer(
+    event: NewEvent, stored: Stored, processing: str, pipeline: PipelineState | None
+) -> TrackResponse:
+    return TrackResponse(
+        message="Event already recorded (duplicate event_id)"
+        if stored.duplicate
+        else "Event tracked successfully",
+        event_id=event.event_id,
+        timestamp=event.received_at.isoformat(),
+        processing=processing,  # type: ignore[arg-type]
+        duplicate=stored.duplicate,
+        pipeline=pipeline,
+    )
+
+
+@router.post(
+    "",
+    response_model=TrackResponse,
+    response_model_exclude_none=True,
+    responses=_ERRORS,
+    openapi_extra=_body_doc(_EVENT_SCHEMA),
+    summary="Track an event with automatic processing",
+)
+async def track(request: Request, caller: TrackCaller, services: ServicesDep) -> TrackResponse:
+    """Store one event and process it through the pipeline before answering."""
+    event, stored = await _store_one(request, caller, services, "api:/api/v1/track")
+    pipeline = PipelineState(status="pending", detail="the processing pipeline is not installed")
+    return _answer(event, stored, "automatic", pipeline)
+
+
+@router.post(
+    "/async",
+    response_model=TrackResponse,
+    response_model_exclude_none=True,
+    responses=_ERRORS,
+    openapi_extra=_body_doc(_EVENT_SCHEMA),
+    summary="Track an event with background processing",
+)
+async def track_async(request: Request, caller: TrackCaller, services: ServicesDep) -> TrackResponse:
+    """Store one event durably and answer at once; processing follows in the background."""
+    event, stored = await _store_one(request, caller, services, "api:/api/v1/track/async")
+    return _answer(event, stored, "background", None)
+
+
+@router.post(
+    "/batch",
+    response_model=BatchResponse,
+    response_model_exclude_none=True,
+    responses=_ERRORS,
+    openapi_extra=_body_doc(
+        {
+            "type": "object",
+            "required": ["events"],
+            "properties": {"events": {"type": "array", "items": _EVENT_SCHEMA}},
+            "description": "Also accepted: a bare JSON array of events.",
+        }
+    ),
+    summary="Track many events in one request",
+)
+async def track_batch(request: Request, caller: TrackCaller, services: ServicesDep) -> BatchResponse:
+    """Store many events; each is answered as accepted, duplicate or rejected, in request order."""
+    received = _now()
+    settings = services.settings
+    obj = await read_json(request, settings.batch_max_bytes)
+    events = obj.get("events") if isinstance(obj, dict) else obj
+    if not isinstance(events, list):
+        raise ApiError(422, 'body must be {"events": [...]} or a JSON array of events')
+    if not events:
+        raise ApiError(422, "the batch holds no events")
+    if len(events) > settings.batch_max_events:
+        raise ApiError(413, f"the batch holds {len(events)} events; the limit is {settings.batch_max_events}")
+    _rate_limit(services, caller, len(events))
+
+    results: list[BatchItemResult | None] = [None] * len(events)
+    ready: list[tuple[int, NewEvent]] = []
+    for index, obj_event in enumerate(events):
+        try:
+            ready.append(
+                (
+                    index,
+                    _prepare(
+                        obj_event,
+                        request,
+                        caller,
+                        received,
+                        "api:/api/v1/track/batch",
+                        settings.max_event_bytes,
+                    ),
+                )
+            )
+        except InvalidEvent as exc:
+            results[index] = BatchItemResult(index=index, status="rejected", reason=exc.summary)
+    outcomes = await services.writer.write([event for _, event in ready]) if ready else []
+    for (index, event), outcome in zip(ready, outcomes, strict=True):
+        if isinstance(outcome, EventRejected):
+            results[index] = BatchItemResult(
+                index=index,
+                status="rejected",
+                event_id=event.event_id,
+                reason="text PostgreSQL cannot represent",
+            )
+        else:
+            results[index] = BatchItemResult(
+                index=index, status="duplicate" if outcome.duplicate else "accepted", event_id=event.event_id
+            )
+    final = [r for r in results if r is not None]
+    counts = {s: sum(1 for r in final if r.status == s) for s in ("accepted", "duplicate", "rejected")}
+    return BatchResponse(
+        success=counts["rejected"] == 0,
+        accepted=counts["accepted"],
+        duplicates=counts["duplicate"],
+        rejected=counts["rejected"],
+        timestamp=received.isoformat(),
+        results=final,
+    )

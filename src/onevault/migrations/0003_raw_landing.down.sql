@@ -1,0 +1,2 @@
+DROP FUNCTION raw.ingest_site_events(bytea[], text[], jsonb[], text[], inet[], timestamptz[], text[]);
+DROP TABLE raw.site_tracking_events_r;

@@ -1,0 +1,82 @@
+-- The raw landing table: one row per accepted event, the event verbatim, nothing derived.
+CREATE TABLE raw.site_tracking_events_r (
+    raw_event_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_hk bytea NOT NULL REFERENCES auth.tenant_h,
+    event_id text NOT NULL CHECK (length(event_id) BETWEEN 1 AND 128),
+    raw_payload jsonb NOT NULL CHECK (jsonb_typeof(raw_payload) = 'object'),
+    received_timestamp timestamptz NOT NULL,
+    load_date timestamptz NOT NULL DEFAULT now(),
+    record_source text NOT NULL,
+    user_agent text,
+    client_ip_hash bytea,
+    processing_status text NOT NULL DEFAULT 'PENDING'
+        CHECK (processing_status IN ('PENDING', 'PROCESSED', 'ERROR')),
+    error_message text,
+    retry_count integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz,
+    processed_at timestamptz,
+    CONSTRAINT site_tracking_events_r_event_id_key UNIQUE (tenant_hk, event_id)
+);
+COMMENT ON COLUMN raw.site_tracking_events_r.event_id IS
+    'Idempotency key per tenant: the client''s event_id, or a UUID given at ingestion';
+COMMENT ON COLUMN raw.site_tracking_events_r.client_ip_hash IS
+    'SHA-256 of the client IP keyed with util.ip_hash_key; the IP itself is never stored';
+
+CREATE INDEX site_tracking_events_r_pending_idx
+    ON raw.site_tracking_events_r (tenant_hk, raw_event_id)
+    WHERE processing_status <> 'PROCESSED';
+CREATE INDEX site_tracking_events_r_tenant_received_idx
+    ON raw.site_tracking_events_r (tenant_hk, received_timestamp);
+
+-- Stores a batch of events for any tenants in one statement, idempotently.
+-- Returns one row per input position (1-based): the raw_event_id that holds the event and
+-- whether it was already there. The unique constraint decides, so racing copies store once.
+CREATE FUNCTION raw.ingest_site_events(
+    p_tenant_hks bytea[],
+    p_event_ids text[],
+    p_payloads jsonb[],
+    p_user_agents text[],
+    p_client_ips inet[],
+    p_received timestamptz[],
+    p_record_sources text[]
+) RETURNS TABLE (ord bigint, raw_event_id bigint, duplicate boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_ords bigint[];
+    v_ids bigint[];
+BEGIN
+    WITH input AS (
+        SELECT *
+        FROM unnest(p_tenant_hks, p_event_ids, p_payloads, p_user_agents, p_client_ips, p_received,
+                    p_record_sources)
+             WITH ORDINALITY AS t(tenant_hk, event_id, raw_payload, user_agent, client_ip,
+                                  received_timestamp, record_source, ord)
+    ), firsts AS (
+        SELECT DISTINCT ON (i.tenant_hk, i.event_id) i.*
+        FROM input i
+        ORDER BY i.tenant_hk, i.event_id, i.ord
+    ), ins AS (
+        INSERT INTO raw.site_tracking_events_r AS r
+            (tenant_hk, event_id, raw_payload, user_agent, client_ip_hash, received_timestamp, record_source)
+        SELECT f.tenant_hk, f.event_id, f.raw_payload, f.user_agent, util.hash_client_ip(f.client_ip),
+               f.received_timestamp, f.record_source
+        FROM firsts f
+        ORDER BY f.ord
+        ON CONFLICT ON CONSTRAINT site_tracking_events_r_event_id_key DO NOTHING
+        RETURNING r.raw_event_id, r.tenant_hk, r.event_id
+    )
+    SELECT array_agg(f.ord), array_agg(ins.raw_event_id)
+    INTO v_ords, v_ids
+    FROM firsts f
+    JOIN ins ON ins.tenant_hk = f.tenant_hk AND ins.event_id = f.event_id;
+
+    RETURN QUERY
+    SELECT n.ord, n.raw_event_id, false
+    FROM unnest(v_ords, v_ids) AS n(ord, raw_event_id)
+    UNION ALL
+    SELECT i.ord, r.raw_event_id, true
+    FROM unnest(p_tenant_hks, p_event_ids) WITH ORDINALITY AS i(tenant_hk, event_id, ord)
+    JOIN raw.site_tracking_events_r r ON r.tenant_hk = i.tenant_hk AND r.event_id = i.event_id
+    WHERE NOT (i.ord = ANY (coalesce(v_ords, '{}')));
+END;
+$$;

@@ -1,0 +1,1 @@
+DROP FUNCTION api.track_site_event(text, text, text, jsonb, inet, text, text);

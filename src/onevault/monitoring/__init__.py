@@ -1,0 +1,1 @@
+"""Health, status, dashboard and metrics endpoints."""

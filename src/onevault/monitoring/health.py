@@ -1,0 +1,75 @@
+"""`GET /health` and `GET /health/detailed`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
+
+from onevault import __version__, sqlfile
+from onevault.services import Services, ServicesDep
+
+router = APIRouter(tags=["health"])
+Q = sqlfile.load(__package__, "queries.sql")
+SERVICE_NAME = "onevault-site-tracking"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@router.get("/health", summary="Liveness (does not touch the database)")
+async def health() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "healthy", "service": SERVICE_NAME, "version": __version__, "timestamp": _now()}
+
+
+async def _probe(services: Services) -> dict[str, Any]:
+    started = time.perf_counter()
+    async with services.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(Q["server_info"])
+        info = await cur.fetchone()
+        await cur.execute(Q["backlog"])
+        backlog = await cur.fetchone()
+    return {
+        "status": "connected",
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "server_version": info["server_version"] if info else None,
+        "schema_version": info["schema_version"] if info else None,
+        "backlog": backlog,
+    }
+
+
+@router.get(
+    "/health/detailed",
+    summary="Readiness: database connectivity, pool and backlog",
+    responses={503: {"description": "The database is unreachable"}},
+)
+async def health_detailed(services: ServicesDep) -> JSONResponse:
+    """Service health including the database; 503 when PostgreSQL does not answer."""
+    stats = services.pool.get_stats()
+    pool = {
+        k: stats.get(k, 0)
+        for k in ("pool_min", "pool_max", "pool_size", "pool_available", "requests_waiting")
+    }
+    body: dict[str, Any] = {
+        "service": SERVICE_NAME,
+        "version": __version__,
+        "timestamp": _now(),
+        "pool": pool,
+    }
+    try:
+        database = await asyncio.wait_for(_probe(services), timeout=services.settings.db_timeout_seconds)
+    except (psycopg.OperationalError, PoolTimeout, TimeoutError) as exc:
+        body |= {"status": "unhealthy", "database": {"status": "unavailable", "error": type(exc).__name__}}
+        headers = {"Retry-After": str(services.settings.retry_after_seconds)}
+        return JSONResponse(body, status_code=503, headers=headers)
+    body |= {"status": "healthy", "database": database}
+    return JSONResponse(body)

@@ -1,0 +1,34 @@
+"""The long-lived objects a running service shares between requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from psycopg_pool import AsyncConnectionPool
+
+from onevault.auth.caller import TokenResolver
+from onevault.config import Settings
+from onevault.ingest.ratelimit import RateLimiter
+from onevault.ingest.writer import EventWriter
+
+
+@dataclass
+class Services:
+    """Pool, writer, token cache and limiter of one server process."""
+
+    settings: Settings
+    pool: AsyncConnectionPool
+    tokens: TokenResolver
+    writer: EventWriter
+    limiter: RateLimiter
+
+
+def get_services(request: Request) -> Services:
+    """The services of the app handling `request`."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
