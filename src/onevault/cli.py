@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -89,6 +90,9 @@ def serve(host: str, port: int, workers: int) -> None:
     # Every worker process reads its settings from the environment; hand them this database.
     os.environ["SYSTEM_DATABASE_URL"] = url
     get_settings.cache_clear()
+    # uvicorn re-raises SIGTERM once it has shut down; exiting through SystemExit instead lets the
+    # embedded PostgreSQL be stopped cleanly by its exit handler.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "onevault.app:create_app",
         factory=True,

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
 
     pool_min_size: int = Field(default=2, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
-    db_timeout_seconds: float = Field(default=2.0, gt=0)
+    db_timeout_seconds: float = Field(default=1.5, gt=0)
     retry_after_seconds: int = Field(default=2, ge=1)
 
     writer_batch_size: int = Field(default=500, ge=1)

@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from onevault.config import get_settings
 from onevault.db import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -29,13 +28,9 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def unavailable() -> ApiError:
-    """503 telling the client when to retry."""
-    return ApiError(
-        503,
-        "database unavailable, retry later",
-        headers={"Retry-After": str(get_settings().retry_after_seconds)},
-    )
+def _retry_after(request: Request) -> str:
+    services = getattr(request.app.state, "services", None)
+    return str(services.settings.retry_after_seconds if services else 1)
 
 
 def format_validation_errors(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -68,10 +63,13 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
-    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
+    async def _db_down(request: Request, exc: Exception) -> JSONResponse:
         logger.error("❌ Database unavailable: %s", type(exc).__name__)
-        err = unavailable()
-        return JSONResponse({"detail": err.detail}, status_code=503, headers=err.headers)
+        return JSONResponse(
+            {"detail": "database unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": _retry_after(request)},
+        )
 
     for exc_type in (DatabaseUnavailable, PoolTimeout, psycopg.OperationalError):
         app.add_exception_handler(exc_type, _db_down)

