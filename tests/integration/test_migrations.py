@@ -44,7 +44,7 @@ def leftovers(url: str) -> dict[str, list[str]]:
             "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) ORDER BY 1", (list(ALL_SCHEMAS),)
         ).fetchall()
         relations = conn.execute(
-            "SELECT n.nspname || '.' || c.relname || ' (' || c.relkind || ')' FROM pg_class c "
+            "SELECT n.nspname || '.' || c.relname || ' (' || c.relkind::text || ')' FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s) ORDER BY 1",
             (list(ALL_SCHEMAS),),
         ).fetchall()
