@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -69,13 +70,19 @@ def with_dbname(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def pg_url() -> Iterator[str]:
     """Admin URL of the PostgreSQL the tests use (TEST_DATABASE_URL, SYSTEM_DATABASE_URL or embedded)."""
     configured = os.environ.get("TEST_DATABASE_URL") or os.environ.get("SYSTEM_DATABASE_URL")
     if configured:
-        return configured
-    base = Path("/tmp") / f"onevault-tests-{os.getpid()}"
-    return start_embedded_server(base).url
+        yield configured
+        return
+    base = Path(f"/tmp/onevault-tests-{uuid.uuid4().hex[:8]}")
+    server = start_embedded_server(base)
+    try:
+        yield server.url
+    finally:
+        server.handle.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from onevault.ingest import routes as ingest_routes
 from onevault.ingest.ratelimit import RateLimiter
 from onevault.ingest.writer import EventWriter
 from onevault.monitoring import health
+from onevault.pipeline.runner import PipelineRunner
 from onevault.services import Services
 
 logger = logging.getLogger(__name__)
@@ -77,18 +78,24 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             timeout=settings.db_timeout_seconds,
         )
         writer.start()
+        pipeline = PipelineRunner(
+            pool, batch_size=settings.pipeline_batch_size, sweep_seconds=settings.pipeline_sweep_seconds
+        )
+        pipeline.start()
         app.state.services = Services(
             settings=settings,
             pool=pool,
             tokens=TokenResolver(pool, settings.auth_cache_seconds),
             writer=writer,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+            pipeline=pipeline,
         )
         logger.info("OneVault Site Tracking %s ready", __version__)
         try:
             yield
         finally:
             await writer.close()
+            await pipeline.close()
             await pool.close()
             logger.info("OneVault Site Tracking stopped")
 

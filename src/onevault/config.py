@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     writer_batch_size: int = Field(default=500, ge=1)
     writer_concurrency: int = Field(default=2, ge=1)
 
+    pipeline_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    pipeline_sweep_seconds: float = Field(default=2.0, gt=0)
+
     max_event_bytes: int = Field(default=64 * 1024, ge=1024)
     batch_max_events: int = Field(default=1000, ge=1)
     batch_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)

@@ -12,17 +12,19 @@ from onevault.auth.caller import TokenResolver
 from onevault.config import Settings
 from onevault.ingest.ratelimit import RateLimiter
 from onevault.ingest.writer import EventWriter
+from onevault.pipeline.runner import PipelineRunner
 
 
 @dataclass
 class Services:
-    """Pool, writer, token cache and limiter of one server process."""
+    """Pool, writer, token cache, limiter and pipeline runner of one server process."""
 
     settings: Settings
     pool: AsyncConnectionPool
     tokens: TokenResolver
     writer: EventWriter
     limiter: RateLimiter
+    pipeline: PipelineRunner
 
 
 def get_services(request: Request) -> Services:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 import uuid
@@ -39,13 +40,15 @@ def test_200_concurrent_copies_of_one_event_store_one_row(
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
+def own_server() -> Iterator[EmbeddedServer]:
     """A PostgreSQL of this test's own, so it can be stopped without disturbing other tests."""
-    server = start_embedded_server(Path(f"/tmp/onevault-outage-{uuid.uuid4().hex[:8]}"))
+    base = Path(f"/tmp/onevault-outage-{uuid.uuid4().hex[:8]}")
+    server = start_embedded_server(base)
     try:
         yield server
     finally:
         server.handle.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_database_outage_answers_503_fast_loses_nothing_and_recovers(own_server: EmbeddedServer) -> None:

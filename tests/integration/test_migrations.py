@@ -11,12 +11,12 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 from psycopg.conninfo import conninfo_to_dict
+from tests.conftest import make_tenant
 
 from onevault import migrations
 from onevault.auth import store
 from onevault.cli import main
 from onevault.config import get_settings
-from tests.conftest import make_tenant
 
 PRODUCT_SCHEMAS = ("raw", "staging", "business", "api", "auth")
 ALL_SCHEMAS = (*PRODUCT_SCHEMAS, "util")
@@ -147,20 +147,20 @@ def test_up_down_up_on_populated_database(empty_db_url: str) -> None:
 
 
 def test_rollback_without_target_removes_only_the_latest(empty_db_url: str) -> None:
-    """`rollback()` with no target undoes just the latest migration; upgrade re-applies it."""
+    """`rollback()` with no target undoes exactly the latest migration; upgrade re-applies it."""
+    migrations.upgrade(empty_db_url, target=N - 1)
+    before_latest = leftovers(empty_db_url)
     migrations.upgrade(empty_db_url)
-    latest = migrations.available()[-1]
+    full = leftovers(empty_db_url)
+    assert full != before_latest
     done = migrations.rollback(empty_db_url)
-    assert [m.version for m in done] == [latest.version]
+    assert [m.version for m in done] == [N]
     assert applied_versions(empty_db_url) == list(range(1, N))
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        gone = conn.execute("SELECT to_regproc('api.track_site_event')").fetchone()
-        kept = conn.execute("SELECT to_regclass('raw.site_tracking_events_r')").fetchone()
-    assert gone == (None,)
-    assert kept is not None and kept[0] is not None
+    assert leftovers(empty_db_url) == before_latest
     again = migrations.upgrade(empty_db_url)
-    assert [m.version for m in again] == [latest.version]
+    assert [m.version for m in again] == [N]
     assert_fully_migrated(empty_db_url)
+    assert leftovers(empty_db_url) == full
 
 
 def test_upgrade_stops_at_target(empty_db_url: str) -> None:
@@ -294,3 +294,17 @@ def test_cli_refuses_database_ahead(cli: CliRunner, empty_db_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert "9999" in result.stdout
     assert "unknown to this release" in result.stdout
+
+
+@pytest.mark.parametrize("command", [("db", "status"), ("db", "upgrade"), ("db", "rollback")])
+def test_cli_db_commands_report_unreachable_database(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """`onevault db ...` against an unreachable PostgreSQL exits non-zero with a message, not a traceback."""
+    monkeypatch.setenv("SYSTEM_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2")
+    get_settings.cache_clear()
+    result = cli.invoke(main, list(command))
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "cannot reach PostgreSQL" in result.output
+    assert "Traceback" not in result.output

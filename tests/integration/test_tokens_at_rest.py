@@ -66,7 +66,8 @@ def test_tokens_are_never_stored_in_clear(conn: psycopg.Connection) -> None:
     ]
     store.revoke_token(conn, created[0].token_id)
     conn.execute(
-        "SELECT api.track_site_event('one_spa', 'https://x.test/p', 'page_view', '{}', '10.0.0.1', 'UA', 'e1')"
+        "SELECT api.track_site_event('one_spa', 'https://x.test/p', 'page_view', '{}', "
+        "'10.0.0.1', 'UA', 'e1')"
     )
     tokens = [t.token for t in created]
     # Positive controls: the scan does find text and hex-encoded bytea values.
@@ -86,9 +87,7 @@ def test_tokens_are_never_stored_in_clear(conn: psycopg.Connection) -> None:
         ).fetchall()
         assert len(hashes) == 1
         assert new.token_id == hashlib.sha256(new.token.encode()).hexdigest()[:12]
-    stored = {
-        bytes(r[0]) for r in conn.execute("SELECT api_token_hk FROM auth.api_token_h").fetchall()
-    }
+    stored = {bytes(r[0]) for r in conn.execute("SELECT api_token_hk FROM auth.api_token_h").fetchall()}
     assert stored == {hashlib.sha256(t.encode()).digest() for t in tokens}
 
 

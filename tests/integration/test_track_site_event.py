@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import errors
+from tests.conftest import Tenant, make_tenant
 
 from onevault.auth import store
-from tests.conftest import Tenant, make_tenant
 
 FULL_CALL = (
     "SELECT api.track_site_event('one_spa', 'https://x.test/p', 'page_view', '{\"a\":1}', "
@@ -62,7 +62,8 @@ def test_first_call_stores_the_event(conn: psycopg.Connection, tenant: Tenant) -
     assert result["duplicate"] is False
     row = conn.execute(
         "SELECT r.raw_event_id, r.event_id, t.tenant_bk, r.user_agent, r.processing_status, r.retry_count, "
-        "r.received_timestamp IS NOT NULL FROM raw.site_tracking_events_r r JOIN auth.tenant_h t USING (tenant_hk)"
+        "r.received_timestamp IS NOT NULL "
+        "FROM raw.site_tracking_events_r r JOIN auth.tenant_h t USING (tenant_hk)"
     ).fetchall()
     assert row == [(result["raw_event_id"], "evt-1", "one_spa", "UA/1.0", "PENDING", 0, True)]
 
@@ -121,9 +122,7 @@ def test_client_ip_is_stored_only_as_keyed_hash(conn: psycopg.Connection, tenant
     track(conn, client_ip="10.0.0.1", event_id="b")
     track(conn, client_ip="10.0.0.2", event_id="c")
     track(conn, client_ip=None, event_id="d")
-    hashes = dict(
-        conn.execute("SELECT event_id, client_ip_hash FROM raw.site_tracking_events_r").fetchall()
-    )
+    hashes = dict(conn.execute("SELECT event_id, client_ip_hash FROM raw.site_tracking_events_r").fetchall())
     assert len(hashes["a"]) == 32
     assert hashes["a"] == hashes["b"]
     assert hashes["a"] != hashes["c"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import math
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Depends, Request
 
 from onevault.auth.caller import Caller, require
@@ -25,8 +27,10 @@ from onevault.ingest.models import (
     validate_event,
 )
 from onevault.ingest.writer import EventRejected, NewEvent, Stored
+from onevault.pipeline.runner import ProcessingFailed
 from onevault.services import Services, ServicesDep
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/track", tags=["tracking"])
 TrackCaller = Annotated[Caller, Depends(require("track"))]
 
@@ -141,7 +145,24 @@ def _answer(
 async def track(request: Request, caller: TrackCaller, services: ServicesDep) -> TrackResponse:
     """Store one event and process it through the pipeline before answering."""
     event, stored = await _store_one(request, caller, services, "api:/api/v1/track")
-    pipeline = PipelineState(status="pending", detail="the processing pipeline is not installed")
+    logger.info("🔄 Triggering automatic site tracking processing...")
+    try:
+        result = await services.pipeline.process_now(caller.customer_id)
+        if result.get("processed") is False:
+            logger.info("ℹ️ No processing needed - all events up to date")
+        else:
+            logger.info("✅ Processing result: %s", result)
+        outcome, reasons = await services.pipeline.outcome(stored.raw_event_id)
+    except (ProcessingFailed, psycopg.Error) as exc:
+        logger.warning("⚠️ Site tracking processing failed (non-critical): %s", {"error": str(exc)})
+        services.pipeline.notify(caller.customer_id)
+        pipeline = PipelineState(status="pending", detail="processing failed; the event is stored and queued")
+    else:
+        detail = "; ".join(reasons) if reasons else None
+        if outcome == "pending":
+            detail = "queued behind other events; processing follows in the background"
+            services.pipeline.notify(caller.customer_id)
+        pipeline = PipelineState(status=outcome, detail=detail)
     return _answer(event, stored, "automatic", pipeline)
 
 
@@ -156,6 +177,8 @@ async def track(request: Request, caller: TrackCaller, services: ServicesDep) ->
 async def track_async(request: Request, caller: TrackCaller, services: ServicesDep) -> TrackResponse:
     """Store one event durably and answer at once; processing follows in the background."""
     event, stored = await _store_one(request, caller, services, "api:/api/v1/track/async")
+    if not stored.duplicate:
+        services.pipeline.notify(caller.customer_id)
     return _answer(event, stored, "background", None)
 
 
@@ -220,6 +243,8 @@ async def track_batch(request: Request, caller: TrackCaller, services: ServicesD
             results[index] = BatchItemResult(
                 index=index, status="duplicate" if outcome.duplicate else "accepted", event_id=event.event_id
             )
+    if any(isinstance(o, Stored) and not o.duplicate for o in outcomes):
+        services.pipeline.notify(caller.customer_id)
     final = [r for r in results if r is not None]
     counts = {s: sum(1 for r in final if r.status == s) for s in ("accepted", "duplicate", "rejected")}
     return BatchResponse(

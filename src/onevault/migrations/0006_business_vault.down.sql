@@ -1,0 +1,11 @@
+DROP TABLE business.site_session_summary_s;
+DROP TABLE business.site_visitor_details_s;
+DROP TABLE business.site_page_details_s;
+DROP TABLE business.site_event_details_s;
+DROP TABLE business.site_session_visitor_l;
+DROP TABLE business.site_event_page_l;
+DROP TABLE business.site_event_session_l;
+DROP TABLE business.site_event_h;
+DROP TABLE business.site_page_h;
+DROP TABLE business.site_session_h;
+DROP TABLE business.site_visitor_h;

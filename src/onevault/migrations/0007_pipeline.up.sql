@@ -1,0 +1,428 @@
+-- The pipeline: raw → staging → business, set-based, one bounded batch per call.
+
+-- raw → staging: validate, normalise and enrich the given raw events (those not staged yet),
+-- deriving visitors and 30-minute sessions where the client sent none.
+CREATE FUNCTION staging.stage_events(p_raw_ids bigint[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    WITH src AS (
+        SELECT r.raw_event_id, r.tenant_hk, r.event_id, r.record_source, r.received_timestamp AS received_at,
+               r.user_agent, r.client_ip_hash, r.raw_payload AS p,
+               CASE WHEN jsonb_typeof(r.raw_payload -> 'event_data') = 'object'
+                    THEN r.raw_payload -> 'event_data' ELSE '{}'::jsonb END AS d,
+               r.raw_payload ? 'event_data' AND r.raw_payload -> 'event_data' <> 'null'::jsonb
+                   AND jsonb_typeof(r.raw_payload -> 'event_data') <> 'object' AS bad_event_data
+        FROM raw.site_tracking_events_r r
+        WHERE r.raw_event_id = ANY (p_raw_ids)
+          AND NOT EXISTS (SELECT 1 FROM staging.site_tracking_events_s s WHERE s.raw_event_id = r.raw_event_id)
+    ), fields AS (
+        -- Known keys are read at the top level first, then inside event_data.
+        SELECT src.*,
+               coalesce(p ->> 'event_type', d ->> 'event_type', 'page_view') AS event_type,
+               coalesce(p ->> 'page_url', d ->> 'page_url') AS page_url_in,
+               coalesce(p ->> 'referrer', d ->> 'referrer') AS referrer_in,
+               coalesce(p ->> 'page_title', d ->> 'page_title') AS page_title,
+               coalesce(nullif(p -> 'timestamp', 'null'), d -> 'timestamp') AS ts_in,
+               coalesce(nullif(p -> 'sent_at', 'null'), d -> 'sent_at') AS sent_in,
+               coalesce(p ->> 'session_id', d ->> 'session_id') AS session_in,
+               coalesce(p ->> 'visitor_id', d ->> 'visitor_id') AS visitor_in,
+               coalesce(p ->> 'user_id', d ->> 'user_id') AS user_id
+        FROM src
+    ), enriched AS (
+        SELECT f.*,
+               u.url AS page_url, u.host AS page_host, u.path AS page_path, u.query AS page_query,
+               ru.url AS referrer_url, ru.host AS referrer_host,
+               coalesce(ua.browser_family, fb.browser_family) AS browser_family,
+               coalesce(ua.browser_version, fb.browser_version) AS browser_version,
+               coalesce(ua.os_family, fb.os_family) AS os_family,
+               coalesce(ua.os_version, fb.os_version) AS os_version,
+               coalesce(ua.device_type, fb.device_type) AS device_type,
+               coalesce(ua.is_bot, fb.is_bot, false) AS is_bot,
+               t.ts, t.sent,
+               CASE WHEN t.ts IS NULL THEN f.received_at
+                    WHEN t.sent IS NOT NULL THEN f.received_at - (t.sent - t.ts)
+                    ELSE t.ts END AS occurred_at,
+               CASE WHEN t.sent IS NOT NULL
+                    THEN (extract(epoch FROM (t.sent - f.received_at)) * 1000)::bigint END AS clock_skew_ms,
+               coalesce(f.visitor_in, 'anon-' || left(encode(sha256(
+                   f.tenant_hk || coalesce(f.client_ip_hash, '\x'::bytea)
+                   || convert_to(coalesce(f.user_agent, ''), 'UTF8')), 'hex'), 32)) AS visitor_id
+        FROM fields f
+        LEFT JOIN LATERAL util.split_url(f.page_url_in) u ON true
+        LEFT JOIN LATERAL util.split_url(f.referrer_in) ru ON true
+        LEFT JOIN staging.user_agent_parse ua
+               ON ua.user_agent_hk = sha256(convert_to(f.user_agent, 'UTF8'))
+        LEFT JOIN LATERAL (SELECT * FROM staging.classify_user_agent(f.user_agent) c
+                           WHERE ua.user_agent_hk IS NULL) fb ON true
+        CROSS JOIN LATERAL (SELECT util.client_time(f.ts_in) AS ts, util.client_time(f.sent_in) AS sent) t
+    ), checked AS (
+        SELECT e.*,
+               array_remove(ARRAY[
+                   CASE WHEN e.page_url_in IS NOT NULL AND e.page_url IS NULL
+                        THEN 'page_url is not an absolute http(s) URL' END,
+                   CASE WHEN e.event_type !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN 'invalid event_type' END,
+                   CASE WHEN e.bad_event_data THEN 'event_data is not an object' END,
+                   CASE WHEN e.ts_in IS NOT NULL AND e.ts IS NULL
+                        THEN 'timestamp is neither ISO 8601 nor epoch milliseconds' END,
+                   CASE WHEN e.sent_in IS NOT NULL AND e.sent IS NULL
+                        THEN 'sent_at is neither ISO 8601 nor epoch milliseconds' END,
+                   CASE WHEN e.occurred_at > e.received_at + interval '1 day' THEN 'timestamp is in the future' END,
+                   CASE WHEN e.occurred_at < timestamptz '2000-01-01' THEN 'timestamp is before 2000' END
+               ], NULL) AS invalid_reasons,
+               array_remove(ARRAY[
+                   CASE WHEN e.is_bot THEN 'bot user agent' END,
+                   CASE WHEN e.occurred_at < e.received_at - interval '30 days'
+                         AND e.occurred_at >= timestamptz '2000-01-01'
+                        THEN 'timestamp more than 30 days before receipt' END
+               ], NULL) AS suspicious_reasons,
+               util.hash_key(e.tenant_hk, e.visitor_id) AS site_visitor_hk
+        FROM enriched e
+    ), seq AS (
+        -- Sessions: the client's, else per visitor a new one after 30 minutes without events,
+        -- continuing the visitor's open session of earlier batches.
+        SELECT c.*,
+               cardinality(c.invalid_reasons) = 0 AND c.session_in IS NULL AS derive_session,
+               st.session_id AS open_session, st.session_start AS open_start, st.last_event_at AS open_last,
+               lag(c.occurred_at) OVER w AS prev_at
+        FROM checked c
+        LEFT JOIN staging.visitor_session_state st
+               ON st.site_visitor_hk = c.site_visitor_hk AND c.session_in IS NULL
+        WINDOW w AS (PARTITION BY c.site_visitor_hk, c.session_in IS NULL AND cardinality(c.invalid_reasons) = 0
+                     ORDER BY c.occurred_at, c.raw_event_id)
+    ), flagged AS (
+        SELECT s.*,
+               CASE WHEN NOT s.derive_session THEN 0
+                    WHEN s.prev_at IS NULL THEN
+                        CASE WHEN s.open_session IS NOT NULL
+                                  AND s.occurred_at <= s.open_last + interval '30 minutes'
+                                  AND s.occurred_at >= s.open_start - interval '30 minutes' THEN 0 ELSE 1 END
+                    WHEN s.occurred_at > s.prev_at + interval '30 minutes' THEN 1
+                    ELSE 0 END AS starts_session
+        FROM seq s
+    ), numbered AS (
+        SELECT fl.*,
+               sum(fl.starts_session) OVER (PARTITION BY fl.site_visitor_hk, fl.derive_session
+                                            ORDER BY fl.occurred_at, fl.raw_event_id) AS session_no
+        FROM flagged fl
+    ), sessions AS (
+        SELECT n.*,
+               CASE WHEN NOT n.derive_session THEN n.session_in
+                    WHEN n.session_no = 0 THEN n.open_session
+                    ELSE n.visitor_id || ':' || to_char(
+                        min(n.occurred_at) OVER (PARTITION BY n.site_visitor_hk, n.derive_session, n.session_no)
+                            AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS.MS') END AS session_id
+        FROM numbered n
+    ), ins AS (
+        INSERT INTO staging.site_tracking_events_s (
+            raw_event_id, tenant_hk, event_id, record_source, validation_status, validation_reasons, quality_score,
+            event_type, page_url, page_host, page_path, page_query, page_title,
+            utm_source, utm_medium, utm_campaign, utm_term, utm_content,
+            referrer_url, referrer_host, referrer_class,
+            user_agent, browser_family, browser_version, os_family, os_version, device_type, is_bot,
+            client_ip_hash, received_at, occurred_at, clock_skew_ms,
+            session_id, session_derived, visitor_id, visitor_derived, user_id, event_properties,
+            site_event_hk, site_session_hk, site_visitor_hk, site_page_hk)
+        SELECT s.raw_event_id, s.tenant_hk, s.event_id, 'staging:' || s.record_source,
+               CASE WHEN cardinality(s.invalid_reasons) > 0 THEN 'INVALID'
+                    WHEN cardinality(s.suspicious_reasons) > 0 THEN 'SUSPICIOUS' ELSE 'VALID' END,
+               s.invalid_reasons || s.suspicious_reasons,
+               CASE WHEN cardinality(s.invalid_reasons) > 0 THEN 0
+                    ELSE greatest(0, 1.0
+                        - CASE WHEN s.page_url IS NULL THEN 0.15 ELSE 0 END
+                        - CASE WHEN s.visitor_in IS NULL THEN 0.1 ELSE 0 END
+                        - CASE WHEN s.session_in IS NULL THEN 0.1 ELSE 0 END
+                        - CASE WHEN s.user_agent IS NULL THEN 0.1 ELSE 0 END
+                        - CASE WHEN cardinality(s.suspicious_reasons) > 0 THEN 0.3 ELSE 0 END) END,
+               s.event_type, s.page_url, s.page_host, s.page_path, s.page_query, s.page_title,
+               util.query_param(s.page_query, 'utm_source'), util.query_param(s.page_query, 'utm_medium'),
+               util.query_param(s.page_query, 'utm_campaign'), util.query_param(s.page_query, 'utm_term'),
+               util.query_param(s.page_query, 'utm_content'),
+               s.referrer_url, s.referrer_host, staging.referrer_class(s.referrer_host, s.page_host),
+               s.user_agent, s.browser_family, s.browser_version, s.os_family, s.os_version, s.device_type, s.is_bot,
+               s.client_ip_hash, s.received_at, s.occurred_at, s.clock_skew_ms,
+               s.session_id, s.derive_session, s.visitor_id, s.visitor_in IS NULL, s.user_id, s.d,
+               util.hash_key(s.tenant_hk, s.event_id),
+               util.hash_key(s.tenant_hk, s.session_id),
+               s.site_visitor_hk,
+               util.hash_key(s.tenant_hk, split_part(s.page_url, '?', 1))
+        FROM sessions s
+        ON CONFLICT (raw_event_id) DO NOTHING
+        RETURNING raw_event_id, tenant_hk, site_visitor_hk, session_id, session_derived, occurred_at
+    ), latest AS (
+        SELECT DISTINCT ON (i.site_visitor_hk) i.site_visitor_hk, i.tenant_hk, i.session_id,
+               min(i.occurred_at) OVER (PARTITION BY i.site_visitor_hk, i.session_id) AS session_start,
+               max(i.occurred_at) OVER (PARTITION BY i.site_visitor_hk, i.session_id) AS last_event_at
+        FROM ins i
+        WHERE i.session_derived
+        ORDER BY i.site_visitor_hk, i.occurred_at DESC, i.raw_event_id DESC
+    ), remember AS (
+        INSERT INTO staging.visitor_session_state AS st
+            (site_visitor_hk, tenant_hk, session_id, session_start, last_event_at)
+        SELECT site_visitor_hk, tenant_hk, session_id, session_start, last_event_at FROM latest
+        ON CONFLICT (site_visitor_hk) DO UPDATE
+            SET session_id = EXCLUDED.session_id,
+                session_start = CASE WHEN st.session_id = EXCLUDED.session_id
+                                     THEN least(st.session_start, EXCLUDED.session_start)
+                                     ELSE EXCLUDED.session_start END,
+                last_event_at = EXCLUDED.last_event_at
+            WHERE EXCLUDED.last_event_at >= st.last_event_at
+    )
+    SELECT count(*) INTO v_count FROM ins;
+    RETURN v_count;
+END;
+$$;
+
+-- staging → business: hubs, then links, then satellites, for the given events' staging rows
+-- that are loadable (VALID or SUSPICIOUS) and not loaded yet. Returns the number loaded.
+CREATE FUNCTION staging.load_business(p_raw_ids bigint[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids bigint[];
+    v_now timestamptz := clock_timestamp();
+BEGIN
+    SELECT array_agg(s.raw_event_id) INTO v_ids
+    FROM staging.site_tracking_events_s s
+    WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID' AND s.business_loaded_at IS NULL;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    INSERT INTO business.site_visitor_h (site_visitor_hk, site_visitor_bk, tenant_hk, record_source)
+    SELECT DISTINCT ON (site_visitor_hk) site_visitor_hk, visitor_id, tenant_hk, 'site_tracking'
+    FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids)
+    ON CONFLICT DO NOTHING;
+
+    INSERT INTO business.site_session_h (site_session_hk, site_session_bk, tenant_hk, record_source)
+    SELECT DISTINCT ON (site_session_hk) site_session_hk, session_id, tenant_hk, 'site_tracking'
+    FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids)
+    ON CONFLICT DO NOTHING;
+
+    INSERT INTO business.site_page_h (site_page_hk, site_page_bk, tenant_hk, record_source)
+    SELECT DISTINCT ON (site_page_hk) site_page_hk, split_part(page_url, '?', 1), tenant_hk, 'site_tracking'
+    FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids) AND page_url IS NOT NULL
+    ON CONFLICT DO NOTHING;
+
+    INSERT INTO business.site_event_h (site_event_hk, site_event_bk, tenant_hk, record_source)
+    SELECT DISTINCT ON (site_event_hk) site_event_hk, event_id, tenant_hk, 'site_tracking'
+    FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids)
+    ON CONFLICT DO NOTHING;
+
+    INSERT INTO business.site_event_session_l (link_event_session_hk, site_event_hk, site_session_hk, tenant_hk,
+                                               record_source)
+    SELECT DISTINCT ON (1) sha256(site_event_hk || site_session_hk), site_event_hk, site_session_hk, tenant_hk,
+           'site_tracking'
+    FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids)
+    ON CONFLICT DO NOTHING;
+
+    INSERT INTO business.site_event_page_l (link_event_page_hk, site_event_hk, site_page_hk, tenant_hk, record_source)
+    SELECT DISTINCT ON (1) sha256(site_event_hk || site_page_hk), site_event_hk, site_page_hk, tenant_hk,
+           'site_tracking'
+    FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids) AND page_url IS NOT NULL
+    ON CONFLICT DO NOTHING;
+
+    INSERT INTO business.site_session_visitor_l (link_session_visitor_hk, site_session_hk, site_visitor_hk,
+                                                 tenant_hk, record_source)
+    SELECT DISTINCT ON (1) sha256(site_session_hk || site_visitor_hk), site_session_hk, site_visitor_hk, tenant_hk,
+           'site_tracking'
+    FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids)
+    ON CONFLICT DO NOTHING;
+
+    -- Events never change: one details row per event (a replayed event adds nothing).
+    INSERT INTO business.site_event_details_s (
+        site_event_hk, load_date, hash_diff, tenant_hk, raw_event_id, event_type, occurred_at, received_at,
+        page_url, referrer_url, referrer_host, referrer_class, utm_source, utm_medium, utm_campaign, utm_term,
+        utm_content, user_id, is_bot, validation_status, quality_score, event_properties, record_source)
+    SELECT DISTINCT ON (s.site_event_hk)
+           s.site_event_hk, v_now,
+           sha256(convert_to(ROW(s.event_type, s.occurred_at, s.page_url, s.referrer_url, s.user_id,
+                                 s.event_properties)::text, 'UTF8')),
+           s.tenant_hk, s.raw_event_id, s.event_type, s.occurred_at, s.received_at, s.page_url, s.referrer_url,
+           s.referrer_host, s.referrer_class, s.utm_source, s.utm_medium, s.utm_campaign, s.utm_term,
+           s.utm_content, s.user_id, s.is_bot, s.validation_status, s.quality_score, s.event_properties,
+           'site_tracking'
+    FROM staging.site_tracking_events_s s
+    WHERE s.raw_event_id = ANY (v_ids)
+      AND NOT EXISTS (SELECT 1 FROM business.site_event_details_s x WHERE x.site_event_hk = s.site_event_hk)
+    ORDER BY s.site_event_hk, s.raw_event_id;
+
+    -- Page and visitor details: a new row only when the attributes (hash_diff) change.
+    INSERT INTO business.site_page_details_s (site_page_hk, load_date, hash_diff, tenant_hk, page_host, page_path,
+                                              page_title, record_source)
+    SELECT n.site_page_hk, v_now, n.hash_diff, n.tenant_hk, n.page_host, n.page_path, n.page_title, 'site_tracking'
+    FROM (
+        SELECT DISTINCT ON (s.site_page_hk) s.site_page_hk, s.tenant_hk, s.page_host, s.page_path,
+               coalesce(s.page_title, cur.page_title) AS page_title,
+               sha256(convert_to(ROW(s.page_host, s.page_path, coalesce(s.page_title, cur.page_title))::text, 'UTF8'))
+                   AS hash_diff,
+               cur.hash_diff AS current_hash_diff
+        FROM staging.site_tracking_events_s s
+        LEFT JOIN LATERAL (SELECT x.hash_diff, x.page_title FROM business.site_page_details_s x
+                           WHERE x.site_page_hk = s.site_page_hk ORDER BY x.load_date DESC LIMIT 1) cur ON true
+        WHERE s.raw_event_id = ANY (v_ids) AND s.page_url IS NOT NULL
+        ORDER BY s.site_page_hk, s.occurred_at DESC, s.raw_event_id DESC
+    ) n
+    WHERE n.hash_diff IS DISTINCT FROM n.current_hash_diff;
+
+    INSERT INTO business.site_visitor_details_s (site_visitor_hk, load_date, hash_diff, tenant_hk, user_id,
+                                                 browser_family, browser_version, os_family, os_version,
+                                                 device_type, is_bot, is_derived, record_source)
+    SELECT n.site_visitor_hk, v_now, n.hash_diff, n.tenant_hk, n.user_id, n.browser_family, n.browser_version,
+           n.os_family, n.os_version, n.device_type, n.is_bot, n.visitor_derived, 'site_tracking'
+    FROM (
+        SELECT DISTINCT ON (s.site_visitor_hk) s.*,
+               sha256(convert_to(ROW(s.user_id, s.browser_family, s.browser_version, s.os_family, s.os_version,
+                                     s.device_type, s.is_bot, s.visitor_derived)::text, 'UTF8')) AS hash_diff
+        FROM staging.site_tracking_events_s s
+        WHERE s.raw_event_id = ANY (v_ids)
+        ORDER BY s.site_visitor_hk, s.occurred_at DESC, s.raw_event_id DESC
+    ) n
+    WHERE n.hash_diff IS DISTINCT FROM (SELECT x.hash_diff FROM business.site_visitor_details_s x
+                                        WHERE x.site_visitor_hk = n.site_visitor_hk
+                                        ORDER BY x.load_date DESC LIMIT 1);
+
+    -- Session summaries, recomputed from every event of each session this batch touched.
+    INSERT INTO business.site_session_summary_s (
+        site_session_hk, load_date, hash_diff, tenant_hk, session_start, session_end, page_views, event_count,
+        duration_seconds, entry_page, exit_page, is_bounce, is_bot, referrer_host, referrer_class, utm_source,
+        utm_medium, utm_campaign, utm_term, utm_content, record_source)
+    SELECT a.site_session_hk, v_now,
+           sha256(convert_to(ROW(a.session_start, a.session_end, a.page_views, a.event_count, a.entry_page,
+                                 a.exit_page, a.is_bot, a.referrer_host, a.utm_source, a.utm_medium,
+                                 a.utm_campaign, a.utm_term, a.utm_content)::text, 'UTF8')),
+           a.tenant_hk, a.session_start, a.session_end, a.page_views, a.event_count,
+           extract(epoch FROM a.session_end - a.session_start)::integer, a.entry_page, a.exit_page,
+           a.page_views <= 1, a.is_bot, a.referrer_host, staging.referrer_class(a.referrer_host, a.entry_host),
+           a.utm_source, a.utm_medium, a.utm_campaign, a.utm_term, a.utm_content, 'site_tracking'
+    FROM (
+        SELECT l.site_session_hk, min(l.tenant_hk) AS tenant_hk,
+               min(d.occurred_at) AS session_start, max(d.occurred_at) AS session_end,
+               count(*) FILTER (WHERE d.event_type = 'page_view')::integer AS page_views,
+               count(*)::integer AS event_count,
+               (array_agg(d.page_url ORDER BY d.occurred_at, d.raw_event_id)
+                    FILTER (WHERE d.page_url IS NOT NULL))[1] AS entry_page,
+               (array_agg(d.page_url ORDER BY d.occurred_at DESC, d.raw_event_id DESC)
+                    FILTER (WHERE d.page_url IS NOT NULL))[1] AS exit_page,
+               (array_agg((util.split_url(d.page_url)).host ORDER BY d.occurred_at, d.raw_event_id)
+                    FILTER (WHERE d.page_url IS NOT NULL))[1] AS entry_host,
+               bool_or(d.is_bot) AS is_bot,
+               (array_agg(d.referrer_host ORDER BY d.occurred_at, d.raw_event_id))[1] AS referrer_host,
+               (array_agg(d.utm_source ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_source,
+               (array_agg(d.utm_medium ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_medium,
+               (array_agg(d.utm_campaign ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_campaign,
+               (array_agg(d.utm_term ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_term,
+               (array_agg(d.utm_content ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_content
+        FROM (SELECT DISTINCT site_session_hk FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids)) t
+        JOIN business.site_event_session_l l ON l.site_session_hk = t.site_session_hk
+        JOIN business.site_event_details_s d ON d.site_event_hk = l.site_event_hk
+        GROUP BY l.site_session_hk
+    ) a
+    WHERE sha256(convert_to(ROW(a.session_start, a.session_end, a.page_views, a.event_count, a.entry_page,
+                                a.exit_page, a.is_bot, a.referrer_host, a.utm_source, a.utm_medium,
+                                a.utm_campaign, a.utm_term, a.utm_content)::text, 'UTF8'))
+          IS DISTINCT FROM (SELECT x.hash_diff FROM business.site_session_summary_s x
+                            WHERE x.site_session_hk = a.site_session_hk ORDER BY x.load_date DESC LIMIT 1);
+
+    UPDATE staging.site_tracking_events_s SET business_loaded_at = clock_timestamp()
+    WHERE raw_event_id = ANY (v_ids);
+    RETURN cardinality(v_ids);
+END;
+$$;
+
+-- Claims up to p_limit due events of one tenant (one run per tenant at a time) and processes
+-- them in the caller's transaction. A batch that fails is retried event by event, so one bad
+-- event is marked ERROR (retried later with backoff) without holding back the others.
+CREATE FUNCTION staging.process_batch(p_tenant_hk bytea, p_limit integer DEFAULT 1000) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids bigint[];
+    v_id bigint;
+    v_staged integer := 0;
+    v_loaded integer := 0;
+    v_errors integer := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex')));
+    SELECT array_agg(c.raw_event_id ORDER BY c.raw_event_id) INTO v_ids
+    FROM (
+        SELECT r.raw_event_id
+        FROM raw.site_tracking_events_r r
+        WHERE r.tenant_hk = p_tenant_hk
+          AND r.processing_status <> 'PROCESSED'
+          AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
+        ORDER BY r.raw_event_id
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    ) c;
+    IF v_ids IS NULL THEN
+        RETURN jsonb_build_object('claimed', 0, 'staged', 0, 'loaded', 0, 'quarantined', 0, 'errors', 0);
+    END IF;
+
+    BEGIN
+        v_staged := staging.stage_events(v_ids);
+        v_loaded := staging.load_business(v_ids);
+        UPDATE raw.site_tracking_events_r
+        SET processing_status = 'PROCESSED', processed_at = clock_timestamp(), error_message = NULL,
+            next_attempt_at = NULL
+        WHERE raw_event_id = ANY (v_ids);
+    EXCEPTION WHEN OTHERS THEN
+        v_staged := 0;
+        v_loaded := 0;
+        FOREACH v_id IN ARRAY v_ids LOOP
+            BEGIN
+                v_staged := v_staged + staging.stage_events(ARRAY[v_id]);
+                v_loaded := v_loaded + staging.load_business(ARRAY[v_id]);
+                UPDATE raw.site_tracking_events_r
+                SET processing_status = 'PROCESSED', processed_at = clock_timestamp(), error_message = NULL,
+                    next_attempt_at = NULL
+                WHERE raw_event_id = v_id;
+            EXCEPTION WHEN OTHERS THEN
+                v_errors := v_errors + 1;
+                UPDATE raw.site_tracking_events_r
+                SET processing_status = 'ERROR',
+                    error_message = left(SQLERRM, 1000),
+                    retry_count = retry_count + 1,
+                    next_attempt_at = CASE WHEN retry_count + 1 < 5
+                                           THEN now() + interval '10 seconds' * power(2, retry_count) END
+                WHERE raw_event_id = v_id;
+            END;
+        END LOOP;
+    END;
+
+    RETURN jsonb_build_object(
+        'claimed', cardinality(v_ids),
+        'staged', v_staged,
+        'loaded', v_loaded,
+        'quarantined', (SELECT count(*) FROM staging.site_tracking_events_s
+                        WHERE raw_event_id = ANY (v_ids) AND validation_status = 'INVALID'),
+        'errors', v_errors);
+END;
+$$;
+
+-- Puts failed (ERROR) and quarantined (INVALID) events of a tenant (NULL: all) back in the queue.
+CREATE FUNCTION staging.requeue_failed(p_tenant_hk bytea DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_quarantined integer;
+    v_failed integer;
+BEGIN
+    WITH q AS (
+        DELETE FROM staging.site_tracking_events_s s
+        WHERE s.validation_status = 'INVALID' AND (p_tenant_hk IS NULL OR s.tenant_hk = p_tenant_hk)
+        RETURNING s.raw_event_id
+    ), r AS (
+        UPDATE raw.site_tracking_events_r r
+        SET processing_status = 'PENDING', processed_at = NULL
+        FROM q WHERE r.raw_event_id = q.raw_event_id
+        RETURNING 1
+    )
+    SELECT count(*) INTO v_quarantined FROM r;
+
+    UPDATE raw.site_tracking_events_r
+    SET processing_status = 'PENDING', retry_count = 0, next_attempt_at = NULL
+    WHERE processing_status = 'ERROR' AND (p_tenant_hk IS NULL OR tenant_hk = p_tenant_hk);
+    GET DIAGNOSTICS v_failed = ROW_COUNT;
+
+    RETURN jsonb_build_object('requeued_quarantined', v_quarantined, 'requeued_errors', v_failed);
+END;
+$$;

@@ -1,0 +1,38 @@
+-- name: unparsed_user_agents
+-- Distinct user agents of a tenant's due events that have not been parsed yet.
+SELECT DISTINCT r.user_agent
+FROM raw.site_tracking_events_r r
+WHERE r.tenant_hk = util.tenant_hk(%(customer_id)s)
+  AND r.processing_status <> 'PROCESSED'
+  AND r.user_agent IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM staging.user_agent_parse p
+                  WHERE p.user_agent_hk = sha256(convert_to(r.user_agent, 'UTF8')))
+LIMIT 1000;
+
+-- name: save_user_agents
+-- Stores parsed user agents (first parse wins).
+INSERT INTO staging.user_agent_parse (user_agent_hk, browser_family, browser_version, os_family, os_version,
+                                      device_type, is_bot, record_source)
+SELECT sha256(convert_to(ua, 'UTF8')), bf, bv, osf, osv, dt, bot, 'ua-parser'
+FROM unnest(%(user_agents)s::text[], %(browser_families)s::text[], %(browser_versions)s::text[],
+            %(os_families)s::text[], %(os_versions)s::text[], %(device_types)s::text[], %(bots)s::boolean[])
+     AS t(ua, bf, bv, osf, osv, dt, bot)
+ON CONFLICT DO NOTHING;
+
+-- name: auto_process
+-- One bounded batch of a tenant's due events through the whole pipeline (automation layer).
+SELECT staging.auto_process_if_needed(%(customer_id)s, %(batch_size)s);
+
+-- name: tenants_with_due_events
+-- Customers having events waiting (or due for a retry): the periodic sweep's work list.
+SELECT t.tenant_bk
+FROM auth.tenant_h t
+WHERE EXISTS (SELECT 1 FROM raw.site_tracking_events_r r
+              WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
+                AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now()));
+
+-- name: event_outcome
+-- Where one raw event stands after processing.
+SELECT s.validation_status, s.validation_reasons, s.business_loaded_at IS NOT NULL AS loaded
+FROM staging.site_tracking_events_s s
+WHERE s.raw_event_id = %(raw_event_id)s;
