@@ -20,6 +20,8 @@ from onevault.ingest import routes as ingest_routes
 from onevault.ingest.ratelimit import RateLimiter
 from onevault.ingest.writer import EventWriter
 from onevault.monitoring import health
+from onevault.monitoring import pipeline as pipeline_routes
+from onevault.pipeline import useragents
 from onevault.pipeline.runner import PipelineRunner
 from onevault.services import Services
 
@@ -82,6 +84,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             pool, batch_size=settings.pipeline_batch_size, sweep_seconds=settings.pipeline_sweep_seconds
         )
         pipeline.start()
+        # Compiling the user-agent rules takes a moment; do it now rather than in a request.
+        await asyncio.to_thread(useragents.parse, "Mozilla/5.0")
         app.state.services = Services(
             settings=settings,
             pool=pool,
@@ -112,4 +116,5 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(ingest_routes.router)
+    app.include_router(pipeline_routes.router)
     return app

@@ -9,3 +9,45 @@ WHERE processing_status <> 'PROCESSED';
 -- The server's version and the schema version of the database layer.
 SELECT current_setting('server_version') AS server_version,
        (SELECT max(version) FROM util.schema_migration) AS schema_version;
+
+-- name: pipeline_status
+-- The automation layer's status of one tenant.
+SELECT staging.get_pipeline_status(%(customer_id)s);
+
+-- name: recent_events
+-- The tenant's latest events as the dashboard view shows them.
+SELECT raw_event_id, event_id, raw_load_date, raw_event_type, page_url, staging_status, validation_status,
+       validation_reasons, business_status, error_message, processing_latency_ms
+FROM staging.pipeline_dashboard
+WHERE tenant_hk = util.tenant_hk(%(customer_id)s)
+ORDER BY raw_event_id DESC
+LIMIT %(limit)s;
+
+-- name: dashboard_summary
+-- Totals of one tenant's events per pipeline stage, latency and rates.
+SELECT count(*) AS total_events,
+       count(*) FILTER (WHERE staging_status = 'PROCESSED') AS processed_to_staging,
+       count(*) FILTER (WHERE business_status = '✅ Complete Pipeline') AS processed_to_business,
+       count(*) FILTER (WHERE staging_status = 'INVALID') AS quarantined,
+       count(*) FILTER (WHERE staging_status = 'ERROR') AS errors,
+       count(*) FILTER (WHERE staging_status = 'PENDING') AS pending,
+       max(raw_load_date) AS latest_event,
+       round(avg(processing_latency_ms)::numeric, 1) AS avg_latency_ms,
+       round((percentile_cont(0.95) WITHIN GROUP (ORDER BY processing_latency_ms))::numeric, 1) AS p95_latency_ms
+FROM staging.pipeline_dashboard
+WHERE tenant_hk = util.tenant_hk(%(customer_id)s);
+
+-- name: trigger_pipeline
+-- Everything due for one tenant, processed now.
+SELECT staging.trigger_pipeline_now(%(customer_id)s);
+
+-- name: automation_objects
+-- Which of the named functions and the dashboard view exist.
+SELECT n.nspname || '.' || p.proname AS name
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE (n.nspname, p.proname) IN (('api', 'track_site_event'), ('staging', 'auto_process_if_needed'),
+                                 ('staging', 'trigger_pipeline_now'), ('staging', 'get_pipeline_status'))
+UNION ALL
+SELECT schemaname || '.' || viewname FROM pg_catalog.pg_views
+WHERE schemaname = 'staging' AND viewname = 'pipeline_dashboard';

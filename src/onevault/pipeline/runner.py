@@ -98,9 +98,13 @@ class PipelineRunner:
         finally:
             state.running = False
 
+    async def prepare(self, customer_id: str) -> None:
+        """Do the work SQL does badly before a run: parse the user agents of due events."""
+        await self._parse_user_agents(customer_id)
+
     async def _run(self, customer_id: str) -> dict[str, Any]:
         try:
-            await self._parse_user_agents(customer_id)
+            await self.prepare(customer_id)
             async with self.pool.connection() as conn:
                 cur = await conn.execute(
                     Q["auto_process"], {"customer_id": customer_id, "batch_size": self.batch_size}

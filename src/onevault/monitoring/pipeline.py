@@ -1,0 +1,129 @@
+"""`/api/v1/track/status`, `/api/v1/track/dashboard`, `/api/v1/track/process` and `/health/db`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from psycopg.rows import dict_row
+
+from onevault import sqlfile
+from onevault.auth.caller import Caller, require
+from onevault.errors import ApiError
+from onevault.services import Services, ServicesDep
+
+logger = logging.getLogger(__name__)
+Q = sqlfile.load(__package__, "queries.sql")
+router = APIRouter(tags=["monitoring"])
+ReadCaller = Annotated[Caller, Depends(require("read"))]
+ProcessCaller = Annotated[Caller, Depends(require("process"))]
+
+AUTOMATION_OBJECTS = (
+    "api.track_site_event",
+    "staging.auto_process_if_needed",
+    "staging.trigger_pipeline_now",
+    "staging.get_pipeline_status",
+    "staging.pipeline_dashboard",
+)
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Missing X-Customer-ID"},
+    401: {"description": "Missing, malformed, unknown, revoked or expired token"},
+    403: {"description": "Token of another customer or without the required scope"},
+    503: {"description": "Database unavailable, or the automation layer is not installed"},
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _missing_layer() -> ApiError:
+    return ApiError(503, "the pipeline automation layer is not installed: run `onevault db upgrade`")
+
+
+async def _rows(services: Services, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        async with services.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(Q[name], params)
+            return await cur.fetchall()
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable):
+        raise _missing_layer() from None
+
+
+@router.get("/api/v1/track/status", responses=_AUTH_ERRORS, summary="Pipeline status of the caller's events")
+async def status(caller: ReadCaller, services: ServicesDep) -> dict[str, Any]:
+    """Pending work per layer, quarantine, errors, totals and latency, and the last 10 events."""
+    params = {"customer_id": caller.customer_id, "limit": 10}
+    pipeline_status = (await _rows(services, "pipeline_status", params))[0]["get_pipeline_status"]
+    recent = await _rows(services, "recent_events", params)
+    return {
+        "status": "success",
+        "pipeline_status": pipeline_status,
+        "recent_events": recent,
+        "timestamp": _now(),
+    }
+
+
+@router.get(
+    "/api/v1/track/dashboard", responses=_AUTH_ERRORS, summary="Dashboard data of the caller's events"
+)
+async def dashboard(
+    caller: ReadCaller,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="How many recent events to list")] = 20,
+) -> dict[str, Any]:
+    """Summary statistics and the most recent events with their pipeline status."""
+    params = {"customer_id": caller.customer_id, "limit": limit}
+    summary = (await _rows(services, "dashboard_summary", params))[0]
+    total = summary["total_events"]
+    summary["processing_rate"] = round(summary["processed_to_business"] / total, 4) if total else None
+    summary["error_rate"] = round(summary["errors"] / total, 4) if total else None
+    events = await _rows(services, "recent_events", params)
+    return {"status": "success", "summary": summary, "events": events, "timestamp": _now()}
+
+
+@router.post(
+    "/api/v1/track/process", responses=_AUTH_ERRORS, summary="Process the caller's pending events now"
+)
+async def process(caller: ProcessCaller, services: ServicesDep) -> dict[str, Any]:
+    """Run the whole pipeline for the caller's due events and report what it did."""
+    logger.info("🔄 Triggering automatic site tracking processing...")
+    await services.pipeline.prepare(caller.customer_id)
+    result = (await _rows(services, "trigger_pipeline", {"customer_id": caller.customer_id}))[0]
+    outcome = result["trigger_pipeline_now"]
+    logger.info("✅ Processing result: %s", outcome["results"])
+    return {
+        "status": "success",
+        "message": outcome["results"]["processing_summary"],
+        "result": outcome,
+        "timestamp": _now(),
+    }
+
+
+@router.get(
+    "/health/db",
+    tags=["health"],
+    summary="Availability of the pipeline's named functions and view",
+    responses={503: {"description": "Database down, or named objects missing"}},
+)
+async def health_db(services: ServicesDep) -> JSONResponse:
+    """Each named function and the dashboard view: available or missing (503 if any is missing)."""
+    async with services.pool.connection() as conn:
+        cur = await conn.execute(Q["automation_objects"])
+        present = {row[0] for row in await cur.fetchall()}
+    objects = {name: "available" if name in present else "missing" for name in AUTOMATION_OBJECTS}
+    missing = [name for name, state in objects.items() if state == "missing"]
+    body = {
+        "status": "unhealthy" if missing else "healthy",
+        "database": "connected",
+        "objects": objects,
+        "timestamp": _now(),
+    }
+    if missing:
+        body["detail"] = f"missing: {', '.join(missing)}; run `onevault db upgrade`"
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body)
