@@ -32,18 +32,24 @@ def _conninfo(settings: Settings) -> str:
 
 
 @contextmanager
-def _admin_connection() -> Iterator[psycopg.Connection]:
-    """A connection for administrative commands, with clear messages for the usual failures."""
-    settings = _settings()
+def _clear_errors() -> Iterator[None]:
+    """Turn the usual failures of a command into one-line messages instead of tracebacks."""
     try:
-        with connect(resolve_database_url(settings), settings) as conn:
-            yield conn
-    except store.AdminError as exc:
+        yield
+    except (store.AdminError, migrations.MigrationError) as exc:
         raise click.ClickException(str(exc)) from None
     except psycopg.errors.UndefinedTable:
         raise click.ClickException("the database is not initialised: run `onevault db upgrade`") from None
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot reach PostgreSQL: {exc}") from None
+
+
+@contextmanager
+def _admin_connection() -> Iterator[psycopg.Connection]:
+    """A connection for administrative commands."""
+    settings = _settings()
+    with _clear_errors(), connect(resolve_database_url(settings), settings) as conn:
+        yield conn
 
 
 def _fmt(value: object) -> str:
@@ -115,10 +121,8 @@ def db() -> None:
 def db_upgrade(target: int | None) -> None:
     """Apply pending migrations."""
     settings = _settings()
-    try:
+    with _clear_errors():
         done = migrations.upgrade(_conninfo(settings), target, _progress)
-    except migrations.MigrationError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"{len(done)} migration(s) applied" if done else "Database is up to date")
 
 
@@ -127,10 +131,8 @@ def db_upgrade(target: int | None) -> None:
 def db_rollback(target: int | None) -> None:
     """Roll back the latest migration (or all above --to)."""
     settings = _settings()
-    try:
+    with _clear_errors():
         done = migrations.rollback(_conninfo(settings), target, _progress)
-    except migrations.MigrationError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"{len(done)} migration(s) rolled back" if done else "Nothing to roll back")
 
 
@@ -138,7 +140,8 @@ def db_rollback(target: int | None) -> None:
 def db_status() -> None:
     """List migrations and whether each is applied."""
     settings = _settings()
-    states = migrations.status(_conninfo(settings))
+    with _clear_errors():
+        states = migrations.status(_conninfo(settings))
     _table(
         [
             {

@@ -202,6 +202,19 @@ def test_nul_in_one_event_rejects_only_that_event(
     assert sorted(stored(conn)) == ["ok-1", "ok-2"]
 
 
+def test_lone_surrogate_in_one_event_rejects_only_that_event(
+    client: httpx.Client, conn: psycopg.Connection, tenant: Tenant
+) -> None:
+    """An event with an unpaired surrogate escape is rejected with a reason; the batch is not a 500."""
+    body = b'[{"event_id": "ok-1"}, {"event_id": "bad", "page_url": "\\ud800"}, {"event_id": "ok-2"}]'
+    response = post_batch(client, tenant, body)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["accepted", "rejected", "accepted"]
+    assert results[1]["reason"]
+    assert sorted(stored(conn)) == ["ok-1", "ok-2"]
+
+
 @pytest.mark.parametrize("body", [{"events": []}, []], ids=["events-object", "bare-array"])
 def test_empty_batch_is_422(
     client: httpx.Client, conn: psycopg.Connection, tenant: Tenant, body: object
