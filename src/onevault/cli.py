@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import psycopg
 
-from onevault import __version__, logs, migrations
+from onevault import __version__, logs, migrations, sqlfile
 from onevault.auth import store, tokens
 from onevault.config import Settings, get_settings
-from onevault.db import connect, describe, resolve_database_url, tuned_conninfo
+from onevault.db import connect, describe, open_pool, resolve_database_url, tuned_conninfo
+from onevault.pipeline.runner import PipelineRunner, ProcessingFailed
 
-F = TypeVar("F", bound=Callable[..., Any])
+MONITORING_QUERIES = sqlfile.load("onevault.monitoring", "queries.sql")
 
 
 def _settings() -> Settings:
@@ -40,6 +42,12 @@ def _clear_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
     except psycopg.errors.UndefinedTable:
         raise click.ClickException("the database is not initialised: run `onevault db upgrade`") from None
+    except psycopg.errors.UndefinedFunction:
+        raise click.ClickException(
+            "the automation layer is not installed: run `onevault db upgrade`"
+        ) from None
+    except psycopg.errors.InvalidParameterValue as exc:
+        raise click.ClickException(exc.diag.message_primary or str(exc)) from None
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot reach PostgreSQL: {exc}") from None
 
@@ -253,6 +261,68 @@ def token_revoke(token_id: str) -> None:
     with _admin_connection() as conn:
         changed = store.revoke_token(conn, token_id)
     click.echo(f"Token {token_id} revoked" if changed else f"Token {token_id} was already revoked")
+
+
+async def _process(
+    url: str, settings: Settings, customer_id: str | None, retry_failed: bool
+) -> tuple[dict[str, Any] | None, dict[str, dict[str, int]]]:
+    totals: dict[str, dict[str, int]] = {}
+    requeued = None
+    async with open_pool(url, settings) as pool:
+        runner = PipelineRunner(pool, batch_size=settings.pipeline_batch_size, sweep_seconds=0)
+        if retry_failed:
+            requeued = await runner.requeue_failed(customer_id)
+        for tenant_id in [customer_id] if customer_id else await runner.due_tenants():
+            done = totals.setdefault(tenant_id, dict.fromkeys(_COUNTS, 0))
+            while (result := await runner.process_now(tenant_id)).get("processed"):
+                for key in _COUNTS:
+                    done[key] += int(result[key])
+                _progress(f"{tenant_id}: {done['events_processed']} event(s) processed")
+    return requeued, totals
+
+
+_COUNTS = ("events_processed", "staging_to_business", "quarantined", "errors")
+
+
+@main.command()
+@click.option("--customer-id", default=None, help="Only this customer (default: every customer).")
+@click.option("--retry-failed", is_flag=True, help="First requeue failed (ERROR) and quarantined events.")
+def process(customer_id: str | None, retry_failed: bool) -> None:
+    """Process due events now, batch after batch, until none is left."""
+    settings = _settings()
+    with _clear_errors():
+        try:
+            requeued, totals = asyncio.run(
+                _process(resolve_database_url(settings), settings, customer_id, retry_failed)
+            )
+        except ProcessingFailed as exc:
+            raise click.ClickException(f"processing failed: {exc}") from None
+    if requeued is not None:
+        click.echo(
+            f"Requeued {requeued['requeued_errors']} failed and {requeued['requeued_quarantined']} "
+            "quarantined event(s)"
+        )
+    if not any(t["events_processed"] for t in totals.values()):
+        click.echo("No processing needed - all events up to date")
+        return
+    _table([{"customer_id": c, **t} for c, t in totals.items()], ["customer_id", *_COUNTS])
+
+
+@main.command()
+@click.option("--customer-id", default=None, help="Only this customer (default: every customer).")
+def status(customer_id: str | None) -> None:
+    """Show the pipeline status: pending work, quarantine, errors, totals and latency."""
+    with _admin_connection() as conn:
+        try:
+            row = conn.execute(MONITORING_QUERIES["pipeline_status"], {"customer_id": customer_id}).fetchone()
+        except psycopg.errors.UndefinedFunction:
+            raise click.ClickException(
+                "the automation layer is not installed: run `onevault db upgrade`"
+            ) from None
+        except psycopg.errors.InvalidParameterValue as exc:
+            raise click.ClickException(exc.diag.message_primary or str(exc)) from None
+    state: dict[str, Any] = row[0] if row else {}
+    _table([{"metric": k, "value": v} for k, v in state.items()], ["metric", "value"])
 
 
 if __name__ == "__main__":

@@ -36,3 +36,7 @@ WHERE EXISTS (SELECT 1 FROM raw.site_tracking_events_r r
 SELECT s.validation_status, s.validation_reasons, s.business_loaded_at IS NOT NULL AS loaded
 FROM staging.site_tracking_events_s s
 WHERE s.raw_event_id = %(raw_event_id)s;
+
+-- name: requeue_failed
+-- Failed and quarantined events of one customer (NULL: all) back to PENDING.
+SELECT staging.requeue_failed(util.tenant_hk(%(customer_id)s::text));

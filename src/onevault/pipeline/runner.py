@@ -153,11 +153,23 @@ class PipelineRunner:
     def _drained(self, customer_id: str, _: asyncio.Task[None]) -> None:
         self._draining.pop(customer_id, None)
 
+    async def due_tenants(self) -> list[str]:
+        """Customers with events waiting, or due for a retry."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(Q["tenants_with_due_events"])
+            return [r[0] for r in await cur.fetchall()]
+
+    async def requeue_failed(self, customer_id: str | None) -> dict[str, Any]:
+        """Put failed and quarantined events of one customer (None: all) back in the queue."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(Q["requeue_failed"], {"customer_id": customer_id})
+            row = await cur.fetchone()
+        result: dict[str, Any] = row[0] if row else {}
+        return result
+
     async def _sweep(self) -> None:
         try:
-            async with self.pool.connection() as conn:
-                cur = await conn.execute(Q["tenants_with_due_events"])
-                self._dirty.update(r[0] for r in await cur.fetchall())
+            self._dirty.update(await self.due_tenants())
         except psycopg.Error as exc:
             logger.warning(
                 "⚠️ Site tracking processing failed (non-critical): %s", {"error": type(exc).__name__}
