@@ -283,8 +283,8 @@ def test_lone_surrogate_is_a_client_error(
 def test_non_standard_json_numbers_are_refused(
     client: httpx.Client, conn: psycopg.Connection, tenant: Tenant
 ) -> None:
-    """NaN, Infinity and out-of-range numbers (not JSON, not storable in jsonb) get a 4xx; nothing stored."""
-    for body in ('{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}', '{"x": 1e400}'):
+    """NaN and Infinity (not JSON, not storable in jsonb) get a 4xx; nothing stored."""
+    for body in ('{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}'):
         response = send(client, tenant, body)
         assert response.status_code in (400, 422), (body, response.text)
         assert_error(response, response.status_code)

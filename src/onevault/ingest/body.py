@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
+import orjson
 from fastapi import Request
 
 from onevault.errors import ApiError
+from onevault.ingest.models import InvalidEvent
 
 # sendBeacon() posts strings as text/plain; both carry JSON here.
 ACCEPTED_TYPES = ("application/json", "text/plain")
@@ -35,8 +38,31 @@ async def read_json(request: Request, limit: int) -> object:
     if not chunks.strip():
         raise ApiError(400, "empty request body: send a JSON object")
     try:
-        return json.loads(chunks)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(chunks, parse_float=Decimal, parse_int=_integer, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
     except RecursionError:
         raise ApiError(400, "malformed JSON: nested too deeply") from None
+
+
+# Numbers are kept exactly as sent: decimals (and integers beyond 64 bits) as Decimal.
+def _integer(text: str) -> int | Decimal:
+    return int(text) if len(text) < 19 else Decimal(text)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _exact_number(value: object) -> orjson.Fragment:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def serialise(event: object) -> str:
+    """The decoded event as compact JSON text, numbers exactly as they were sent."""
+    try:
+        return orjson.dumps(event, default=_exact_number).decode()
+    except TypeError:
+        raise InvalidEvent("strings must be valid Unicode (a lone surrogate was found)", []) from None

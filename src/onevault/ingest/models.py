@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,10 +32,12 @@ class TrackEvent(BaseModel):
     session_id: str | None = Field(default=None, min_length=1, max_length=256)
     visitor_id: str | None = Field(default=None, min_length=1, max_length=256)
     user_id: str | None = Field(default=None, min_length=1, max_length=256)
-    timestamp: str | int | float | None = Field(
+    timestamp: str | int | float | Decimal | None = Field(
         default=None, description="Client time of the event: ISO 8601 or epoch milliseconds"
     )
-    sent_at: str | int | float | None = Field(default=None, description="Client send time, for clock skew")
+    sent_at: str | int | float | Decimal | None = Field(
+        default=None, description="Client send time, for clock skew"
+    )
     referrer: str | None = None
     page_title: str | None = None
 

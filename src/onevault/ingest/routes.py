@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import math
 import uuid
@@ -15,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 
 from onevault.auth.caller import Caller, require
 from onevault.errors import ApiError
-from onevault.ingest.body import read_json
+from onevault.ingest.body import read_json, serialise
 from onevault.ingest.models import (
     BatchItemResult,
     BatchResponse,
@@ -87,10 +86,10 @@ def _prepare(
 ) -> NewEvent:
     """Validate one decoded event and turn it into a row for the raw layer."""
     event = validate_event(obj)
-    payload = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    payload = serialise(obj)
+    check_storable(payload)
     if len(payload.encode()) > limit:
         raise InvalidEvent(f"event exceeds the limit of {limit} bytes", [])
-    check_storable(payload)
     return NewEvent(
         tenant_hk=caller.tenant_hk,
         event_id=event.event_id or str(uuid.uuid4()),
