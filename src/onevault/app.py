@@ -19,7 +19,7 @@ from onevault.db import describe, open_pool, resolve_database_url, tuned_conninf
 from onevault.ingest import routes as ingest_routes
 from onevault.ingest.ratelimit import RateLimiter
 from onevault.ingest.writer import EventWriter
-from onevault.monitoring import health
+from onevault.monitoring import health, metrics
 from onevault.monitoring import pipeline as pipeline_routes
 from onevault.pipeline import useragents
 from onevault.pipeline.runner import PipelineRunner
@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             await writer.close()
             await pipeline.close()
             await pool.close()
+            metrics.process_stopped()
             logger.info("OneVault Site Tracking stopped")
 
     app = FastAPI(
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(metrics.HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(ingest_routes.router)

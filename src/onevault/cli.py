@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -104,6 +105,12 @@ def serve(host: str, port: int, workers: int) -> None:
     # Every worker process reads its settings from the environment; hand them this database.
     os.environ["SYSTEM_DATABASE_URL"] = url
     get_settings.cache_clear()
+    if workers > 1:
+        # Each worker writes its metrics here; any worker answering /metrics aggregates them all.
+        metrics_dir = settings.data_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     # uvicorn re-raises SIGTERM once it has shut down; exiting through SystemExit instead lets the
     # embedded PostgreSQL be stopped cleanly by its exit handler.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -26,6 +26,7 @@ from onevault.ingest.models import (
     validate_event,
 )
 from onevault.ingest.writer import EventRejected, NewEvent, Stored
+from onevault.monitoring import metrics
 from onevault.pipeline.runner import ProcessingFailed
 from onevault.services import Services, ServicesDep
 
@@ -102,19 +103,23 @@ def _prepare(
 
 
 async def _store_one(
-    request: Request, caller: Caller, services: Services, source: str
+    request: Request, caller: Caller, services: Services, endpoint: str
 ) -> tuple[NewEvent, Stored]:
     received = _now()
+    source = f"api:{endpoint}"
     _rate_limit(services, caller, 1)
     limit = services.settings.max_event_bytes
     obj = await read_json(request, limit)
     try:
         event = _prepare(obj, request, caller, received, source, limit)
     except InvalidEvent as exc:
+        metrics.EVENTS_RECEIVED.labels(endpoint, "rejected").inc()
         raise ApiError(422, exc.summary, errors=exc.errors) from None
     (outcome,) = await services.writer.write([event])
     if isinstance(outcome, EventRejected):
+        metrics.EVENTS_RECEIVED.labels(endpoint, "rejected").inc()
         raise ApiError(422, "the event could not be stored: it holds text PostgreSQL cannot represent")
+    metrics.EVENTS_RECEIVED.labels(endpoint, "duplicate" if outcome.duplicate else "accepted").inc()
     return event, outcome
 
 
@@ -143,7 +148,7 @@ def _answer(
 )
 async def track(request: Request, caller: TrackCaller, services: ServicesDep) -> TrackResponse:
     """Store one event and process it through the pipeline before answering."""
-    event, stored = await _store_one(request, caller, services, "api:/api/v1/track")
+    event, stored = await _store_one(request, caller, services, "/api/v1/track")
     logger.info("🔄 Triggering automatic site tracking processing...")
     try:
         result = await services.pipeline.process_now(caller.customer_id)
@@ -175,7 +180,7 @@ async def track(request: Request, caller: TrackCaller, services: ServicesDep) ->
 )
 async def track_async(request: Request, caller: TrackCaller, services: ServicesDep) -> TrackResponse:
     """Store one event durably and answer at once; processing follows in the background."""
-    event, stored = await _store_one(request, caller, services, "api:/api/v1/track/async")
+    event, stored = await _store_one(request, caller, services, "/api/v1/track/async")
     if not stored.duplicate:
         services.pipeline.notify(caller.customer_id)
     return _answer(event, stored, "background", None)
@@ -242,6 +247,9 @@ async def track_batch(request: Request, caller: TrackCaller, services: ServicesD
             results[index] = BatchItemResult(
                 index=index, status="duplicate" if outcome.duplicate else "accepted", event_id=event.event_id
             )
+    for result in results:
+        if result is not None:
+            metrics.EVENTS_RECEIVED.labels("/api/v1/track/batch", result.status).inc()
     if any(isinstance(o, Stored) and not o.duplicate for o in outcomes):
         services.pipeline.notify(caller.customer_id)
     final = [r for r in results if r is not None]

@@ -355,7 +355,8 @@ BEGIN
         FOR UPDATE SKIP LOCKED
     ) c;
     IF v_ids IS NULL THEN
-        RETURN jsonb_build_object('claimed', 0, 'staged', 0, 'loaded', 0, 'quarantined', 0, 'errors', 0);
+        RETURN jsonb_build_object('claimed', 0, 'staged', 0, 'loaded', 0, 'quarantined', 0, 'errors', 0,
+                                  'latencies_ms', '[]'::jsonb);
     END IF;
 
     BEGIN
@@ -395,7 +396,11 @@ BEGIN
         'loaded', v_loaded,
         'quarantined', (SELECT count(*) FROM staging.site_tracking_events_s
                         WHERE raw_event_id = ANY (v_ids) AND validation_status = 'INVALID'),
-        'errors', v_errors);
+        'errors', v_errors,
+        'latencies_ms', (SELECT coalesce(jsonb_agg(round(extract(epoch FROM s.business_loaded_at - s.received_at)
+                                                       * 1000, 1)), '[]'::jsonb)
+                         FROM staging.site_tracking_events_s s
+                         WHERE s.raw_event_id = ANY (v_ids) AND s.business_loaded_at IS NOT NULL));
 END;
 $$;
 

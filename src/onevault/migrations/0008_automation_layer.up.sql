@@ -25,6 +25,7 @@ DECLARE
     v_loaded integer := 0;
     v_quarantined integer := 0;
     v_errors integer := 0;
+    v_latencies jsonb := '[]';
 BEGIN
     FOR v_tenant IN
         SELECT t.tenant_hk FROM staging.resolve_tenants(p_customer_id) t
@@ -38,6 +39,7 @@ BEGIN
         v_loaded := v_loaded + (v_batch ->> 'loaded')::integer;
         v_quarantined := v_quarantined + (v_batch ->> 'quarantined')::integer;
         v_errors := v_errors + (v_batch ->> 'errors')::integer;
+        v_latencies := v_latencies || (v_batch -> 'latencies_ms');
     END LOOP;
     IF v_claimed = 0 THEN
         RETURN jsonb_build_object('success', true, 'processed', false,
@@ -48,7 +50,8 @@ BEGIN
         'message', format('Processed %s event(s): %s to business, %s quarantined, %s failed',
                           v_claimed, v_loaded, v_quarantined, v_errors),
         'events_processed', v_claimed, 'raw_to_staging', v_staged, 'staging_to_business', v_loaded,
-        'quarantined', v_quarantined, 'errors', v_errors);
+        'quarantined', v_quarantined, 'errors', v_errors,
+        'latencies_ms', v_latencies);
 END;
 $$;
 

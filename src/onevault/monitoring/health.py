@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
 from onevault import __version__, sqlfile
+from onevault.monitoring import metrics
 from onevault.services import Services, ServicesDep
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 Q = sqlfile.load(__package__, "queries.sql")
 SERVICE_NAME = "onevault-site-tracking"
@@ -73,3 +77,17 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
         return JSONResponse(body, status_code=503, headers=headers)
     body |= {"status": "healthy", "database": database}
     return JSONResponse(body)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus_metrics(services: ServicesDep) -> Response:
+    """Counters, gauges and histograms in the Prometheus text format."""
+    try:
+        async with services.pool.connection() as conn:
+            cur = await conn.execute(Q["backlog"])
+            row = await cur.fetchone()
+        if row is not None:
+            metrics.EVENTS_PENDING.set(row[0])
+    except psycopg.Error as exc:  # metrics must be served even while the database is away
+        logger.warning("❌ Could not read the backlog for /metrics: %s", type(exc).__name__)
+    return Response(generate_latest(metrics.registry()), media_type=CONTENT_TYPE_LATEST)

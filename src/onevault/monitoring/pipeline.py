@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from onevault import sqlfile
 from onevault.auth.caller import Caller, require
 from onevault.errors import ApiError
+from onevault.monitoring import metrics
 from onevault.services import Services, ServicesDep
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,15 @@ async def process(caller: ProcessCaller, services: ServicesDep) -> dict[str, Any
     await services.pipeline.prepare(caller.customer_id)
     result = (await _rows(services, "trigger_pipeline", {"customer_id": caller.customer_id}))[0]
     outcome = result["trigger_pipeline_now"]
+    counts = outcome["results"]
+    metrics.record_pipeline_result(
+        {
+            "raw_to_staging": counts["raw_to_staging_count"],
+            "staging_to_business": counts["staging_to_business_count"],
+            "quarantined": counts.get("quarantined_count", 0),
+            "errors": counts["total_error_count"],
+        }
+    )
     logger.info("✅ Processing result: %s", outcome["results"])
     return {
         "status": "success",

@@ -13,6 +13,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from onevault import sqlfile
+from onevault.monitoring import metrics
 from onevault.pipeline import useragents
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,11 @@ class PipelineRunner:
                 )
                 row = await cur.fetchone()
         except psycopg.Error as exc:
+            metrics.PIPELINE_RUNS.labels("failed").inc()
             raise ProcessingFailed(f"{type(exc).__name__}: {exc.diag.message_primary or exc}") from None
         result: dict[str, Any] = row[0] if row else {}
+        metrics.record_pipeline_result(result)
+        result.pop("latencies_ms", None)
         return result
 
     async def _parse_user_agents(self, customer_id: str) -> None:
