@@ -101,7 +101,9 @@ def create_database(pg_url: str, template: str | None) -> str:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         if template:
             conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
             )
         else:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -151,7 +153,9 @@ class Tenant:
         return {"X-Customer-ID": self.customer_id, "Authorization": f"Bearer {self.token}"}
 
 
-def make_tenant(conn: psycopg.Connection, customer_id: str, scopes: tuple[str, ...] = ("track", "read", "process")) -> Tenant:
+def make_tenant(
+    conn: psycopg.Connection, customer_id: str, scopes: tuple[str, ...] = ("track", "read", "process")
+) -> Tenant:
     """Create `customer_id` (if needed) and a token for it."""
     store.create_tenant(conn, customer_id)
     new = store.create_token(conn, customer_id, list(scopes), "test")

@@ -76,7 +76,7 @@ def data_dir() -> Iterator[Path]:
 
 
 def test_quickstart_serves_tracks_and_keeps_data_across_restarts(data_dir: Path) -> None:
-    """serve → tenant → token → the guide's curl → 200; SIGTERM stops PostgreSQL; a restart finds the event."""
+    """serve, tenant, token, the guide's curl → 200; SIGTERM stops PostgreSQL; a restart finds the event."""
     service = Service(data_dir)
     try:
         _onevault(data_dir, "tenant", "create", "one_spa")
@@ -86,7 +86,11 @@ def test_quickstart_serves_tracks_and_keeps_data_across_restarts(data_dir: Path)
         response = httpx.post(
             f"{service.url}/api/v1/track",
             headers={"X-Customer-ID": "one_spa", "Authorization": f"Bearer {token}"},
-            json={"page_url": "http://localhost/test", "event_type": "test_event", "event_data": {"test": True}},
+            json={
+                "page_url": "http://localhost/test",
+                "event_type": "test_event",
+                "event_data": {"test": True},
+            },
         )
         assert response.status_code == 200, response.text
         event_id = response.json()["event_id"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import psycopg
-
 from tests.conftest import Tenant, make_tenant
 
 
@@ -26,6 +25,9 @@ def test_guide_example_request_is_stored_for_its_tenant_only(
         "JOIN auth.tenant_h t USING (tenant_hk)"
     ).fetchall()
     assert rows == [
-        ("one_spa", body["event_id"], {"page_url": "http://localhost/test", "event_type": "test_event",
-                                       "event_data": {"test": True}})
+        (
+            "one_spa",
+            body["event_id"],
+            {"page_url": "http://localhost/test", "event_type": "test_event", "event_data": {"test": True}},
+        )
     ]

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from tests.conftest import EmbeddedServer, LiveServer, Tenant, make_tenant, start_embedded_server
 
 from onevault import migrations
-from tests.conftest import EmbeddedServer, LiveServer, Tenant, make_tenant, start_embedded_server
 
 
 def test_200_concurrent_copies_of_one_event_store_one_row(

@@ -1,4 +1,3 @@
-DROP TABLE staging.visitor_session_state;
 DROP TABLE staging.site_tracking_events_s;
 DROP TABLE staging.user_agent_parse;
 DROP FUNCTION util.split_url(text);

@@ -146,14 +146,7 @@ CREATE TABLE staging.site_tracking_events_s (
     business_loaded_at timestamptz
 );
 CREATE INDEX site_tracking_events_s_tenant_idx ON staging.site_tracking_events_s (tenant_hk, raw_event_id);
+CREATE INDEX site_tracking_events_s_visitor_time_idx ON staging.site_tracking_events_s (site_visitor_hk, occurred_at)
+    WHERE session_derived;
 CREATE INDEX site_tracking_events_s_unloaded_idx ON staging.site_tracking_events_s (tenant_hk)
     WHERE business_loaded_at IS NULL AND validation_status <> 'INVALID';
-
--- The open derived session of each visitor, so sessions continue across batches.
-CREATE TABLE staging.visitor_session_state (
-    site_visitor_hk bytea PRIMARY KEY,
-    tenant_hk bytea NOT NULL,
-    session_id text NOT NULL,
-    session_start timestamptz NOT NULL,
-    last_event_at timestamptz NOT NULL
-);

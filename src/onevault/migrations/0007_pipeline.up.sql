@@ -79,41 +79,50 @@ BEGIN
                ], NULL) AS suspicious_reasons,
                util.hash_key(e.tenant_hk, e.visitor_id) AS site_visitor_hk
         FROM enriched e
-    ), seq AS (
-        -- Sessions: the client's, else per visitor a new one after 30 minutes without events,
-        -- continuing the visitor's open session of earlier batches.
-        SELECT c.*,
-               cardinality(c.invalid_reasons) = 0 AND c.session_in IS NULL AS derive_session,
-               st.session_id AS open_session, st.session_start AS open_start, st.last_event_at AS open_last,
-               lag(c.occurred_at) OVER w AS prev_at
+    ), timeline AS (
+        -- Sessions: the client's, else per visitor a new one after 30 minutes without events.
+        -- New events are placed among the visitor's already staged events around them, so late
+        -- events join the session they belong to and sessions continue across batches.
+        SELECT c.site_visitor_hk, c.occurred_at, c.raw_event_id, c.visitor_id, NULL::text AS known_session
         FROM checked c
-        LEFT JOIN staging.visitor_session_state st
-               ON st.site_visitor_hk = c.site_visitor_hk AND c.session_in IS NULL
-        WINDOW w AS (PARTITION BY c.site_visitor_hk, c.session_in IS NULL AND cardinality(c.invalid_reasons) = 0
-                     ORDER BY c.occurred_at, c.raw_event_id)
-    ), flagged AS (
-        SELECT s.*,
-               CASE WHEN NOT s.derive_session THEN 0
-                    WHEN s.prev_at IS NULL THEN
-                        CASE WHEN s.open_session IS NOT NULL
-                                  AND s.occurred_at <= s.open_last + interval '30 minutes'
-                                  AND s.occurred_at >= s.open_start - interval '30 minutes' THEN 0 ELSE 1 END
-                    WHEN s.occurred_at > s.prev_at + interval '30 minutes' THEN 1
-                    ELSE 0 END AS starts_session
-        FROM seq s
-    ), numbered AS (
-        SELECT fl.*,
-               sum(fl.starts_session) OVER (PARTITION BY fl.site_visitor_hk, fl.derive_session
-                                            ORDER BY fl.occurred_at, fl.raw_event_id) AS session_no
-        FROM flagged fl
+        WHERE cardinality(c.invalid_reasons) = 0 AND c.session_in IS NULL
+        UNION ALL
+        SELECT s.site_visitor_hk, s.occurred_at, NULL, NULL, s.session_id
+        FROM (SELECT c.site_visitor_hk, min(c.occurred_at) - interval '30 minutes' AS lo,
+                     max(c.occurred_at) + interval '30 minutes' AS hi
+              FROM checked c
+              WHERE cardinality(c.invalid_reasons) = 0 AND c.session_in IS NULL
+              GROUP BY c.site_visitor_hk) w
+        JOIN staging.site_tracking_events_s s
+          ON s.site_visitor_hk = w.site_visitor_hk AND s.session_derived AND s.occurred_at BETWEEN w.lo AND w.hi
+    ), gaps AS (
+        SELECT t.*,
+               CASE WHEN lag(t.occurred_at) OVER w IS NULL
+                      OR t.occurred_at > lag(t.occurred_at) OVER w + interval '30 minutes' THEN 1 ELSE 0 END
+                   AS starts_session
+        FROM timeline t
+        WINDOW w AS (PARTITION BY t.site_visitor_hk ORDER BY t.occurred_at, t.raw_event_id NULLS FIRST)
+    ), grouped AS (
+        SELECT g.*,
+               sum(g.starts_session) OVER (PARTITION BY g.site_visitor_hk
+                                           ORDER BY g.occurred_at, g.raw_event_id NULLS FIRST) AS session_no
+        FROM gaps g
+    ), derived AS (
+        SELECT g.raw_event_id,
+               coalesce(
+                   first_value(g.known_session) OVER (
+                       PARTITION BY g.site_visitor_hk, g.session_no
+                       ORDER BY g.known_session IS NULL, g.occurred_at
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING),
+                   g.visitor_id || ':' || to_char(
+                       min(g.occurred_at) OVER (PARTITION BY g.site_visitor_hk, g.session_no) AT TIME ZONE 'UTC',
+                       'YYYYMMDD"T"HH24MISS.MS')) AS session_id
+        FROM grouped g
     ), sessions AS (
-        SELECT n.*,
-               CASE WHEN NOT n.derive_session THEN n.session_in
-                    WHEN n.session_no = 0 THEN n.open_session
-                    ELSE n.visitor_id || ':' || to_char(
-                        min(n.occurred_at) OVER (PARTITION BY n.site_visitor_hk, n.derive_session, n.session_no)
-                            AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS.MS') END AS session_id
-        FROM numbered n
+        SELECT c.*, d.raw_event_id IS NOT NULL AS derive_session,
+               coalesce(c.session_in, d.session_id) AS session_id
+        FROM checked c
+        LEFT JOIN derived d ON d.raw_event_id = c.raw_event_id
     ), ins AS (
         INSERT INTO staging.site_tracking_events_s (
             raw_event_id, tenant_hk, event_id, record_source, validation_status, validation_reasons, quality_score,
@@ -149,25 +158,7 @@ BEGIN
                util.hash_key(s.tenant_hk, split_part(s.page_url, '?', 1))
         FROM sessions s
         ON CONFLICT (raw_event_id) DO NOTHING
-        RETURNING raw_event_id, tenant_hk, site_visitor_hk, session_id, session_derived, occurred_at
-    ), latest AS (
-        SELECT DISTINCT ON (i.site_visitor_hk) i.site_visitor_hk, i.tenant_hk, i.session_id,
-               min(i.occurred_at) OVER (PARTITION BY i.site_visitor_hk, i.session_id) AS session_start,
-               max(i.occurred_at) OVER (PARTITION BY i.site_visitor_hk, i.session_id) AS last_event_at
-        FROM ins i
-        WHERE i.session_derived
-        ORDER BY i.site_visitor_hk, i.occurred_at DESC, i.raw_event_id DESC
-    ), remember AS (
-        INSERT INTO staging.visitor_session_state AS st
-            (site_visitor_hk, tenant_hk, session_id, session_start, last_event_at)
-        SELECT site_visitor_hk, tenant_hk, session_id, session_start, last_event_at FROM latest
-        ON CONFLICT (site_visitor_hk) DO UPDATE
-            SET session_id = EXCLUDED.session_id,
-                session_start = CASE WHEN st.session_id = EXCLUDED.session_id
-                                     THEN least(st.session_start, EXCLUDED.session_start)
-                                     ELSE EXCLUDED.session_start END,
-                last_event_at = EXCLUDED.last_event_at
-            WHERE EXCLUDED.last_event_at >= st.last_event_at
+        RETURNING raw_event_id
     )
     SELECT count(*) INTO v_count FROM ins;
     RETURN v_count;

@@ -1,0 +1,114 @@
+"""What operators watch: Prometheus metrics after known traffic, and the log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+
+import httpx
+import psycopg
+import pytest
+from tests.conftest import LiveServer, Tenant
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$")
+
+
+def scrape(client: httpx.Client) -> dict[str, float]:
+    """Every sample of /metrics by its name and labels."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for line in response.text.splitlines():
+        match = _SAMPLE.match(line)
+        if match:
+            samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+    return samples
+
+
+def delta(before: dict[str, float], after: dict[str, float], key: str) -> float:
+    """How much a sample grew between two scrapes."""
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_metrics_count_known_traffic_exactly(client: httpx.Client, tenant: Tenant) -> None:
+    """Received (by endpoint and outcome), processed per layer, quarantined, latency and HTTP timings."""
+    before = scrape(client)
+    for n in range(3):
+        client.post(
+            "/api/v1/track/async",
+            headers=tenant.headers,
+            json={"event_id": f"a{n}", "page_url": "https://a.test/"},
+        )
+    client.post("/api/v1/track/async", headers=tenant.headers, json={"event_id": "a0"})
+    client.post("/api/v1/track", headers=tenant.headers, json={"page_url": "https://a.test/sync"})
+    client.post("/api/v1/track", headers=tenant.headers, json={"page_url": "not a url"})
+    client.post("/api/v1/track", headers=tenant.headers, json={"event_type": 5})
+    batch = [{"event_id": "b1"}, {"event_id": "b1"}, {"event_type": "bad type"}]
+    client.post("/api/v1/track/batch", headers=tenant.headers, json={"events": batch})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        after = scrape(client)
+        if (
+            after.get("onevault_events_pending") == 0
+            and delta(before, after, 'onevault_events_processed_total{layer="staging"}') >= 6
+        ):
+            break
+        time.sleep(0.1)
+
+    received = "onevault_events_received_total"
+    assert delta(before, after, f'{received}{{endpoint="/api/v1/track/async",outcome="accepted"}}') == 3
+    assert delta(before, after, f'{received}{{endpoint="/api/v1/track/async",outcome="duplicate"}}') == 1
+    assert delta(before, after, f'{received}{{endpoint="/api/v1/track",outcome="accepted"}}') == 2
+    assert delta(before, after, f'{received}{{endpoint="/api/v1/track",outcome="rejected"}}') == 1
+    assert delta(before, after, f'{received}{{endpoint="/api/v1/track/batch",outcome="accepted"}}') == 1
+    assert delta(before, after, f'{received}{{endpoint="/api/v1/track/batch",outcome="duplicate"}}') == 1
+    assert delta(before, after, f'{received}{{endpoint="/api/v1/track/batch",outcome="rejected"}}') == 1
+    assert delta(before, after, 'onevault_events_processed_total{layer="staging"}') == 6
+    assert delta(before, after, 'onevault_events_processed_total{layer="business"}') == 5
+    assert delta(before, after, "onevault_events_quarantined_total") == 1
+    assert delta(before, after, "onevault_processing_latency_seconds_count") == 5
+    assert after["onevault_events_pending"] == 0
+    http_count = (
+        'onevault_http_request_duration_seconds_count{method="POST",route="/api/v1/track",status="200"}'
+    )
+    assert delta(before, after, http_count) == 2
+
+
+@pytest.fixture
+def server_settings() -> dict[str, object]:
+    """One JSON object per log line."""
+    return {"log_format": "json"}
+
+
+def test_json_logs_carry_request_ids_and_no_secrets(
+    live_server: LiveServer, tenant: Tenant, conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every line is JSON; request lines carry the request id; no token, IP or payload text appears."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_onevault", False):
+            handler.setStream(sys.stderr)  # type: ignore[attr-defined]
+    with httpx.Client(base_url=live_server.url) as http:
+        response = http.post(
+            "/api/v1/track",
+            headers={**tenant.headers, "X-Request-ID": "req-0042"},
+            json={
+                "page_url": "https://a.test/private-path-qq",
+                "event_data": {"email": "someone@example.org"},
+            },
+        )
+        assert response.headers["x-request-id"] == "req-0042"
+    err = capsys.readouterr().err
+    entries = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert entries, err
+    mine = [e for e in entries if e["request_id"] == "req-0042"]
+    messages = [e["message"] for e in mine]
+    assert "🔄 Triggering automatic site tracking processing..." in messages
+    assert any(m.startswith("✅ Processing result: {") for m in messages)
+    assert tenant.token not in err
+    assert "someone@example.org" not in err
+    assert "private-path-qq" not in err
+    assert "127.0.0.1" not in "\n".join(e["message"] for e in entries if e["logger"].startswith("onevault"))
