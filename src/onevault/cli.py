@@ -7,7 +7,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ from onevault import __version__, logs, migrations, sqlfile
 from onevault.auth import store, tokens
 from onevault.config import Settings, get_settings
 from onevault.db import connect, describe, open_pool, resolve_database_url, tuned_conninfo
+from onevault.monitoring.pipeline import AUTOMATION_OBJECTS
 from onevault.pipeline.runner import PipelineRunner, ProcessingFailed
 
 MONITORING_QUERIES = sqlfile.load("onevault.monitoring", "queries.sql")
@@ -73,7 +74,7 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def _table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> None:
+def _table(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> None:
     cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
@@ -169,6 +170,21 @@ def db_status() -> None:
         ],
         ["version", "name", "applied_at", "note"],
     )
+
+
+@db.command("check")
+def db_check() -> None:
+    """Verify the pipeline's named functions and view exist (as GET /health/db does)."""
+    with _admin_connection() as conn:
+        present = {row[0] for row in conn.execute(MONITORING_QUERIES["automation_objects"])}
+    states = [
+        {"object": name, "status": "available" if name in present else "missing"}
+        for name in AUTOMATION_OBJECTS
+    ]
+    _table(states, ["object", "status"])
+    missing = [s["object"] for s in states if s["status"] == "missing"]
+    if missing:
+        raise click.ClickException(f"missing: {', '.join(missing)}; run `onevault db upgrade`")
 
 
 @main.group()
