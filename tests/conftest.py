@@ -2,30 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 import psycopg
 import pytest
 import uvicorn
+from click.testing import CliRunner, Result
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from onevault import migrations
 from onevault.app import create_app
 from onevault.auth import store
-from onevault.config import Settings
+from onevault.cli import main
+from onevault.config import Settings, get_settings
 
 TEMPLATE_DB = "onevault_test_template"
+LEAK_WORDS = ("psycopg", "traceback", "sqlstate", "select ", "insert ", 'file "')
 
 
 @dataclass
@@ -63,10 +71,13 @@ def start_embedded_server(directory: Path) -> EmbeddedServer:
 
 
 def with_dbname(url: str, dbname: str) -> str:
-    """`url` pointing at database `dbname`."""
-    params = conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return make_conninfo("", **params)
+    """`url` (any libpq form) as the `postgresql://` URL of database `dbname` on the same server."""
+    params = {k: str(v) for k, v in conninfo_to_dict(url).items() if k != "dbname"}
+    user = quote(params.pop("user", ""), safe="")
+    password = params.pop("password", "")
+    credentials = f"{user}:{quote(password, safe='')}@" if password else f"{user}@" if user else ""
+    query = f"?{urlencode(params)}" if params else ""
+    return f"postgresql://{credentials}/{quote(dbname, safe='')}{query}"
 
 
 @pytest.fixture(scope="session")
@@ -168,6 +179,29 @@ def tenant(conn: psycopg.Connection) -> Tenant:
     return make_tenant(conn, "one_spa")
 
 
+def raw_count(conn: psycopg.Connection) -> int:
+    """How many events the raw layer holds."""
+    row = conn.execute("SELECT count(*) FROM raw.site_tracking_events_r").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def assert_error(response: httpx.Response, status: int, *secrets: str) -> str:
+    """The response is a clean JSON error `{"detail": "..."}` with `status`, leaking nothing; its detail."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert isinstance(body, dict)
+    assert isinstance(body.get("detail"), str) and body["detail"].strip()
+    text = response.text.lower()
+    for word in LEAK_WORDS:
+        assert word not in text, f"{word!r} leaked in {response.text}"
+    for secret in secrets:
+        assert secret not in response.text
+        assert secret[-64:] not in response.text
+    return str(body["detail"])
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as s:
@@ -219,3 +253,68 @@ def client(live_server: LiveServer) -> Iterator[httpx.Client]:
     """An HTTP client for the live server."""
     with httpx.Client(base_url=live_server.url, timeout=30) as http:
         yield http
+
+
+class ServeProcess:
+    """`onevault serve` in its own process, started as a user or a service manager does."""
+
+    def __init__(self, log: Path, *args: str, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        environment = {
+            k: v for k, v in os.environ.items() if k not in ("SYSTEM_DATABASE_URL", "ONEVAULT_DATABASE_URL")
+        }
+        with log.open("w") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "onevault", "serve", "--port", str(self.port), *args],
+                env=environment | env,
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"onevault serve did not start: {log.read_text()}")
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        """SIGTERM; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+class Cli:
+    """Runs `onevault` commands in-process against one database."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+        monkeypatch.setenv("SYSTEM_DATABASE_URL", database_url)
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str) -> Result:
+        """`onevault <args>`."""
+        get_settings.cache_clear()
+        return self.runner.invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def cli_for(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Cli]]:
+    """Make a `Cli` for a database; logging and settings are restored afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield lambda url: Cli(monkeypatch, url)
+    get_settings.cache_clear()
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -21,6 +21,7 @@ from onevault.config import Settings, get_settings
 from onevault.db import connect, describe, open_pool, resolve_database_url, tuned_conninfo
 from onevault.monitoring.pipeline import AUTOMATION_OBJECTS
 from onevault.pipeline.runner import PipelineRunner, ProcessingFailed
+from onevault.smoketest import smoke_test
 
 MONITORING_QUERIES = sqlfile.load("onevault.monitoring", "queries.sql")
 
@@ -347,6 +348,8 @@ def status(customer_id: str | None) -> None:
     state: dict[str, Any] = row[0] if row else {}
     _table([{"metric": k, "value": v} for k, v in state.items()], ["metric", "value"])
 
+
+main.add_command(smoke_test)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import ServeProcess
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -36,48 +34,22 @@ def _onevault(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-class Service:
-    """`onevault serve` in its own process."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "onevault", "serve", "--port", str(self.port)],
-            env=_env(data_dir),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"onevault serve did not start: {self.process.communicate()[1]}")
-            time.sleep(0.2)
-
-    def stop(self) -> tuple[int, str]:
-        """SIGTERM, as a service manager does; returns the exit code and the log."""
-        self.process.send_signal(signal.SIGTERM)
-        _, log = self.process.communicate(timeout=60)
-        return self.process.returncode, log
-
-
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
     """A fresh ONEVAULT_DATA_DIR (readable by the embedded server's system user when run as root)."""
     path = Path(f"/tmp/onevault-quickstart-{uuid.uuid4().hex[:8]}")
     yield path
     shutil.rmtree(path, ignore_errors=True)
+    path.with_suffix(".log").unlink(missing_ok=True)
+
+
+def _serve(data_dir: Path) -> ServeProcess:
+    return ServeProcess(data_dir.with_suffix(".log"), ONEVAULT_DATA_DIR=str(data_dir))
 
 
 def test_quickstart_serves_tracks_and_keeps_data_across_restarts(data_dir: Path) -> None:
     """serve, tenant, token, the guide's curl → 200; SIGTERM stops PostgreSQL; a restart finds the event."""
-    service = Service(data_dir)
+    service = _serve(data_dir)
     try:
         _onevault(data_dir, "tenant", "create", "one_spa")
         created = _onevault(data_dir, "token", "create", "one_spa", "--scope", "track", "--scope", "read")
@@ -95,16 +67,17 @@ def test_quickstart_serves_tracks_and_keeps_data_across_restarts(data_dir: Path)
         assert response.status_code == 200, response.text
         event_id = response.json()["event_id"]
     finally:
-        code, log = service.stop()
+        code = service.stop()
+    log = service.log.read_text()
     assert code == 0, log
     assert token not in log
     assert not (data_dir / "pgdata" / "postmaster.pid").exists(), "embedded PostgreSQL left running"
 
-    service = Service(data_dir)
+    service = _serve(data_dir)
     try:
         url = f"postgresql://postgres@/postgres?host={data_dir / 'pgdata'}"
         with psycopg.connect(url) as conn:
             rows = conn.execute("SELECT event_id FROM raw.site_tracking_events_r").fetchall()
         assert rows == [(event_id,)]
     finally:
-        assert service.stop()[0] == 0
+        assert service.stop() == 0

@@ -9,11 +9,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from tests.conftest import LiveServer, Tenant, make_tenant
+from tests.conftest import LiveServer, Tenant, assert_error, make_tenant
 
 BATCH = "/api/v1/track/batch"
 ASYNC = "/api/v1/track/async"
-LEAK_WORDS = ("psycopg", "traceback", "sqlstate")
 
 
 def stored(conn: psycopg.Connection) -> dict[str, Any]:
@@ -26,17 +25,6 @@ def post_batch(client: httpx.Client, tenant: Tenant, body: object) -> httpx.Resp
     content = body if isinstance(body, bytes) else json.dumps(body)
     headers = {**tenant.headers, "Content-Type": "application/json"}
     return client.post(BATCH, headers=headers, content=content)
-
-
-def assert_error(response: httpx.Response, status: int) -> str:
-    """The response is a clean JSON error with `status`; returns its detail."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert isinstance(body, dict)
-    assert isinstance(body.get("detail"), str) and body["detail"].strip()
-    for word in LEAK_WORDS:
-        assert word not in response.text.lower()
-    return str(body["detail"])
 
 
 def page(n: int, **extra: Any) -> dict[str, Any]:

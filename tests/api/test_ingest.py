@@ -13,13 +13,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from tests.conftest import LiveServer, Tenant, make_tenant
+from tests.conftest import LiveServer, Tenant, assert_error, make_tenant, raw_count
 
 SYNC = "/api/v1/track"
 ASYNC = "/api/v1/track/async"
 SINGLE = pytest.mark.parametrize("endpoint", [SYNC, ASYNC])
 PROCESSING = {SYNC: "automatic", ASYNC: "background"}
-LEAK_WORDS = ("psycopg", "traceback", "sqlstate")
 
 
 def rows(conn: psycopg.Connection) -> list[tuple[str, str, Any]]:
@@ -28,11 +27,6 @@ def rows(conn: psycopg.Connection) -> list[tuple[str, str, Any]]:
         "SELECT t.tenant_bk, r.event_id, r.raw_payload FROM raw.site_tracking_events_r r "
         "JOIN auth.tenant_h t USING (tenant_hk) ORDER BY r.raw_event_id"
     ).fetchall()
-
-
-def raw_count(conn: psycopg.Connection) -> int:
-    """How many events the raw layer holds."""
-    return len(rows(conn))
 
 
 def send(
@@ -48,17 +42,6 @@ def send(
     return client.post(
         endpoint, headers={**tenant.headers, "Content-Type": content_type, **headers}, content=content
     )
-
-
-def assert_error(response: httpx.Response, status: int) -> str:
-    """The response is a clean JSON error with `status`; returns its detail."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert isinstance(body, dict)
-    assert isinstance(body.get("detail"), str) and body["detail"].strip()
-    for word in LEAK_WORDS:
-        assert word not in response.text.lower()
-    return str(body["detail"])
 
 
 @SINGLE

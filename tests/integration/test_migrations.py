@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Iterator
-from urllib.parse import urlencode
+from collections.abc import Callable
 
 import psycopg
 import pytest
-from click.testing import CliRunner, Result
-from psycopg.conninfo import conninfo_to_dict
-from tests.conftest import make_tenant
+from tests.conftest import Cli, make_tenant
 
 from onevault import migrations
 from onevault.auth import store
-from onevault.cli import main
 from onevault.config import get_settings
 
 PRODUCT_SCHEMAS = ("raw", "staging", "business", "api", "auth")
 ALL_SCHEMAS = (*PRODUCT_SCHEMAS, "util")
 N = len(migrations.available())
-
-
-def as_url(conninfo: str) -> str:
-    """A `postgresql://` URL for a key=value conninfo (what SYSTEM_DATABASE_URL accepts)."""
-    params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
-    dbname = params.pop("dbname", "")
-    return f"postgresql:///{dbname}?{urlencode(params)}"
 
 
 def applied_versions(url: str) -> list[int]:
@@ -230,67 +218,54 @@ def test_concurrent_upgrades_apply_each_migration_once(empty_db_url: str) -> Non
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, empty_db_url: str) -> Iterator[CliRunner]:
-    """A CliRunner whose commands use this test's empty database; logging and settings restored after."""
-    monkeypatch.setenv("SYSTEM_DATABASE_URL", as_url(empty_db_url))
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def cli(cli_for: Callable[[str], Cli], empty_db_url: str) -> Cli:
+    """`onevault` commands on this test's database."""
+    return cli_for(empty_db_url)
 
 
-def invoke(cli: CliRunner, *args: str) -> Result:
-    """Run `onevault <args>` in-process."""
-    get_settings.cache_clear()
-    return cli.invoke(main, list(args), catch_exceptions=False)
-
-
-def test_cli_upgrade_status_rollback(cli: CliRunner, empty_db_url: str) -> None:
+def test_cli_upgrade_status_rollback(cli: Cli, empty_db_url: str) -> None:
     """`onevault db upgrade|status|rollback --to 0` succeed and report what they did."""
-    result = invoke(cli, "db", "status")
+    result = cli("db", "status")
     assert result.exit_code == 0, result.output
     assert "pending" in result.stdout
 
-    result = invoke(cli, "db", "upgrade")
+    result = cli("db", "upgrade")
     assert result.exit_code == 0, result.output
     assert f"{N} migration(s) applied" in result.stdout
     assert applied_versions(empty_db_url) == list(range(1, N + 1))
 
-    result = invoke(cli, "db", "upgrade")
+    result = cli("db", "upgrade")
     assert result.exit_code == 0, result.output
     assert "up to date" in result.stdout
 
-    result = invoke(cli, "db", "status")
+    result = cli("db", "status")
     assert result.exit_code == 0, result.output
     for m in migrations.available():
         assert f"{m.version:04d}" in result.stdout
         assert m.name in result.stdout
     assert "pending" not in result.stdout
 
-    result = invoke(cli, "db", "rollback", "--to", "0")
+    result = cli("db", "rollback", "--to", "0")
     assert result.exit_code == 0, result.output
     assert f"{N} migration(s) rolled back" in result.stdout
     assert_fully_rolled_back(empty_db_url)
 
-    result = invoke(cli, "db", "rollback")
+    result = cli("db", "rollback")
     assert result.exit_code == 0, result.output
     assert "Nothing to roll back" in result.stdout
 
 
-def test_cli_refuses_database_ahead(cli: CliRunner, empty_db_url: str) -> None:
+def test_cli_refuses_database_ahead(cli: Cli, empty_db_url: str) -> None:
     """`onevault db upgrade` on a database ahead of the code exits non-zero with a clear message."""
     migrations.upgrade(empty_db_url)
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO util.schema_migration (version, name, checksum) VALUES (9999, 'future', 'x')"
         )
-    result = invoke(cli, "db", "upgrade")
+    result = cli("db", "upgrade")
     assert result.exit_code != 0
     assert "newer release" in result.output
-    result = invoke(cli, "db", "status")
+    result = cli("db", "status")
     assert result.exit_code == 0, result.output
     assert "9999" in result.stdout
     assert "unknown to this release" in result.stdout
@@ -298,12 +273,12 @@ def test_cli_refuses_database_ahead(cli: CliRunner, empty_db_url: str) -> None:
 
 @pytest.mark.parametrize("command", [("db", "status"), ("db", "upgrade"), ("db", "rollback")])
 def test_cli_db_commands_report_unreachable_database(
-    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
 ) -> None:
     """`onevault db ...` against an unreachable PostgreSQL exits non-zero with a message, not a traceback."""
     monkeypatch.setenv("SYSTEM_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2")
     get_settings.cache_clear()
-    result = cli.invoke(main, list(command))
+    result = cli(*command)
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert "cannot reach PostgreSQL" in result.output

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import time
-from collections.abc import Iterator
-from urllib.parse import urlencode
+from collections.abc import Callable
 
 import psycopg
 import pytest
-from click.testing import CliRunner, Result
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from tests.conftest import Cli
 
 from onevault.auth import store
-from onevault.cli import main
-from onevault.config import get_settings
 
 TOKEN_RE = re.compile(r"^ovt_test_[0-9a-f]{64}$")
 SCHEMAS = ["auth", "raw", "util", "staging", "business", "api"]
-
-
-def as_url(conninfo: str) -> str:
-    """A `postgresql://` URL for a key=value conninfo (what SYSTEM_DATABASE_URL accepts)."""
-    params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
-    dbname = params.pop("dbname", "")
-    return f"postgresql:///{dbname}?{urlencode(params)}"
 
 
 def occurrences(conn: psycopg.Connection, needle: str) -> list[str]:
@@ -176,32 +164,19 @@ def test_live_tokens_exclude_revoked_and_expired(conn: psycopg.Connection) -> No
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, db_url: str) -> Iterator[CliRunner]:
-    """A CliRunner whose commands use this test's database; logging and settings restored after."""
-    monkeypatch.setenv("SYSTEM_DATABASE_URL", as_url(db_url))
+def cli(cli_for: Callable[[str], Cli], monkeypatch: pytest.MonkeyPatch, db_url: str) -> Cli:
+    """`onevault` commands on this test's database."""
     monkeypatch.setenv("ONEVAULT_TOKEN_ENV", "test")
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    return cli_for(db_url)
 
 
-def invoke(cli: CliRunner, *args: str) -> Result:
-    """Run `onevault <args>` in-process."""
-    get_settings.cache_clear()
-    return cli.invoke(main, list(args), catch_exceptions=False)
-
-
-def test_cli_tenant_and_token_lifecycle(cli: CliRunner, conn: psycopg.Connection) -> None:
+def test_cli_tenant_and_token_lifecycle(cli: Cli, conn: psycopg.Connection) -> None:
     """The CLI creates a tenant and a token (printed alone on the last line), lists, revokes, disables."""
-    result = invoke(cli, "tenant", "create", "acme")
+    result = cli("tenant", "create", "acme")
     assert result.exit_code == 0, result.output
     assert "acme" in result.stdout
 
-    result = invoke(cli, "token", "create", "acme", "--scope", "track", "--scope", "read")
+    result = cli("token", "create", "acme", "--scope", "track", "--scope", "read")
     assert result.exit_code == 0, result.output
     token = result.stdout.strip().splitlines()[-1]
     assert TOKEN_RE.fullmatch(token), result.stdout
@@ -212,52 +187,52 @@ def test_cli_tenant_and_token_lifecycle(cli: CliRunner, conn: psycopg.Connection
     assert row["token_id"] == token_id
     assert row["scopes"] == ["read", "track"]
 
-    result = invoke(cli, "token", "list")
+    result = cli("token", "list")
     assert result.exit_code == 0, result.output
     assert token_id in result.stdout
     assert token not in result.output
     assert token.rsplit("_", 1)[1] not in result.output
 
-    result = invoke(cli, "tenant", "list")
+    result = cli("tenant", "list")
     assert result.exit_code == 0, result.output
     assert re.search(r"^acme\s+yes\s+1\s", result.stdout, re.MULTILINE), result.stdout
 
-    result = invoke(cli, "token", "revoke", token_id)
+    result = cli("token", "revoke", token_id)
     assert result.exit_code == 0, result.output
     assert "revoked" in result.stdout
     assert store.list_tokens(conn, "acme")[0]["revoked_at"] is not None
-    result = invoke(cli, "token", "revoke", token_id)
+    result = cli("token", "revoke", token_id)
     assert result.exit_code == 0, result.output
     assert "already revoked" in result.stdout
 
-    result = invoke(cli, "tenant", "disable", "acme")
+    result = cli("tenant", "disable", "acme")
     assert result.exit_code == 0, result.output
     assert [t["is_active"] for t in store.list_tenants(conn)] == [False]
 
-    result = invoke(cli, "tenant", "create", "acme")
+    result = cli("tenant", "create", "acme")
     assert result.exit_code != 0
     assert "already exists" in result.output
 
 
-def test_cli_errors_are_clear(cli: CliRunner) -> None:
+def test_cli_errors_are_clear(cli: Cli) -> None:
     """CLI mistakes (unknown tenant or token, bad id, bad scope) exit non-zero with a message."""
-    result = invoke(cli, "token", "create", "nobody", "--scope", "track")
+    result = cli("token", "create", "nobody", "--scope", "track")
     assert result.exit_code != 0
     assert "no tenant 'nobody'" in result.output
     assert result.stdout.strip() == ""
 
-    result = invoke(cli, "token", "revoke", "0123456789ab")
+    result = cli("token", "revoke", "0123456789ab")
     assert result.exit_code != 0
     assert "no token" in result.output
 
-    result = invoke(cli, "tenant", "create", "A B")
+    result = cli("tenant", "create", "A B")
     assert result.exit_code != 0
     assert "invalid customer id" in result.output
 
-    result = invoke(cli, "tenant", "disable", "nobody")
+    result = cli("tenant", "disable", "nobody")
     assert result.exit_code != 0
     assert "no tenant" in result.output
 
-    result = invoke(cli, "token", "create", "acme", "--scope", "admin")
+    result = cli("token", "create", "acme", "--scope", "admin")
     assert result.exit_code == 2
     assert "admin" in result.output
