@@ -1,0 +1,132 @@
+"""Operating a deployment: the README's rollback procedure, CLI processing and several workers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import Cli, ServeProcess, make_tenant
+
+
+def _completed(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM staging.pipeline_dashboard WHERE business_status = '✅ Complete Pipeline'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not reached within {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def service(db_url: str, tmp_path: Path) -> Iterator[ServeProcess]:
+    """`onevault serve` on this test's database."""
+    started = ServeProcess(
+        tmp_path / "serve.log", SYSTEM_DATABASE_URL=db_url, ONEVAULT_DATA_DIR=str(tmp_path)
+    )
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def test_readme_rollback_procedure(
+    service: ServeProcess, db_url: str, conn: psycopg.Connection, cli_for: Callable[[str], Cli]
+) -> None:
+    """`db rollback` removes the automation layer, ingestion goes on, `db upgrade` restores and drains."""
+    cli = cli_for(db_url)
+    tenant = make_tenant(conn, "one_spa")
+    assert cli("db", "check").exit_code == 0
+
+    rolled = cli("db", "rollback")
+    assert rolled.exit_code == 0, rolled.output
+    check = cli("db", "check")
+    assert check.exit_code == 1
+    assert "staging.trigger_pipeline_now" in check.output and "missing" in check.output
+
+    response = httpx.post(
+        f"{service.url}/api/v1/track", headers=tenant.headers, json={"page_url": "https://a.test/"}
+    )
+    assert response.status_code == 200
+    assert response.json()["pipeline"]["status"] == "pending"
+
+    assert cli("db", "upgrade").exit_code == 0
+    assert cli("db", "check").exit_code == 0
+    _wait_until(lambda: _completed(conn) == 1, timeout=10)
+    assert "⚠️ Site tracking processing failed (non-critical)" in service.log.read_text()
+
+
+def test_cli_status_and_process_with_retry_failed(
+    conn: psycopg.Connection, cli_for: Callable[[str], Cli], db_url: str
+) -> None:
+    """`status` shows the backlog; `process` drains it; `--retry-failed` requeues quarantined events."""
+    cli = cli_for(db_url)
+    make_tenant(conn, "one_spa")
+    for url in ("https://a.test/1", "https://a.test/2", "not a url"):
+        conn.execute("SELECT api.track_site_event('one_spa', %s)", (url,))
+
+    status = cli("status", "--customer-id", "one_spa")
+    assert status.exit_code == 0
+    assert re.search(r"raw_pending\s+3", status.output), status.output
+
+    processed = cli("process", "--customer-id", "one_spa")
+    assert processed.exit_code == 0, processed.output
+    assert re.search(r"one_spa\s+3\s+2\s+1\s+0", processed.output), processed.output
+    assert cli("process").output.strip().endswith("No processing needed - all events up to date")
+
+    retried = cli("process", "--retry-failed")
+    assert "Requeued 0 failed and 1 quarantined event(s)" in retried.output
+    assert re.search(r"one_spa\s+1\s+0\s+1\s+0", retried.output), retried.output
+    assert _completed(conn) == 2
+    unknown = cli("status", "--customer-id", "nobody")
+    assert unknown.exit_code == 1 and "unknown customer id" in unknown.output
+
+
+def test_two_workers_process_everything_once_and_share_metrics(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """With `--workers 2`, background processing and /metrics cover every worker."""
+    tenant = make_tenant(conn, "one_spa")
+    service = ServeProcess(
+        tmp_path / "serve.log", "--workers", "2", SYSTEM_DATABASE_URL=db_url, ONEVAULT_DATA_DIR=str(tmp_path)
+    )
+    try:
+
+        async def send() -> None:
+            async with httpx.AsyncClient(
+                base_url=service.url, limits=httpx.Limits(max_connections=20)
+            ) as http:
+                responses = await asyncio.gather(
+                    *(
+                        http.post(
+                            "/api/v1/track/async",
+                            headers=tenant.headers,
+                            json={"page_url": f"https://a.test/{n}"},
+                        )
+                        for n in range(100)
+                    )
+                )
+            assert {r.status_code for r in responses} == {200}
+
+        asyncio.run(send())
+        _wait_until(lambda: _completed(conn) == 100, timeout=10)
+        accepted = 'onevault_events_received_total{endpoint="/api/v1/track/async",outcome="accepted"} 100.0'
+        for _ in range(4):  # whichever worker answers, the counts are those of all workers
+            assert accepted in httpx.get(f"{service.url}/metrics").text
+        counts = conn.execute(
+            "SELECT count(*), count(DISTINCT raw_event_id) FROM business.site_event_details_s"
+        ).fetchone()
+        assert counts == (100, 100)
+    finally:
+        assert service.stop() == 0
