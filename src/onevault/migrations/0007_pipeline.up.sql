@@ -1,5 +1,21 @@
 -- The pipeline: raw → staging → business, set-based, one bounded batch per call.
 
+-- Running totals per tenant and UTC day, kept by the pipeline in the same transaction as the
+-- work they count, so status and dashboard do not count millions of rows on every request.
+CREATE TABLE staging.pipeline_stats (
+    tenant_hk bytea NOT NULL,
+    day date NOT NULL,
+    staged bigint NOT NULL DEFAULT 0,
+    loaded bigint NOT NULL DEFAULT 0,
+    quarantined bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_hk, day)
+);
+INSERT INTO staging.pipeline_stats (tenant_hk, day, staged, loaded, quarantined)
+SELECT tenant_hk, (load_date AT TIME ZONE 'UTC')::date, count(*),
+       count(*) FILTER (WHERE business_loaded_at IS NOT NULL), count(*) FILTER (WHERE validation_status = 'INVALID')
+FROM staging.site_tracking_events_s
+GROUP BY 1, 2;
+
 -- raw → staging: validate, normalise and enrich the given raw events (those not staged yet),
 -- deriving visitors and 30-minute sessions where the client sent none.
 CREATE FUNCTION staging.stage_events(p_raw_ids bigint[]) RETURNS integer
@@ -332,6 +348,7 @@ DECLARE
     v_staged integer := 0;
     v_loaded integer := 0;
     v_errors integer := 0;
+    v_quarantined integer;
 BEGIN
     PERFORM pg_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex')));
     SELECT array_agg(c.raw_event_id ORDER BY c.raw_event_id) INTO v_ids
@@ -381,12 +398,20 @@ BEGIN
         END LOOP;
     END;
 
+    -- Rows staged by this transaction carry a load_date at or after its start.
+    SELECT count(*) INTO v_quarantined FROM staging.site_tracking_events_s
+    WHERE raw_event_id = ANY (v_ids) AND validation_status = 'INVALID' AND load_date >= now();
+    INSERT INTO staging.pipeline_stats AS t (tenant_hk, day, staged, loaded, quarantined)
+    VALUES (p_tenant_hk, (now() AT TIME ZONE 'UTC')::date, v_staged, v_loaded, v_quarantined)
+    ON CONFLICT (tenant_hk, day) DO UPDATE
+        SET staged = t.staged + EXCLUDED.staged, loaded = t.loaded + EXCLUDED.loaded,
+            quarantined = t.quarantined + EXCLUDED.quarantined;
+
     RETURN jsonb_build_object(
         'claimed', cardinality(v_ids),
         'staged', v_staged,
         'loaded', v_loaded,
-        'quarantined', (SELECT count(*) FROM staging.site_tracking_events_s
-                        WHERE raw_event_id = ANY (v_ids) AND validation_status = 'INVALID'),
+        'quarantined', v_quarantined,
         'errors', v_errors,
         'latencies_ms', (SELECT coalesce(jsonb_agg(round(extract(epoch FROM s.business_loaded_at - s.received_at)
                                                        * 1000, 1)), '[]'::jsonb)
@@ -405,12 +430,17 @@ BEGIN
     WITH q AS (
         DELETE FROM staging.site_tracking_events_s s
         WHERE s.validation_status = 'INVALID' AND (p_tenant_hk IS NULL OR s.tenant_hk = p_tenant_hk)
-        RETURNING s.raw_event_id
+        RETURNING s.raw_event_id, s.tenant_hk, (s.load_date AT TIME ZONE 'UTC')::date AS day
     ), r AS (
         UPDATE raw.site_tracking_events_r r
         SET processing_status = 'PENDING', processed_at = NULL
         FROM q WHERE r.raw_event_id = q.raw_event_id
         RETURNING 1
+    ), uncount AS (
+        UPDATE staging.pipeline_stats t
+        SET staged = t.staged - c.n, quarantined = t.quarantined - c.n
+        FROM (SELECT tenant_hk, day, count(*) AS n FROM q GROUP BY tenant_hk, day) c
+        WHERE t.tenant_hk = c.tenant_hk AND t.day = c.day
     )
     SELECT count(*) INTO v_quarantined FROM r;
 

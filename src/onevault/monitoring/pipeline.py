@@ -79,10 +79,21 @@ async def dashboard(
 ) -> dict[str, Any]:
     """Summary statistics and the most recent events with their pipeline status."""
     params = {"customer_id": caller.customer_id, "limit": limit}
-    summary = (await _rows(services, "dashboard_summary", params))[0]
-    total = summary["total_events"]
-    summary["processing_rate"] = round(summary["processed_to_business"] / total, 4) if total else None
-    summary["error_rate"] = round(summary["errors"] / total, 4) if total else None
+    state = (await _rows(services, "pipeline_status", params))[0]["get_pipeline_status"]
+    total = state["raw_events_total"]
+    summary = {
+        "total_events": total,
+        "processed_to_staging": total - state["raw_pending"] - state["raw_errors"] - state["quarantined"],
+        "processed_to_business": state["business_events_total"],
+        "quarantined": state["quarantined"],
+        "errors": state["raw_errors"],
+        "pending": state["raw_pending"],
+        "latest_event": state["last_received_at"],
+        "processing_rate": round(state["business_events_total"] / total, 4) if total else None,
+        "avg_latency_ms": state["latency_ms_avg"],
+        "p95_latency_ms": state["latency_ms_p95"],
+        "error_rate": round(state["raw_errors"] / total, 4) if total else None,
+    }
     events = await _rows(services, "recent_events", params)
     return {"status": "success", "summary": summary, "events": events, "timestamp": _now()}
 

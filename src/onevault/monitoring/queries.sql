@@ -20,22 +20,8 @@ SELECT raw_event_id, event_id, raw_load_date, raw_event_type, page_url, staging_
        validation_reasons, business_status, error_message, processing_latency_ms
 FROM staging.pipeline_dashboard
 WHERE tenant_hk = util.tenant_hk(%(customer_id)s)
-ORDER BY raw_event_id DESC
+ORDER BY raw_load_date DESC, raw_event_id DESC
 LIMIT %(limit)s;
-
--- name: dashboard_summary
--- Totals of one tenant's events per pipeline stage, latency and rates.
-SELECT count(*) AS total_events,
-       count(*) FILTER (WHERE staging_status = 'PROCESSED') AS processed_to_staging,
-       count(*) FILTER (WHERE business_status = '✅ Complete Pipeline') AS processed_to_business,
-       count(*) FILTER (WHERE staging_status = 'INVALID') AS quarantined,
-       count(*) FILTER (WHERE staging_status = 'ERROR') AS errors,
-       count(*) FILTER (WHERE staging_status = 'PENDING') AS pending,
-       max(raw_load_date) AS latest_event,
-       round(avg(processing_latency_ms)::numeric, 1) AS avg_latency_ms,
-       round((percentile_cont(0.95) WITHIN GROUP (ORDER BY processing_latency_ms))::numeric, 1) AS p95_latency_ms
-FROM staging.pipeline_dashboard
-WHERE tenant_hk = util.tenant_hk(%(customer_id)s);
 
 -- name: trigger_pipeline
 -- Everything due for one tenant, processed now.
