@@ -64,3 +64,35 @@ def test_totals_match_row_counts_through_quarantine_requeue_and_replay(conn: psy
         }
     )
     assert status["business_events_today"] == 7
+
+
+ORPHAN_CHECKS = {
+    "site_event_session_l": ("site_event_hk", "site_event_h"),
+    "site_event_page_l": ("site_page_hk", "site_page_h"),
+    "site_session_visitor_l": ("site_visitor_hk", "site_visitor_h"),
+    "site_event_details_s": ("site_event_hk", "site_event_h"),
+    "site_page_details_s": ("site_page_hk", "site_page_h"),
+    "site_visitor_details_s": ("site_visitor_hk", "site_visitor_h"),
+    "site_session_summary_s": ("site_session_hk", "site_session_h"),
+}
+
+
+def test_links_and_satellites_always_have_their_hubs(conn: psycopg.Connection) -> None:
+    """The vault has no foreign keys on links and satellites; the loader keeps every reference whole."""
+    make_tenant(conn, "one_spa")
+    for n in range(20):
+        conn.execute(
+            "SELECT api.track_site_event('one_spa', %s, 'page_view', %s::jsonb)",
+            (f"https://a.test/{n % 4}", f'{{"visitor_id": "v{n % 3}"}}'),
+        )
+    conn.execute("SELECT api.track_site_event('one_spa', 'not a url')")
+    conn.execute("SELECT staging.trigger_pipeline_now('one_spa')")
+    conn.execute("SELECT staging.requeue_failed(NULL)")
+    conn.execute("SELECT staging.trigger_pipeline_now(NULL)")
+    for table, (key, hub) in ORPHAN_CHECKS.items():
+        orphans = conn.execute(
+            f"SELECT count(*) FROM business.{table} x "
+            f"WHERE NOT EXISTS (SELECT 1 FROM business.{hub} h WHERE h.{key} = x.{key})"
+        ).fetchone()
+        assert orphans == (0,), table
+        assert conn.execute(f"SELECT count(*) FROM business.{table}").fetchone() != (0,), table

@@ -1,6 +1,8 @@
 DROP TABLE staging.site_tracking_events_s;
 DROP TABLE staging.user_agent_parse;
-DROP FUNCTION util.split_url(text);
+DROP FUNCTION util.host_from_parts(text[]);
+DROP FUNCTION util.url_from_parts(text[]);
+DROP FUNCTION util.url_parts(text);
 DROP FUNCTION staging.referrer_class(text, text);
 DROP FUNCTION staging.classify_user_agent(text);
 DROP FUNCTION util.client_time(jsonb);

@@ -72,19 +72,23 @@ CREATE FUNCTION staging.referrer_class(p_referrer_host text, p_page_host text) R
         ELSE 'other'
     END;
 
--- An absolute http(s) URL split into its parts (scheme and host lower-cased, fragment dropped).
-CREATE FUNCTION util.split_url(
-    p_url text, OUT url text, OUT host text, OUT path text, OUT query text
-) LANGUAGE sql IMMUTABLE PARALLEL SAFE
-BEGIN ATOMIC
-    SELECT lower(m[1]) || '://' || lower(m[2]) || coalesce(nullif(m[3], ''), '/')
-               || coalesce('?' || nullif(m[4], ''), ''),
-           lower(regexp_replace(m[2], '^[^@]*@|:\d*$', '', 'g')),
-           coalesce(nullif(m[3], ''), '/'),
-           nullif(m[4], '')
-    FROM (SELECT regexp_match(btrim(p_url), '^(https?)://([^/?#\s]+)([^?#\s]*)(?:\?([^#]*))?(?:#.*)?$', 'i') AS m) s
-    WHERE m IS NOT NULL;
-END;
+-- An absolute http(s) URL matched into {scheme, authority, path, query} (NULL if it is not one);
+-- the two functions below turn the parts into the normalised URL and the host. Plain SQL
+-- expressions, so the planner inlines them into the pipeline's statements.
+CREATE FUNCTION util.url_parts(p_url text) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN regexp_match(btrim(p_url), '^(https?)://([^/?#\s]+)([^?#\s]*)(?:\?([^#]*))?(?:#.*)?$', 'i');
+
+-- Scheme and host lower-cased, path case kept, fragment dropped.
+CREATE FUNCTION util.url_from_parts(p_parts text[]) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN lower(p_parts[1]) || '://' || lower(p_parts[2]) || coalesce(nullif(p_parts[3], ''), '/')
+           || coalesce('?' || nullif(p_parts[4], ''), '');
+
+-- The host without user info and port, lower-cased.
+CREATE FUNCTION util.host_from_parts(p_parts text[]) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN lower(regexp_replace(p_parts[2], '^[^@]*@|:\d*$', '', 'g'));
 
 -- User agents parsed by the application (ua-parser), shared by every tenant.
 CREATE TABLE staging.user_agent_parse (

@@ -32,9 +32,9 @@ BEGIN
                    AND jsonb_typeof(r.raw_payload -> 'event_data') <> 'object' AS bad_event_data
         FROM raw.site_tracking_events_r r
         WHERE r.raw_event_id = ANY (p_raw_ids)
-          AND NOT EXISTS (SELECT 1 FROM staging.site_tracking_events_s s WHERE s.raw_event_id = r.raw_event_id)
-    ), fields AS (
-        -- Known keys are read at the top level first, then inside event_data.
+    ), fields AS MATERIALIZED (
+        -- Known keys are read at the top level first, then inside event_data. Materialised (like
+        -- the next step) so that each parse runs once per event, not once per use.
         SELECT src.*,
                coalesce(p ->> 'event_type', d ->> 'event_type', 'page_view') AS event_type,
                coalesce(p ->> 'page_url', d ->> 'page_url') AS page_url_in,
@@ -46,34 +46,36 @@ BEGIN
                coalesce(p ->> 'visitor_id', d ->> 'visitor_id') AS visitor_in,
                coalesce(p ->> 'user_id', d ->> 'user_id') AS user_id
         FROM src
-    ), enriched AS (
+    ), parsed AS MATERIALIZED (
+        SELECT f.*, util.url_parts(f.page_url_in) AS page_parts, util.url_parts(f.referrer_in) AS referrer_parts,
+               util.client_time(f.ts_in) AS ts, util.client_time(f.sent_in) AS sent
+        FROM fields f
+    ), enriched AS MATERIALIZED (
         SELECT f.*,
-               u.url AS page_url, u.host AS page_host, u.path AS page_path, u.query AS page_query,
-               ru.url AS referrer_url, ru.host AS referrer_host,
+               util.url_from_parts(f.page_parts) AS page_url, util.host_from_parts(f.page_parts) AS page_host,
+               coalesce(nullif(f.page_parts[3], ''), '/') AS page_path, nullif(f.page_parts[4], '') AS page_query,
+               util.url_from_parts(f.referrer_parts) AS referrer_url,
+               util.host_from_parts(f.referrer_parts) AS referrer_host,
                coalesce(ua.browser_family, fb.browser_family) AS browser_family,
                coalesce(ua.browser_version, fb.browser_version) AS browser_version,
                coalesce(ua.os_family, fb.os_family) AS os_family,
                coalesce(ua.os_version, fb.os_version) AS os_version,
                coalesce(ua.device_type, fb.device_type) AS device_type,
                coalesce(ua.is_bot, fb.is_bot, false) AS is_bot,
-               t.ts, t.sent,
-               CASE WHEN t.ts IS NULL THEN f.received_at
-                    WHEN t.sent IS NOT NULL THEN f.received_at - (t.sent - t.ts)
-                    ELSE t.ts END AS occurred_at,
-               CASE WHEN t.sent IS NOT NULL
-                    THEN (extract(epoch FROM (t.sent - f.received_at)) * 1000)::bigint END AS clock_skew_ms,
+               CASE WHEN f.ts IS NULL THEN f.received_at
+                    WHEN f.sent IS NOT NULL THEN f.received_at - (f.sent - f.ts)
+                    ELSE f.ts END AS occurred_at,
+               CASE WHEN f.sent IS NOT NULL
+                    THEN (extract(epoch FROM (f.sent - f.received_at)) * 1000)::bigint END AS clock_skew_ms,
                coalesce(f.visitor_in, 'anon-' || left(encode(sha256(
                    f.tenant_hk || coalesce(f.client_ip_hash, '\x'::bytea)
                    || convert_to(coalesce(f.user_agent, ''), 'UTF8')), 'hex'), 32)) AS visitor_id
-        FROM fields f
-        LEFT JOIN LATERAL util.split_url(f.page_url_in) u ON true
-        LEFT JOIN LATERAL util.split_url(f.referrer_in) ru ON true
+        FROM parsed f
         LEFT JOIN staging.user_agent_parse ua
                ON ua.user_agent_hk = sha256(convert_to(f.user_agent, 'UTF8'))
         LEFT JOIN LATERAL (SELECT * FROM staging.classify_user_agent(f.user_agent) c
-                           WHERE ua.user_agent_hk IS NULL) fb ON true
-        CROSS JOIN LATERAL (SELECT util.client_time(f.ts_in) AS ts, util.client_time(f.sent_in) AS sent) t
-    ), checked AS (
+                           WHERE ua.user_agent_hk IS NULL OFFSET 0) fb ON true
+    ), checked AS MATERIALIZED (
         SELECT e.*,
                array_remove(ARRAY[
                    CASE WHEN e.page_url_in IS NOT NULL AND e.page_url IS NULL
@@ -95,22 +97,31 @@ BEGIN
                ], NULL) AS suspicious_reasons,
                util.hash_key(e.tenant_hk, e.visitor_id) AS site_visitor_hk
         FROM enriched e
-    ), timeline AS (
-        -- Sessions: the client's, else per visitor a new one after 30 minutes without events.
-        -- New events are placed among the visitor's already staged events around them, so late
-        -- events join the session they belong to and sessions continue across batches.
-        SELECT c.site_visitor_hk, c.occurred_at, c.raw_event_id, c.visitor_id, NULL::text AS known_session
+    ), fresh AS (
+        SELECT c.site_visitor_hk, c.occurred_at, c.raw_event_id, c.visitor_id
         FROM checked c
         WHERE cardinality(c.invalid_reasons) = 0 AND c.session_in IS NULL
-        UNION ALL
-        SELECT s.site_visitor_hk, s.occurred_at, NULL, NULL, s.session_id
-        FROM (SELECT c.site_visitor_hk, min(c.occurred_at) - interval '30 minutes' AS lo,
-                     max(c.occurred_at) + interval '30 minutes' AS hi
-              FROM checked c
-              WHERE cardinality(c.invalid_reasons) = 0 AND c.session_in IS NULL
-              GROUP BY c.site_visitor_hk) w
-        JOIN staging.site_tracking_events_s s
-          ON s.site_visitor_hk = w.site_visitor_hk AND s.session_derived AND s.occurred_at BETWEEN w.lo AND w.hi
+    ), timeline AS (
+        -- Sessions: the client's, else per visitor a new one after 30 minutes without events.
+        -- Each new event is placed between the visitor's nearest staged events before and after
+        -- it (within 30 minutes), so late events join the session they belong to and sessions
+        -- continue across batches.
+        SELECT f.site_visitor_hk, f.occurred_at, f.raw_event_id, f.visitor_id, NULL::text AS known_session
+        FROM fresh f
+        UNION
+        SELECT f.site_visitor_hk, n.occurred_at, NULL, NULL, n.session_id
+        FROM fresh f
+        CROSS JOIN LATERAL (
+            (SELECT s.occurred_at, s.session_id FROM staging.site_tracking_events_s s
+             WHERE s.site_visitor_hk = f.site_visitor_hk AND s.session_derived
+               AND s.occurred_at BETWEEN f.occurred_at - interval '30 minutes' AND f.occurred_at
+             ORDER BY s.occurred_at DESC LIMIT 1)
+            UNION ALL
+            (SELECT s.occurred_at, s.session_id FROM staging.site_tracking_events_s s
+             WHERE s.site_visitor_hk = f.site_visitor_hk AND s.session_derived
+               AND s.occurred_at BETWEEN f.occurred_at AND f.occurred_at + interval '30 minutes'
+             ORDER BY s.occurred_at LIMIT 1)
+        ) n
     ), gaps AS (
         SELECT t.*,
                CASE WHEN lag(t.occurred_at) OVER w IS NULL
@@ -148,7 +159,7 @@ BEGIN
             user_agent, browser_family, browser_version, os_family, os_version, device_type, is_bot,
             client_ip_hash, received_at, occurred_at, clock_skew_ms,
             session_id, session_derived, visitor_id, visitor_derived, user_id, event_properties,
-            site_event_hk, site_session_hk, site_visitor_hk, site_page_hk)
+            site_event_hk, site_session_hk, site_visitor_hk, site_page_hk, business_loaded_at)
         SELECT s.raw_event_id, s.tenant_hk, s.event_id, 'staging:' || s.record_source,
                CASE WHEN cardinality(s.invalid_reasons) > 0 THEN 'INVALID'
                     WHEN cardinality(s.suspicious_reasons) > 0 THEN 'SUSPICIOUS' ELSE 'VALID' END,
@@ -171,7 +182,10 @@ BEGIN
                util.hash_key(s.tenant_hk, s.event_id),
                util.hash_key(s.tenant_hk, s.session_id),
                s.site_visitor_hk,
-               util.hash_key(s.tenant_hk, split_part(s.page_url, '?', 1))
+               util.hash_key(s.tenant_hk, split_part(s.page_url, '?', 1)),
+               -- process_batch loads the business layer in the same transaction, so a loadable
+               -- row is marked loaded as it is staged (no second write of every row).
+               CASE WHEN cardinality(s.invalid_reasons) = 0 THEN clock_timestamp() END
         FROM sessions s
         ON CONFLICT (raw_event_id) DO NOTHING
         RETURNING raw_event_id
@@ -181,17 +195,19 @@ BEGIN
 END;
 $$;
 
--- staging → business: hubs, then links, then satellites, for the given events' staging rows
--- that are loadable (VALID or SUSPICIOUS) and not loaded yet. Returns the number loaded.
+-- staging → business: hubs, then links, then satellites, for the given events' loadable (VALID or
+-- SUSPICIOUS) staging rows; idempotent (a replay inserts nothing). Returns the events it added.
 CREATE FUNCTION staging.load_business(p_raw_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     v_ids bigint[];
+    v_linked bytea[];
+    v_loaded integer;
     v_now timestamptz := clock_timestamp();
 BEGIN
     SELECT array_agg(s.raw_event_id) INTO v_ids
     FROM staging.site_tracking_events_s s
-    WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID' AND s.business_loaded_at IS NULL;
+    WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID';
     IF v_ids IS NULL THEN
         RETURN 0;
     END IF;
@@ -215,13 +231,19 @@ BEGIN
     SELECT DISTINCT ON (site_event_hk) site_event_hk, event_id, tenant_hk, 'site_tracking'
     FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids)
     ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_loaded = ROW_COUNT;
 
-    INSERT INTO business.site_event_session_l (link_event_session_hk, site_event_hk, site_session_hk, tenant_hk,
-                                               record_source)
-    SELECT DISTINCT ON (1) sha256(site_event_hk || site_session_hk), site_event_hk, site_session_hk, tenant_hk,
-           'site_tracking'
-    FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids)
-    ON CONFLICT DO NOTHING;
+    -- The events newly added to a session: the session summaries below add exactly these.
+    WITH linked AS (
+        INSERT INTO business.site_event_session_l (link_event_session_hk, site_event_hk, site_session_hk,
+                                                   tenant_hk, record_source)
+        SELECT DISTINCT ON (1) sha256(site_event_hk || site_session_hk), site_event_hk, site_session_hk,
+               tenant_hk, 'site_tracking'
+        FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids)
+        ON CONFLICT DO NOTHING
+        RETURNING site_event_hk
+    )
+    SELECT array_agg(site_event_hk) INTO v_linked FROM linked;
 
     INSERT INTO business.site_event_page_l (link_event_page_hk, site_event_hk, site_page_hk, tenant_hk, record_source)
     SELECT DISTINCT ON (1) sha256(site_event_hk || site_page_hk), site_event_hk, site_page_hk, tenant_hk,
@@ -289,51 +311,80 @@ BEGIN
                                         WHERE x.site_visitor_hk = n.site_visitor_hk
                                         ORDER BY x.load_date DESC LIMIT 1);
 
-    -- Session summaries, recomputed from every event of each session this batch touched.
+    -- Session summaries, brought up to date with the events newly linked to each session: the
+    -- previous summary combined with this batch's events (so the work does not grow with the
+    -- session), a new satellite row only when the result differs.
     INSERT INTO business.site_session_summary_s (
         site_session_hk, load_date, hash_diff, tenant_hk, session_start, session_end, page_views, event_count,
         duration_seconds, entry_page, exit_page, is_bounce, is_bot, referrer_host, referrer_class, utm_source,
         utm_medium, utm_campaign, utm_term, utm_content, record_source)
-    SELECT a.site_session_hk, v_now,
-           sha256(convert_to(ROW(a.session_start, a.session_end, a.page_views, a.event_count, a.entry_page,
-                                 a.exit_page, a.is_bot, a.referrer_host, a.utm_source, a.utm_medium,
-                                 a.utm_campaign, a.utm_term, a.utm_content)::text, 'UTF8')),
-           a.tenant_hk, a.session_start, a.session_end, a.page_views, a.event_count,
-           extract(epoch FROM a.session_end - a.session_start)::integer, a.entry_page, a.exit_page,
-           a.page_views <= 1, a.is_bot, a.referrer_host, staging.referrer_class(a.referrer_host, a.entry_host),
-           a.utm_source, a.utm_medium, a.utm_campaign, a.utm_term, a.utm_content, 'site_tracking'
+    SELECT n.site_session_hk, v_now, n.hash_diff, n.tenant_hk, n.session_start, n.session_end, n.page_views,
+           n.event_count, extract(epoch FROM n.session_end - n.session_start)::integer, n.entry_page, n.exit_page,
+           n.page_views <= 1, n.is_bot, n.referrer_host, n.referrer_class, n.utm_source, n.utm_medium,
+           n.utm_campaign, n.utm_term, n.utm_content, 'site_tracking'
     FROM (
-        SELECT l.site_session_hk, min(l.tenant_hk) AS tenant_hk,
-               min(d.occurred_at) AS session_start, max(d.occurred_at) AS session_end,
-               count(*) FILTER (WHERE d.event_type = 'page_view')::integer AS page_views,
-               count(*)::integer AS event_count,
-               (array_agg(d.page_url ORDER BY d.occurred_at, d.raw_event_id)
-                    FILTER (WHERE d.page_url IS NOT NULL))[1] AS entry_page,
-               (array_agg(d.page_url ORDER BY d.occurred_at DESC, d.raw_event_id DESC)
-                    FILTER (WHERE d.page_url IS NOT NULL))[1] AS exit_page,
-               (array_agg((util.split_url(d.page_url)).host ORDER BY d.occurred_at, d.raw_event_id)
-                    FILTER (WHERE d.page_url IS NOT NULL))[1] AS entry_host,
-               bool_or(d.is_bot) AS is_bot,
-               (array_agg(d.referrer_host ORDER BY d.occurred_at, d.raw_event_id))[1] AS referrer_host,
-               (array_agg(d.utm_source ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_source,
-               (array_agg(d.utm_medium ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_medium,
-               (array_agg(d.utm_campaign ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_campaign,
-               (array_agg(d.utm_term ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_term,
-               (array_agg(d.utm_content ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_content
-        FROM (SELECT DISTINCT site_session_hk FROM staging.site_tracking_events_s WHERE raw_event_id = ANY (v_ids)) t
-        JOIN business.site_event_session_l l ON l.site_session_hk = t.site_session_hk
-        JOIN business.site_event_details_s d ON d.site_event_hk = l.site_event_hk
-        GROUP BY l.site_session_hk
-    ) a
-    WHERE sha256(convert_to(ROW(a.session_start, a.session_end, a.page_views, a.event_count, a.entry_page,
-                                a.exit_page, a.is_bot, a.referrer_host, a.utm_source, a.utm_medium,
-                                a.utm_campaign, a.utm_term, a.utm_content)::text, 'UTF8'))
-          IS DISTINCT FROM (SELECT x.hash_diff FROM business.site_session_summary_s x
-                            WHERE x.site_session_hk = a.site_session_hk ORDER BY x.load_date DESC LIMIT 1);
+        SELECT m.*,
+               sha256(convert_to(ROW(m.session_start, m.session_end, m.page_views, m.event_count, m.entry_page,
+                                     m.exit_page, m.is_bot, m.referrer_host, m.utm_source, m.utm_medium,
+                                     m.utm_campaign, m.utm_term, m.utm_content)::text, 'UTF8')) AS hash_diff
+        FROM (
+            SELECT b.site_session_hk, b.tenant_hk,
+                   least(p.session_start, b.first_at) AS session_start,
+                   greatest(p.session_end, b.last_at) AS session_end,
+                   coalesce(p.page_views, 0) + b.page_views AS page_views,
+                   coalesce(p.event_count, 0) + b.event_count AS event_count,
+                   CASE WHEN p.entry_page IS NULL OR b.first_page_at < p.session_start
+                        THEN coalesce(b.entry_page, p.entry_page) ELSE p.entry_page END AS entry_page,
+                   CASE WHEN p.exit_page IS NULL OR b.last_page_at >= p.session_end
+                        THEN coalesce(b.exit_page, p.exit_page) ELSE p.exit_page END AS exit_page,
+                   coalesce(p.is_bot, false) OR b.is_bot AS is_bot,
+                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.referrer_host
+                        ELSE p.referrer_host END AS referrer_host,
+                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.referrer_class
+                        ELSE p.referrer_class END AS referrer_class,
+                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.utm_source
+                        ELSE p.utm_source END AS utm_source,
+                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.utm_medium
+                        ELSE p.utm_medium END AS utm_medium,
+                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.utm_campaign
+                        ELSE p.utm_campaign END AS utm_campaign,
+                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.utm_term
+                        ELSE p.utm_term END AS utm_term,
+                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.utm_content
+                        ELSE p.utm_content END AS utm_content
+            FROM (
+                SELECT s.site_session_hk, min(s.tenant_hk) AS tenant_hk,
+                       min(s.occurred_at) AS first_at, max(s.occurred_at) AS last_at,
+                       count(*) FILTER (WHERE s.event_type = 'page_view')::integer AS page_views,
+                       count(*)::integer AS event_count,
+                       min(s.occurred_at) FILTER (WHERE s.page_url IS NOT NULL) AS first_page_at,
+                       max(s.occurred_at) FILTER (WHERE s.page_url IS NOT NULL) AS last_page_at,
+                       (array_agg(s.page_url ORDER BY s.occurred_at, s.raw_event_id)
+                            FILTER (WHERE s.page_url IS NOT NULL))[1] AS entry_page,
+                       (array_agg(s.page_url ORDER BY s.occurred_at DESC, s.raw_event_id DESC)
+                            FILTER (WHERE s.page_url IS NOT NULL))[1] AS exit_page,
+                       bool_or(s.is_bot) AS is_bot,
+                       (array_agg(s.referrer_host ORDER BY s.occurred_at, s.raw_event_id))[1] AS referrer_host,
+                       (array_agg(s.referrer_class ORDER BY s.occurred_at, s.raw_event_id))[1] AS referrer_class,
+                       (array_agg(s.utm_source ORDER BY s.occurred_at, s.raw_event_id))[1] AS utm_source,
+                       (array_agg(s.utm_medium ORDER BY s.occurred_at, s.raw_event_id))[1] AS utm_medium,
+                       (array_agg(s.utm_campaign ORDER BY s.occurred_at, s.raw_event_id))[1] AS utm_campaign,
+                       (array_agg(s.utm_term ORDER BY s.occurred_at, s.raw_event_id))[1] AS utm_term,
+                       (array_agg(s.utm_content ORDER BY s.occurred_at, s.raw_event_id))[1] AS utm_content
+                FROM staging.site_tracking_events_s s
+                WHERE s.raw_event_id = ANY (v_ids) AND s.site_event_hk = ANY (v_linked)
+                GROUP BY s.site_session_hk
+            ) b
+            LEFT JOIN LATERAL (SELECT x.* FROM business.site_session_summary_s x
+                               WHERE x.site_session_hk = b.site_session_hk
+                               ORDER BY x.load_date DESC LIMIT 1) p ON true
+        ) m
+    ) n
+    WHERE n.hash_diff IS DISTINCT FROM (SELECT x.hash_diff FROM business.site_session_summary_s x
+                                        WHERE x.site_session_hk = n.site_session_hk
+                                        ORDER BY x.load_date DESC LIMIT 1);
 
-    UPDATE staging.site_tracking_events_s SET business_loaded_at = clock_timestamp()
-    WHERE raw_event_id = ANY (v_ids);
-    RETURN cardinality(v_ids);
+    RETURN v_loaded;
 END;
 $$;
 
