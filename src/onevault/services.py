@@ -27,8 +27,8 @@ class Services:
     pipeline: PipelineRunner
 
 
-def get_services(request: Request) -> Services:
-    """The services of the app handling `request`."""
+async def get_services(request: Request) -> Services:
+    """The services of the app handling `request` (async: FastAPI would run a plain function in a thread)."""
     services: Services = request.app.state.services
     return services
 

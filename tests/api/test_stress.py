@@ -18,6 +18,12 @@ from tests.conftest import EmbeddedServer, LiveServer, Tenant, make_tenant, star
 from onevault import migrations
 
 
+@pytest.fixture
+def server_settings() -> dict[str, object]:
+    """Generous timeouts: this module is about correctness under load, not about time limits."""
+    return {"db_timeout_seconds": 10.0}
+
+
 def test_200_concurrent_copies_of_one_event_store_one_row(
     live_server: LiveServer, conn: psycopg.Connection, tenant: Tenant
 ) -> None:
