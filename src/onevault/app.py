@@ -81,7 +81,10 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         )
         writer.start()
         pipeline = PipelineRunner(
-            pool, batch_size=settings.pipeline_batch_size, sweep_seconds=settings.pipeline_sweep_seconds
+            pool,
+            batch_size=settings.pipeline_batch_size,
+            sweep_seconds=settings.pipeline_sweep_seconds,
+            coalesce_seconds=settings.pipeline_coalesce_seconds,
         )
         pipeline.start()
         # Compiling the user-agent rules takes a moment; do it now rather than in a request.

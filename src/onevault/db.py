@@ -58,13 +58,18 @@ def describe(url: str) -> str:
 
 
 def open_pool(url: str, settings: Settings) -> AsyncConnectionPool:
-    """A pool (not yet opened) of autocommit-off connections, checked before use after an outage."""
+    """A pool (not yet opened) of autocommit connections.
+
+    Every statement the service sends is a transaction on its own (the functions it calls do all
+    their work in one statement), so autocommit saves the BEGIN and COMMIT round trips. Broken
+    connections are discarded when returned; callers that write retry once on a fresh one.
+    """
     return AsyncConnectionPool(
         tuned_conninfo(url, settings),
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         timeout=settings.db_timeout_seconds,
-        check=AsyncConnectionPool.check_connection,
+        kwargs={"autocommit": True},
         open=False,
         name="onevault",
     )

@@ -127,8 +127,15 @@ class EventWriter:
                 await self._flush(live)
 
     async def _flush(self, batch: list[_Item]) -> None:
+        events = [item.event for item in batch]
         try:
-            results = await self._insert([item.event for item in batch])
+            try:
+                results = await self._insert(events)
+            except PoolTimeout:
+                raise
+            except psycopg.OperationalError:
+                # Most often a pooled connection the server closed (a restart): once more on a new one.
+                results = await self._insert(events)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             logger.error(
                 "❌ Could not store %d event(s): database unavailable (%s)", len(batch), type(exc).__name__
@@ -158,7 +165,7 @@ class EventWriter:
             "received": [e.received_at for e in events],
             "record_sources": [e.record_source for e in events],
         }
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn:  # autocommit: the statement is the transaction
             cur = await conn.execute(Q["ingest_events"], params)
             rows = await cur.fetchall()
         by_position = {ord_: Stored(raw_event_id, duplicate) for ord_, raw_event_id, duplicate in rows}

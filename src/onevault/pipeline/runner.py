@@ -42,6 +42,7 @@ class PipelineRunner:
     pool: AsyncConnectionPool
     batch_size: int
     sweep_seconds: float
+    coalesce_seconds: float = 0.0
     _tenants: dict[str, _TenantRuns] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -147,6 +148,10 @@ class PipelineRunner:
             self._wake.clear()
             if not self._dirty:
                 await self._sweep()
+            elif self.coalesce_seconds:
+                # Let events arriving together be processed together: a run's fixed cost is paid
+                # once for many events instead of once or twice per event.
+                await asyncio.sleep(self.coalesce_seconds)
             # A tenant being drained picks up its new events itself (see _drain).
             for customer_id in self._dirty - self._draining.keys():
                 self._dirty.discard(customer_id)
