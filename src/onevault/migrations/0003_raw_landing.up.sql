@@ -42,6 +42,7 @@ CREATE FUNCTION raw.ingest_site_events(
 ) RETURNS TABLE (ord bigint, raw_event_id bigint, duplicate boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
+    v_key bytea := (SELECT k.hash_key FROM util.ip_hash_key k);
     v_ords bigint[];
     v_ids bigint[];
 BEGIN
@@ -58,7 +59,8 @@ BEGIN
     ), ins AS (
         INSERT INTO raw.site_tracking_events_r AS r
             (tenant_hk, event_id, raw_payload, user_agent, client_ip_hash, received_timestamp, record_source)
-        SELECT f.tenant_hk, f.event_id, f.raw_payload, f.user_agent, util.hash_client_ip(f.client_ip),
+        SELECT f.tenant_hk, f.event_id, f.raw_payload, f.user_agent,
+               sha256(v_key || convert_to(host(f.client_ip), 'UTF8')),  -- as util.hash_client_ip
                f.received_timestamp, f.record_source
         FROM firsts f
         ORDER BY f.ord
@@ -70,13 +72,17 @@ BEGIN
     FROM firsts f
     JOIN ins ON ins.tenant_hk = f.tenant_hk AND ins.event_id = f.event_id;
 
+    RETURN QUERY SELECT n.ord, n.raw_event_id, false FROM unnest(v_ords, v_ids) AS n(ord, raw_event_id);
+    IF coalesce(cardinality(v_ords), 0) = cardinality(p_event_ids) THEN
+        RETURN;
+    END IF;
+    -- The others are copies of events already stored (by an earlier or a concurrent request, or
+    -- earlier in this batch); this statement's fresh snapshot sees them all.
     RETURN QUERY
-    SELECT n.ord, n.raw_event_id, false
-    FROM unnest(v_ords, v_ids) AS n(ord, raw_event_id)
-    UNION ALL
     SELECT i.ord, r.raw_event_id, true
     FROM unnest(p_tenant_hks, p_event_ids) WITH ORDINALITY AS i(tenant_hk, event_id, ord)
+    LEFT JOIN unnest(v_ords) AS done(ord) ON done.ord = i.ord
     JOIN raw.site_tracking_events_r r ON r.tenant_hk = i.tenant_hk AND r.event_id = i.event_id
-    WHERE NOT (i.ord = ANY (coalesce(v_ords, '{}')));
+    WHERE done.ord IS NULL;
 END;
 $$;
