@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,13 @@ def tenant_token(url: str, customer_id: str = CUSTOMER_ID) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         store.create_tenant(conn, customer_id)
         return store.create_token(conn, customer_id, ["track", "read", "process"], "bench").token
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def count(url: str, query: str) -> int:

@@ -12,7 +12,6 @@ RSS of every server process.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -36,13 +35,6 @@ BACKLOG = (
     " AND (processing_status = 'PENDING' OR next_attempt_at IS NOT NULL)"
 )
 ROWS_OF_RUN = "SELECT count(*) FROM raw.site_tracking_events_r WHERE event_id LIKE %s"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def drain(url: str, timeout: float) -> tuple[float, int]:
@@ -186,14 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "postgres_copy": limits.copy_ceiling(limits_db),
             "postgres_ingest_function": limits.ingest_function_ceiling(limits_db),
         }
-        with limits.hello_server(free_port()) as hello:
+        with limits.hello_server(harness.free_port()) as hello:
             physical["uvicorn_hello"] = harness.wrk(
                 hello.url + "/api/v1/track/async", harness.CUSTOMER_ID, "x", 64, seconds
             )
 
         with (
-            harness.onevault(ours_db, free_port()) as ours,
-            naive_server(base_db, free_port()) as base,
+            harness.onevault(ours_db, harness.free_port()) as ours,
+            naive_server(base_db, harness.free_port()) as base,
             harness.peak_rss(ours) as ours_rss,
             harness.peak_rss(base) as base_rss,
         ):

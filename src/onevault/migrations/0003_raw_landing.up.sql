@@ -27,6 +27,8 @@ CREATE INDEX site_tracking_events_r_pending_idx
     WHERE processing_status <> 'PROCESSED';
 CREATE INDEX site_tracking_events_r_tenant_received_idx
     ON raw.site_tracking_events_r (tenant_hk, received_timestamp);
+-- For operators' "latest events" queries across all tenants (staging.pipeline_dashboard).
+CREATE INDEX site_tracking_events_r_received_idx ON raw.site_tracking_events_r (received_timestamp);
 
 -- Stores a batch of events for any tenants in one statement, idempotently.
 -- Returns one row per input position (1-based): the raw_event_id that holds the event and

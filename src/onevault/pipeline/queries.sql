@@ -1,13 +1,14 @@
 -- name: unparsed_user_agents
--- Distinct user agents of a tenant's due events that have not been parsed yet.
+-- Distinct user agents, not parsed yet, of the tenant's events the next run will take.
 SELECT DISTINCT r.user_agent
-FROM raw.site_tracking_events_r r
-WHERE r.tenant_hk = util.tenant_hk(%(customer_id)s)
-  AND r.processing_status <> 'PROCESSED'
-  AND r.user_agent IS NOT NULL
+FROM (SELECT x.user_agent
+      FROM raw.site_tracking_events_r x
+      WHERE x.tenant_hk = util.tenant_hk(%(customer_id)s) AND x.processing_status <> 'PROCESSED'
+      ORDER BY x.raw_event_id
+      LIMIT %(batch_size)s) r
+WHERE r.user_agent IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM staging.user_agent_parse p
-                  WHERE p.user_agent_hk = sha256(convert_to(r.user_agent, 'UTF8')))
-LIMIT 1000;
+                  WHERE p.user_agent_hk = sha256(convert_to(r.user_agent, 'UTF8')));
 
 -- name: save_user_agents
 -- Stores parsed user agents (first parse wins).

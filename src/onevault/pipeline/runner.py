@@ -122,7 +122,9 @@ class PipelineRunner:
 
     async def _parse_user_agents(self, customer_id: str) -> None:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(Q["unparsed_user_agents"], {"customer_id": customer_id})
+            cur = await conn.execute(
+                Q["unparsed_user_agents"], {"customer_id": customer_id, "batch_size": self.batch_size}
+            )
             agents = [r[0] for r in await cur.fetchall()]
             if not agents:
                 return

@@ -1,0 +1,75 @@
+"""The service's pipeline run, done synchronously: parse new user agents, then one automation batch."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from onevault import sqlfile
+from onevault.pipeline import useragents
+
+PIPELINE = sqlfile.load("onevault.pipeline", "queries.sql")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run: what auto_process_if_needed answered, and how long each step took."""
+
+    result: dict[str, Any]
+    prepare_ms: float
+    process_ms: float
+
+    @property
+    def processed(self) -> bool:
+        """Whether the run found events to process."""
+        return bool(self.result.get("processed"))
+
+    @property
+    def events(self) -> int:
+        """How many events the run claimed."""
+        return int(self.result.get("events_processed", 0))
+
+
+def parse_user_agents(conn: psycopg.Connection[Any], customer_id: str, batch_size: int = 2**31 - 1) -> int:
+    """What PipelineRunner.prepare does: parse the due events' unknown user agents; how many."""
+    with conn.transaction():
+        agents = [
+            r[0]
+            for r in conn.execute(
+                PIPELINE["unparsed_user_agents"], {"customer_id": customer_id, "batch_size": batch_size}
+            )
+        ]
+        if agents:
+            parsed = [useragents.parse(a) for a in agents]
+            conn.execute(
+                PIPELINE["save_user_agents"],
+                {
+                    "user_agents": agents,
+                    "browser_families": [p.browser_family for p in parsed],
+                    "browser_versions": [p.browser_version for p in parsed],
+                    "os_families": [p.os_family for p in parsed],
+                    "os_versions": [p.os_version for p in parsed],
+                    "device_types": [p.device_type for p in parsed],
+                    "bots": [p.is_bot for p in parsed],
+                },
+            )
+    return len(agents)
+
+
+def run_once(conn: psycopg.Connection[Any], customer_id: str, batch_size: int, prepare: bool = True) -> Run:
+    """One pipeline run as PipelineRunner._run does it, each step in its own transaction."""
+    started = time.perf_counter()
+    if prepare:
+        parse_user_agents(conn, customer_id, batch_size)
+    prepared = time.perf_counter()
+    with conn.transaction():
+        row = conn.execute(
+            PIPELINE["auto_process"], {"customer_id": customer_id, "batch_size": batch_size}
+        ).fetchone()
+    done = time.perf_counter()
+    result: dict[str, Any] = row[0] if row else {}
+    result.pop("latencies_ms", None)
+    return Run(result, (prepared - started) * 1000, (done - prepared) * 1000)
