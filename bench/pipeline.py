@@ -196,7 +196,7 @@ def explain_batch(url: str, batch: int) -> dict[str, Any]:
                     conn,
                     "pipeline: unparsed_user_agents (PipelineRunner.prepare)",
                     drive.PIPELINE["unparsed_user_agents"],
-                    {"customer_id": CUSTOMER},
+                    {"customer_id": CUSTOMER, "batch_size": batch},
                 )
             ]
             for function in ("stage_events", "load_business", "process_batch"):
