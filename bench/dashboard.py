@@ -21,7 +21,6 @@ import psycopg
 from psycopg import sql
 
 from bench import data, drive, explain, harness
-from bench.freshness import free_port
 
 CUSTOMER = harness.CUSTOMER_ID
 TARGET_P95_MS = 200
@@ -201,7 +200,7 @@ def main() -> None:
         print(
             f"loaded in {load_seconds:.0f} s, processed in {process_seconds:.0f} s: {business:,} in business"
         )
-        with harness.onevault(url, free_port()) as server:
+        with harness.onevault(url, harness.free_port()) as server:
             http_rows = http_timings(server, token, args)
         sql_rows = sql_timings(url, args)
         explained = explain_all(url)

@@ -202,6 +202,9 @@ class PipelineRunner:
                 return
             if result.get("processed"):
                 logger.info("✅ Processing result: %s", result)
+                if int(result.get("events_processed", 0)) < self.batch_size:
+                    # Caught up: let the next events gather rather than run for one or two of them.
+                    await asyncio.sleep(self.coalesce_seconds)
             elif customer_id in self._dirty:
                 self._dirty.discard(customer_id)
             else:
