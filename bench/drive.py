@@ -43,19 +43,7 @@ def parse_user_agents(conn: psycopg.Connection[Any], customer_id: str, batch_siz
             )
         ]
         if agents:
-            parsed = [useragents.parse(a) for a in agents]
-            conn.execute(
-                PIPELINE["save_user_agents"],
-                {
-                    "user_agents": agents,
-                    "browser_families": [p.browser_family for p in parsed],
-                    "browser_versions": [p.browser_version for p in parsed],
-                    "os_families": [p.os_family for p in parsed],
-                    "os_versions": [p.os_version for p in parsed],
-                    "device_types": [p.device_type for p in parsed],
-                    "bots": [p.is_bot for p in parsed],
-                },
-            )
+            conn.execute(PIPELINE["save_user_agents"], useragents.save_parameters(agents))
     return len(agents)
 
 

@@ -337,14 +337,7 @@ def process(customer_id: str | None, retry_failed: bool) -> None:
 def status(customer_id: str | None) -> None:
     """Show the pipeline status: pending work, quarantine, errors, totals and latency."""
     with _admin_connection() as conn:
-        try:
-            row = conn.execute(MONITORING_QUERIES["pipeline_status"], {"customer_id": customer_id}).fetchone()
-        except psycopg.errors.UndefinedFunction:
-            raise click.ClickException(
-                "the automation layer is not installed: run `onevault db upgrade`"
-            ) from None
-        except psycopg.errors.InvalidParameterValue as exc:
-            raise click.ClickException(exc.diag.message_primary or str(exc)) from None
+        row = conn.execute(MONITORING_QUERIES["pipeline_status"], {"customer_id": customer_id}).fetchone()
     state: dict[str, Any] = row[0] if row else {}
     _table([{"metric": k, "value": v} for k, v in state.items()], ["metric", "value"])
 

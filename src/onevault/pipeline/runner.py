@@ -128,19 +128,8 @@ class PipelineRunner:
             agents = [r[0] for r in await cur.fetchall()]
             if not agents:
                 return
-            parsed = await asyncio.to_thread(lambda: [useragents.parse(a) for a in agents])
-            await conn.execute(
-                Q["save_user_agents"],
-                {
-                    "user_agents": agents,
-                    "browser_families": [p.browser_family for p in parsed],
-                    "browser_versions": [p.browser_version for p in parsed],
-                    "os_families": [p.os_family for p in parsed],
-                    "os_versions": [p.os_version for p in parsed],
-                    "device_types": [p.device_type for p in parsed],
-                    "bots": [p.is_bot for p in parsed],
-                },
-            )
+            params = await asyncio.to_thread(useragents.save_parameters, agents)
+            await conn.execute(Q["save_user_agents"], params)
 
     async def _background(self) -> None:
         await self._sweep()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import ua_parser
 
@@ -57,3 +58,17 @@ def parse(user_agent: str) -> ParsedAgent:
         device_type=device_type,
         is_bot=is_bot,
     )
+
+
+def save_parameters(user_agents: list[str]) -> dict[str, list[Any]]:
+    """The parameters of the `save_user_agents` statement for these user agents, parsed."""
+    parsed = [parse(agent) for agent in user_agents]
+    return {
+        "user_agents": user_agents,
+        "browser_families": [p.browser_family for p in parsed],
+        "browser_versions": [p.browser_version for p in parsed],
+        "os_families": [p.os_family for p in parsed],
+        "os_versions": [p.os_version for p in parsed],
+        "device_types": [p.device_type for p in parsed],
+        "bots": [p.is_bot for p in parsed],
+    }
