@@ -27,10 +27,15 @@ class Services:
     pipeline: PipelineRunner
 
 
-async def get_services(request: Request) -> Services:
-    """The services of the app handling `request` (async: FastAPI would run a plain function in a thread)."""
+def get_services(request: Request) -> Services:
+    """The services of the app handling `request`."""
     services: Services = request.app.state.services
     return services
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+async def _services(request: Request) -> Services:
+    # A coroutine, because FastAPI runs a plain-function dependency in a worker thread.
+    return get_services(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services)]

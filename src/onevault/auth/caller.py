@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from cachetools import TTLCache
 from fastapi import Depends, Header, Request
@@ -79,6 +79,55 @@ def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+def _bearer_token(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def authenticate(request: Request, scope: str) -> Caller:
+    """The caller of `request` if its token belongs to `X-Customer-ID` and has `scope` (else 400/401/403)."""
+    customer_id = request.headers.get("x-customer-id")
+    if not customer_id:
+        raise ApiError(400, "missing X-Customer-ID header")
+    if not tokens.CUSTOMER_ID_RE.fullmatch(customer_id):
+        raise ApiError(400, "invalid X-Customer-ID header")
+    token = _bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise _unauthorized("missing bearer token")
+    if not tokens.is_well_formed(token):
+        raise _unauthorized("malformed token")
+    resolver: TokenResolver = request.app.state.services.tokens
+    grant = await resolver.lookup(tokens.token_hash(token))
+    if grant is None:
+        raise _unauthorized("invalid token")
+    if grant.revoked:
+        raise _unauthorized("token revoked")
+    if grant.expires_at is not None and grant.expires_at <= time.time():
+        raise _unauthorized("token expired")
+    if grant.customer_id != customer_id:
+        raise ApiError(403, "token does not belong to this customer")
+    if not grant.tenant_active:
+        raise ApiError(403, "customer is disabled")
+    if scope not in grant.scopes:
+        raise ApiError(403, f"token lacks the '{scope}' scope")
+    return Caller(grant.customer_id, grant.tenant_hk, grant.scopes)
+
+
+# How the hot ingestion routes, which call `authenticate` themselves, document what it reads.
+OPENAPI_AUTH: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "X-Customer-ID",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string", "pattern": tokens.CUSTOMER_ID_RE.pattern},
+            "description": "The customer (tenant) the request is for, e.g. `one_spa`",
+        }
+    ],
+    "security": [{"HTTPBearer": []}],
+}
+
+
 def require(scope: str) -> Callable[..., Awaitable[Caller]]:
     """A dependency admitting callers whose token belongs to `X-Customer-ID` and has `scope`."""
 
@@ -89,29 +138,7 @@ def require(scope: str) -> Callable[..., Awaitable[Caller]]:
         ] = None,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
     ) -> Caller:
-        if not x_customer_id:
-            raise ApiError(400, "missing X-Customer-ID header")
-        if not tokens.CUSTOMER_ID_RE.fullmatch(x_customer_id):
-            raise ApiError(400, "invalid X-Customer-ID header")
-        if credentials is None:
-            raise _unauthorized("missing bearer token")
-        token = credentials.credentials
-        if not tokens.is_well_formed(token):
-            raise _unauthorized("malformed token")
-        resolver: TokenResolver = request.app.state.services.tokens
-        grant = await resolver.lookup(tokens.token_hash(token))
-        if grant is None:
-            raise _unauthorized("invalid token")
-        if grant.revoked:
-            raise _unauthorized("token revoked")
-        if grant.expires_at is not None and grant.expires_at <= time.time():
-            raise _unauthorized("token expired")
-        if grant.customer_id != x_customer_id:
-            raise ApiError(403, "token does not belong to this customer")
-        if not grant.tenant_active:
-            raise ApiError(403, "customer is disabled")
-        if scope not in grant.scopes:
-            raise ApiError(403, f"token lacks the '{scope}' scope")
-        return Caller(grant.customer_id, grant.tenant_hk, grant.scopes)
+        # The parameters document the route; `authenticate` reads the same headers.
+        return await authenticate(request, scope)
 
     return dependency

@@ -7,12 +7,14 @@ import logging
 import math
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
+import orjson
 import psycopg
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
-from onevault.auth.caller import Caller, require
+from onevault.auth.caller import OPENAPI_AUTH, Caller, authenticate
 from onevault.errors import ApiError
 from onevault.ingest.body import read_json, serialise
 from onevault.ingest.models import (
@@ -28,11 +30,10 @@ from onevault.ingest.models import (
 from onevault.ingest.writer import EventRejected, NewEvent, Stored
 from onevault.monitoring import metrics
 from onevault.pipeline.runner import ProcessingFailed
-from onevault.services import Services, ServicesDep
+from onevault.services import Services, get_services
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/track", tags=["tracking"])
-TrackCaller = Annotated[Caller, Depends(require("track"))]
 
 MAX_USER_AGENT = 1024
 _EVENT_SCHEMA = TrackEvent.model_json_schema()
@@ -50,9 +51,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
     content = {"schema": schema}
-    return {
-        "requestBody": {"required": True, "content": {"application/json": content, "text/plain": content}}
-    }
+    body = {"required": True, "content": {"application/json": content, "text/plain": content}}
+    return {"requestBody": body} | OPENAPI_AUTH
 
 
 def _now() -> datetime:
@@ -123,18 +123,23 @@ async def _store_one(
     return event, outcome
 
 
-def _answer(
-    event: NewEvent, stored: Stored, processing: str, pipeline: PipelineState | None
-) -> TrackResponse:
-    return TrackResponse(
-        message="Event already recorded (duplicate event_id)"
-        if stored.duplicate
-        else "Event tracked successfully",
-        event_id=event.event_id,
-        timestamp=event.received_at.isoformat(),
-        processing=processing,  # type: ignore[arg-type]
-        duplicate=stored.duplicate,
-        pipeline=pipeline,
+def _json(body: BaseModel) -> Response:
+    # Built and serialised here: FastAPI would validate the model again and encode it more slowly.
+    return Response(orjson.dumps(body.model_dump(exclude_none=True)), media_type="application/json")
+
+
+def _answer(event: NewEvent, stored: Stored, processing: str, pipeline: PipelineState | None) -> Response:
+    return _json(
+        TrackResponse.model_construct(
+            message="Event already recorded (duplicate event_id)"
+            if stored.duplicate
+            else "Event tracked successfully",
+            event_id=event.event_id,
+            timestamp=event.received_at.isoformat(),
+            processing=processing,
+            duplicate=stored.duplicate,
+            pipeline=pipeline,
+        )
     )
 
 
@@ -146,8 +151,9 @@ def _answer(
     openapi_extra=_body_doc(_EVENT_SCHEMA),
     summary="Track an event with automatic processing",
 )
-async def track(request: Request, caller: TrackCaller, services: ServicesDep) -> TrackResponse:
+async def track(request: Request) -> Response:
     """Store one event and process it through the pipeline before answering."""
+    caller, services = await authenticate(request, "track"), get_services(request)
     event, stored = await _store_one(request, caller, services, "/api/v1/track")
     logger.info("🔄 Triggering automatic site tracking processing...")
     try:
@@ -178,8 +184,9 @@ async def track(request: Request, caller: TrackCaller, services: ServicesDep) ->
     openapi_extra=_body_doc(_EVENT_SCHEMA),
     summary="Track an event with background processing",
 )
-async def track_async(request: Request, caller: TrackCaller, services: ServicesDep) -> TrackResponse:
+async def track_async(request: Request) -> Response:
     """Store one event durably and answer at once; processing follows in the background."""
+    caller, services = await authenticate(request, "track"), get_services(request)
     event, stored = await _store_one(request, caller, services, "/api/v1/track/async")
     if not stored.duplicate:
         services.pipeline.notify(caller.customer_id)
@@ -201,8 +208,9 @@ async def track_async(request: Request, caller: TrackCaller, services: ServicesD
     ),
     summary="Track many events in one request",
 )
-async def track_batch(request: Request, caller: TrackCaller, services: ServicesDep) -> BatchResponse:
+async def track_batch(request: Request) -> Response:
     """Store many events; each is answered as accepted, duplicate or rejected, in request order."""
+    caller, services = await authenticate(request, "track"), get_services(request)
     received = _now()
     settings = services.settings
     obj = await read_json(request, settings.batch_max_bytes)
@@ -254,11 +262,13 @@ async def track_batch(request: Request, caller: TrackCaller, services: ServicesD
         services.pipeline.notify(caller.customer_id)
     final = [r for r in results if r is not None]
     counts = {s: sum(1 for r in final if r.status == s) for s in ("accepted", "duplicate", "rejected")}
-    return BatchResponse(
-        success=counts["rejected"] == 0,
-        accepted=counts["accepted"],
-        duplicates=counts["duplicate"],
-        rejected=counts["rejected"],
-        timestamp=received.isoformat(),
-        results=final,
+    return _json(
+        BatchResponse.model_construct(
+            success=counts["rejected"] == 0,
+            accepted=counts["accepted"],
+            duplicates=counts["duplicate"],
+            rejected=counts["rejected"],
+            timestamp=received.isoformat(),
+            results=final,
+        )
     )
