@@ -20,6 +20,7 @@ import socket
 import statistics
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -266,6 +267,7 @@ def main() -> None:
         "requests": n,
         "ok": len(ok),
         "errors": n - len(ok),
+        "error_statuses": {str(k): v for k, v in Counter(s for s in outcome.status if s != 200).items()},
         "lag_ms_p50": round(_pct(lag_ms, 0.5), 2),
         "lag_ms_p99": round(_pct(lag_ms, 0.99), 2),
         "lag_ms_max": round(max(lag_ms, default=0.0), 2),
