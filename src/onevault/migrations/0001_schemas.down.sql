@@ -1,4 +1,4 @@
-DROP FUNCTION util.hash_client_ip(inet);
+DROP FUNCTION util.hash_client_ip(inet, bytea);
 DROP TABLE util.ip_hash_key;
 DROP FUNCTION util.hash_key(bytea, text);
 DROP FUNCTION util.tenant_hk(text);

@@ -62,7 +62,7 @@ BEGIN
         INSERT INTO raw.site_tracking_events_r AS r
             (tenant_hk, event_id, raw_payload, user_agent, client_ip_hash, received_timestamp, record_source)
         SELECT f.tenant_hk, f.event_id, f.raw_payload, f.user_agent,
-               sha256(v_key || convert_to(host(f.client_ip), 'UTF8')),  -- as util.hash_client_ip
+               util.hash_client_ip(f.client_ip, v_key),
                f.received_timestamp, f.record_source
         FROM firsts f
         ORDER BY f.ord
