@@ -287,6 +287,9 @@ def token_revoke(token_id: str) -> None:
     click.echo(f"Token {token_id} revoked" if changed else f"Token {token_id} was already revoked")
 
 
+_COUNTS = ("events_processed", "staging_to_business", "quarantined", "errors")
+
+
 async def _process(
     url: str, settings: Settings, customer_id: str | None, retry_failed: bool
 ) -> tuple[dict[str, Any] | None, dict[str, dict[str, int]]]:
@@ -303,9 +306,6 @@ async def _process(
                     done[key] += int(result[key])
                 _progress(f"{tenant_id}: {done['events_processed']} event(s) processed")
     return requeued, totals
-
-
-_COUNTS = ("events_processed", "staging_to_business", "quarantined", "errors")
 
 
 @main.command()
