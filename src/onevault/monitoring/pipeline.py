@@ -15,6 +15,7 @@ from onevault import sqlfile
 from onevault.auth.caller import Caller, require
 from onevault.errors import ApiError
 from onevault.monitoring import metrics
+from onevault.monitoring.models import DashboardResponse, ProcessResponse, StatusResponse
 from onevault.services import Services, ServicesDep
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,12 @@ async def _rows(services: Services, name: str, params: dict[str, Any]) -> list[d
         raise _missing_layer() from None
 
 
-@router.get("/api/v1/track/status", responses=_AUTH_ERRORS, summary="Pipeline status of the caller's events")
+@router.get(
+    "/api/v1/track/status",
+    response_model=StatusResponse,
+    responses=_AUTH_ERRORS,
+    summary="Pipeline status of the caller's events",
+)
 async def status(caller: ReadCaller, services: ServicesDep) -> dict[str, Any]:
     """Pending work per layer, quarantine, errors, totals and latency, and the last 10 events."""
     params = {"customer_id": caller.customer_id, "limit": 10}
@@ -70,7 +76,10 @@ async def status(caller: ReadCaller, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/api/v1/track/dashboard", responses=_AUTH_ERRORS, summary="Dashboard data of the caller's events"
+    "/api/v1/track/dashboard",
+    response_model=DashboardResponse,
+    responses=_AUTH_ERRORS,
+    summary="Dashboard data of the caller's events",
 )
 async def dashboard(
     caller: ReadCaller,
@@ -99,7 +108,10 @@ async def dashboard(
 
 
 @router.post(
-    "/api/v1/track/process", responses=_AUTH_ERRORS, summary="Process the caller's pending events now"
+    "/api/v1/track/process",
+    response_model=ProcessResponse,
+    responses=_AUTH_ERRORS,
+    summary="Process the caller's pending events now",
 )
 async def process(caller: ProcessCaller, services: ServicesDep) -> dict[str, Any]:
     """Run the whole pipeline for the caller's due events and report what it did."""

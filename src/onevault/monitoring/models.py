@@ -1,0 +1,104 @@
+"""The shapes of the monitoring answers (documented in /docs and checked on the way out)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+
+class PipelineStatus(BaseModel):
+    """`staging.get_pipeline_status`: pending work per layer, quarantine, errors, totals, latency."""
+
+    customer_id: str | None
+    raw_events_total: int
+    raw_pending: int
+    raw_errors: int
+    staging_pending: int
+    quarantined: int
+    business_events_total: int
+    business_events_today: int
+    last_received_at: datetime | None
+    last_processed_at: datetime | None
+    latency_ms_avg: float | None
+    latency_ms_p95: float | None
+    latency_sample_size: int
+    pipeline_healthy: bool
+
+
+class PipelineEvent(BaseModel):
+    """One event as `staging.pipeline_dashboard` shows it."""
+
+    raw_event_id: int
+    event_id: str
+    raw_load_date: datetime
+    raw_event_type: str
+    page_url: str | None
+    staging_status: str
+    validation_status: str | None
+    validation_reasons: list[str] | None
+    business_status: str
+    error_message: str | None
+    processing_latency_ms: int | None
+
+
+class StatusResponse(BaseModel):
+    """Answer of `GET /api/v1/track/status`."""
+
+    status: str
+    pipeline_status: PipelineStatus
+    recent_events: list[PipelineEvent]
+    timestamp: datetime
+
+
+class DashboardSummary(BaseModel):
+    """Totals per pipeline stage, rates (fractions of all events) and latency (ms)."""
+
+    total_events: int
+    processed_to_staging: int
+    processed_to_business: int
+    quarantined: int
+    errors: int
+    pending: int
+    latest_event: datetime | None
+    processing_rate: float | None
+    avg_latency_ms: float | None
+    p95_latency_ms: float | None
+    error_rate: float | None
+
+
+class DashboardResponse(BaseModel):
+    """Answer of `GET /api/v1/track/dashboard`."""
+
+    status: str
+    summary: DashboardSummary
+    events: list[PipelineEvent]
+    timestamp: datetime
+
+
+class TriggerCounts(BaseModel):
+    """What `staging.trigger_pipeline_now` did."""
+
+    total_processed: int
+    raw_to_staging_count: int
+    staging_to_business_count: int
+    total_success_count: int
+    total_error_count: int
+    quarantined_count: int
+    processing_summary: str
+
+
+class TriggerResult(BaseModel):
+    """`staging.trigger_pipeline_now`'s result."""
+
+    triggered_at: datetime
+    results: TriggerCounts
+
+
+class ProcessResponse(BaseModel):
+    """Answer of `POST /api/v1/track/process`."""
+
+    status: str
+    message: str
+    result: TriggerResult
+    timestamp: datetime
