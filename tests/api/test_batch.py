@@ -177,25 +177,13 @@ def test_oversized_event_is_rejected_alone(
     assert sorted(stored(conn)) == ["small-1", "small-2"]
 
 
-def test_nul_in_one_event_rejects_only_that_event(
-    client: httpx.Client, conn: psycopg.Connection, tenant: Tenant
+@pytest.mark.parametrize("bad_url", ["a\\u0000b", "\\ud800"], ids=["nul-character", "lone-surrogate"])
+def test_unstorable_text_in_one_event_rejects_only_that_event(
+    client: httpx.Client, conn: psycopg.Connection, tenant: Tenant, bad_url: str
 ) -> None:
-    """An event holding U+0000 is rejected with a reason; the rest of the batch is stored."""
-    body = b'[{"event_id": "ok-1"}, {"event_id": "nul", "page_url": "a\\u0000b"}, {"event_id": "ok-2"}]'
-    response = post_batch(client, tenant, body)
-    assert response.status_code == 200, response.text
-    results = response.json()["results"]
-    assert [r["status"] for r in results] == ["accepted", "rejected", "accepted"]
-    assert results[1]["reason"]
-    assert sorted(stored(conn)) == ["ok-1", "ok-2"]
-
-
-def test_lone_surrogate_in_one_event_rejects_only_that_event(
-    client: httpx.Client, conn: psycopg.Connection, tenant: Tenant
-) -> None:
-    """An event with an unpaired surrogate escape is rejected with a reason; the batch is not a 500."""
-    body = b'[{"event_id": "ok-1"}, {"event_id": "bad", "page_url": "\\ud800"}, {"event_id": "ok-2"}]'
-    response = post_batch(client, tenant, body)
+    """An event holding U+0000 or an unpaired surrogate is rejected with a reason; the rest is stored."""
+    body = f'[{{"event_id": "ok-1"}}, {{"event_id": "bad", "page_url": "{bad_url}"}}, {{"event_id": "ok-2"}}]'
+    response = post_batch(client, tenant, body.encode())
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["status"] for r in results] == ["accepted", "rejected", "accepted"]

@@ -395,6 +395,7 @@ CREATE FUNCTION staging.process_batch(p_tenant_hk bytea, p_limit integer DEFAULT
 LANGUAGE plpgsql AS $$
 DECLARE
     v_ids bigint[];
+    v_done bigint[];
     v_id bigint;
     v_staged integer := 0;
     v_loaded integer := 0;
@@ -421,21 +422,16 @@ BEGIN
     BEGIN
         v_staged := staging.stage_events(v_ids);
         v_loaded := staging.load_business(v_ids);
-        UPDATE raw.site_tracking_events_r
-        SET processing_status = 'PROCESSED', processed_at = clock_timestamp(), error_message = NULL,
-            next_attempt_at = NULL
-        WHERE raw_event_id = ANY (v_ids);
+        v_done := v_ids;
     EXCEPTION WHEN OTHERS THEN
         v_staged := 0;
         v_loaded := 0;
+        v_done := '{}';
         FOREACH v_id IN ARRAY v_ids LOOP
             BEGIN
                 v_staged := v_staged + staging.stage_events(ARRAY[v_id]);
                 v_loaded := v_loaded + staging.load_business(ARRAY[v_id]);
-                UPDATE raw.site_tracking_events_r
-                SET processing_status = 'PROCESSED', processed_at = clock_timestamp(), error_message = NULL,
-                    next_attempt_at = NULL
-                WHERE raw_event_id = v_id;
+                v_done := v_done || v_id;
             EXCEPTION WHEN OTHERS THEN
                 v_errors := v_errors + 1;
                 UPDATE raw.site_tracking_events_r
@@ -448,6 +444,10 @@ BEGIN
             END;
         END LOOP;
     END;
+    UPDATE raw.site_tracking_events_r
+    SET processing_status = 'PROCESSED', processed_at = clock_timestamp(), error_message = NULL,
+        next_attempt_at = NULL
+    WHERE raw_event_id = ANY (v_done);
 
     -- Rows staged by this transaction carry a load_date at or after its start.
     SELECT count(*) INTO v_quarantined FROM staging.site_tracking_events_s
