@@ -338,20 +338,13 @@ BEGIN
                    CASE WHEN p.exit_page IS NULL OR b.last_page_at >= p.session_end
                         THEN coalesce(b.exit_page, p.exit_page) ELSE p.exit_page END AS exit_page,
                    coalesce(p.is_bot, false) OR b.is_bot AS is_bot,
-                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.referrer_host
-                        ELSE p.referrer_host END AS referrer_host,
-                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.referrer_class
-                        ELSE p.referrer_class END AS referrer_class,
-                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.utm_source
-                        ELSE p.utm_source END AS utm_source,
-                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.utm_medium
-                        ELSE p.utm_medium END AS utm_medium,
-                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.utm_campaign
-                        ELSE p.utm_campaign END AS utm_campaign,
-                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.utm_term
-                        ELSE p.utm_term END AS utm_term,
-                   CASE WHEN p.site_session_hk IS NULL OR b.first_at < p.session_start THEN b.utm_content
-                        ELSE p.utm_content END AS utm_content
+                   CASE WHEN f.batch_first THEN b.referrer_host ELSE p.referrer_host END AS referrer_host,
+                   CASE WHEN f.batch_first THEN b.referrer_class ELSE p.referrer_class END AS referrer_class,
+                   CASE WHEN f.batch_first THEN b.utm_source ELSE p.utm_source END AS utm_source,
+                   CASE WHEN f.batch_first THEN b.utm_medium ELSE p.utm_medium END AS utm_medium,
+                   CASE WHEN f.batch_first THEN b.utm_campaign ELSE p.utm_campaign END AS utm_campaign,
+                   CASE WHEN f.batch_first THEN b.utm_term ELSE p.utm_term END AS utm_term,
+                   CASE WHEN f.batch_first THEN b.utm_content ELSE p.utm_content END AS utm_content
             FROM (
                 SELECT s.site_session_hk, min(s.tenant_hk) AS tenant_hk,
                        min(s.occurred_at) AS first_at, max(s.occurred_at) AS last_at,
@@ -378,6 +371,9 @@ BEGIN
             LEFT JOIN LATERAL (SELECT x.* FROM business.site_session_summary_s x
                                WHERE x.site_session_hk = b.site_session_hk
                                ORDER BY x.load_date DESC LIMIT 1) p ON true
+            -- The session's first event is in this batch: take its referrer and campaign.
+            CROSS JOIN LATERAL (SELECT p.site_session_hk IS NULL OR b.first_at < p.session_start
+                                       AS batch_first) f
         ) m
     ) n
     WHERE n.hash_diff IS DISTINCT FROM (SELECT x.hash_diff FROM business.site_session_summary_s x
