@@ -43,14 +43,21 @@ class Stored:
     duplicate: bool
 
 
+Outcome = Stored | EventRejected
+
+
 @dataclass
-class _Item:
-    event: NewEvent
-    future: asyncio.Future[Stored] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+class _Write:
+    """The events of one request, answered together."""
+
+    events: Sequence[NewEvent]
+    future: asyncio.Future[list[Outcome]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class EventWriter:
-    """Queues events and stores them in shared transactions of up to `batch_size` events."""
+    """Queues events and stores them in shared transactions of about `batch_size` events."""
 
     def __init__(
         self, pool: AsyncConnectionPool, *, batch_size: int, concurrency: int, timeout: float
@@ -59,7 +66,7 @@ class EventWriter:
         self._batch_size = batch_size
         self._concurrency = concurrency
         self._timeout = timeout
-        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -75,45 +82,31 @@ class EventWriter:
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
 
-    async def write(self, events: Sequence[NewEvent]) -> list[Stored | EventRejected]:
-        """Store `events`; returns, in order, after their transactions committed.
+    async def write(self, events: Sequence[NewEvent]) -> list[Outcome]:
+        """Store `events`; returns, in order, after their transaction committed.
 
         An event PostgreSQL refuses is answered with EventRejected in its place; raises
         DatabaseUnavailable when the events cannot be confirmed within the timeout.
         """
         if not self._workers:
             raise DatabaseUnavailable("the event writer is not running")
-        items = [_Item(event) for event in events]
-        for item in items:
-            self._queue.put_nowait(item)
-        futures = [item.future for item in items]
-        _, pending = await asyncio.wait(futures, timeout=self._timeout)
-        if pending:
-            # Cancelled items still queued are skipped by the workers, so a 503 rarely leaves a row.
-            for future in pending:
-                future.cancel()
+        write = _Write(events)
+        self._queue.put_nowait(write)
+        done, _ = await asyncio.wait([write.future], timeout=self._timeout)
+        if not done:
+            # A cancelled write still queued is skipped by the workers, so a 503 rarely leaves a row.
+            write.future.cancel()
             raise DatabaseUnavailable("the database did not confirm the write in time")
-        outcomes: list[Stored | EventRejected] = []
-        unavailable: BaseException | None = None
-        for future in futures:
-            exc = future.exception()
-            if isinstance(exc, EventRejected):
-                outcomes.append(exc)
-            elif exc is not None:
-                unavailable = exc
-            else:
-                outcomes.append(future.result())
-        if unavailable is not None:
-            raise unavailable
-        return outcomes
+        return write.future.result()
 
     async def _work(self) -> None:
         while True:
-            item = await self._queue.get()
-            if item is None:
+            write = await self._queue.get()
+            if write is None:
                 return
-            batch = [item]
-            while len(batch) < self._batch_size:
+            group = [write]
+            size = len(write.events)
+            while size < self._batch_size:
                 try:
                     more = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -121,41 +114,49 @@ class EventWriter:
                 if more is None:
                     self._queue.put_nowait(None)
                     break
-                batch.append(more)
-            live = [i for i in batch if not i.future.done()]
+                group.append(more)
+                size += len(more.events)
+            live = [w for w in group if not w.future.done()]
             if live:
                 await self._flush(live)
 
-    async def _flush(self, batch: list[_Item]) -> None:
-        events = [item.event for item in batch]
+    async def _flush(self, group: list[_Write]) -> None:
+        try:
+            outcomes = await self._store([event for write in group for event in write.events])
+        except DatabaseUnavailable as exc:
+            for write in group:
+                if not write.future.done():
+                    write.future.set_exception(exc)
+            return
+        start = 0
+        for write in group:
+            end = start + len(write.events)
+            if not write.future.done():
+                write.future.set_result(outcomes[start:end])
+            start = end
+
+    async def _store(self, events: list[NewEvent]) -> list[Outcome]:
         try:
             try:
-                results = await self._insert(events)
+                return await self._insert(events)
             except PoolTimeout:
                 raise
             except psycopg.OperationalError:
                 # Most often a pooled connection the server closed (a restart): once more on a new one.
-                results = await self._insert(events)
+                return await self._insert(events)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             logger.error(
-                "❌ Could not store %d event(s): database unavailable (%s)", len(batch), type(exc).__name__
+                "❌ Could not store %d event(s): database unavailable (%s)", len(events), type(exc).__name__
             )
-            _fail(batch, DatabaseUnavailable(str(type(exc).__name__)))
-            return
+            raise DatabaseUnavailable(type(exc).__name__) from None
         except psycopg.Error as exc:
-            if len(batch) > 1:
-                # One bad event must not fail its neighbours: store them one by one.
-                for item in batch:
-                    await self._flush([item])
-                return
-            logger.warning("❌ Event refused by the database (%s)", type(exc).__name__)
-            _fail(batch, EventRejected(type(exc).__name__))
-            return
-        for item, result in zip(batch, results, strict=True):
-            if not item.future.done():
-                item.future.set_result(result)
+            if len(events) == 1:
+                logger.warning("❌ Event refused by the database (%s)", type(exc).__name__)
+                return [EventRejected(type(exc).__name__)]
+        # One bad event must not fail its neighbours: store them one by one.
+        return [outcome for event in events for outcome in await self._store([event])]
 
-    async def _insert(self, events: list[NewEvent]) -> list[Stored]:
+    async def _insert(self, events: list[NewEvent]) -> list[Outcome]:
         params = {
             "tenant_hks": [e.tenant_hk for e in events],
             "event_ids": [e.event_id for e in events],
@@ -170,9 +171,3 @@ class EventWriter:
             rows = await cur.fetchall()
         by_position = {ord_: Stored(raw_event_id, duplicate) for ord_, raw_event_id, duplicate in rows}
         return [by_position[n] for n in range(1, len(events) + 1)]
-
-
-def _fail(batch: list[_Item], exc: Exception) -> None:
-    for item in batch:
-        if not item.future.done():
-            item.future.set_exception(exc)
