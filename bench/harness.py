@@ -31,7 +31,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from onevault import migrations
+from onevault import db, migrations
 from onevault.auth import store
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -60,8 +60,7 @@ def postgres() -> Iterator[Postgres]:
     server = postgres_server.get_server(base / "pgdata", cleanup_mode="delete")
     try:
         with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM SET max_connections = 300")
-            conn.execute("ALTER SYSTEM SET shared_buffers = '512MB'")
+            db.configure(conn, db.EMBEDDED_SETTINGS | {"max_connections": "300", "shared_buffers": "512MB"})
         server._stop()
         server.ensure_postgres_running()
         yield Postgres(server.get_uri(), base / "pgdata")

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
@@ -14,6 +15,9 @@ from onevault.config import Settings
 logger = logging.getLogger(__name__)
 
 APPLICATION_NAME = "onevault"
+# Settings of the embedded server: room for sustained ingestion between checkpoints (the default
+# 1 GB forced a checkpoint, and full-page images of every page touched after it, every few seconds).
+EMBEDDED_SETTINGS = {"max_wal_size": "2GB"}
 
 
 class DatabaseUnavailable(Exception):
@@ -32,7 +36,16 @@ def start_embedded(data_dir: Path) -> str:
     logger.debug("Starting embedded PostgreSQL", extra={"data_dir": str(data_dir)})
     server = postgres_server.get_server(data_dir / "pgdata", cleanup_mode="stop")
     url: str = server.get_uri()
+    with psycopg.connect(url, autocommit=True) as conn:
+        configure(conn, EMBEDDED_SETTINGS)
     return url
+
+
+def configure(conn: psycopg.Connection, settings: dict[str, str]) -> None:
+    """Apply server `settings` (ALTER SYSTEM) and reload the configuration."""
+    for name, value in settings.items():
+        conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+    conn.execute("SELECT pg_reload_conf()")
 
 
 def resolve_database_url(settings: Settings) -> str:

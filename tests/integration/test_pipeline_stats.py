@@ -78,7 +78,7 @@ ORPHAN_CHECKS = {
 
 
 def test_links_and_satellites_always_have_their_hubs(conn: psycopg.Connection) -> None:
-    """The vault has no foreign keys on links and satellites; the loader keeps every reference whole."""
+    """The vault has no foreign keys; the loader keeps every reference (to hubs, to tenants) whole."""
     make_tenant(conn, "one_spa")
     for n in range(20):
         conn.execute(
@@ -96,3 +96,9 @@ def test_links_and_satellites_always_have_their_hubs(conn: psycopg.Connection) -
         ).fetchone()
         assert orphans == (0,), table
         assert conn.execute(f"SELECT count(*) FROM business.{table}").fetchone() != (0,), table
+    for table in ("site_visitor_h", "site_session_h", "site_page_h", "site_event_h"):
+        unknown_tenant = conn.execute(
+            f"SELECT count(*) FROM business.{table} x "
+            "WHERE NOT EXISTS (SELECT 1 FROM auth.tenant_h t WHERE t.tenant_hk = x.tenant_hk)"
+        ).fetchone()
+        assert unknown_tenant == (0,), table

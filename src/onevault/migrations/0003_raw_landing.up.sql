@@ -1,7 +1,10 @@
 -- The raw landing table: one row per accepted event, the event verbatim, nothing derived.
+-- No foreign key to auth.tenant_h: events come only from callers resolved to a tenant (tenants
+-- are never deleted), and the per-row check, with its share lock on the tenant's row taken by
+-- every concurrent writer, cost a fifth of batch ingestion's throughput.
 CREATE TABLE raw.site_tracking_events_r (
     raw_event_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tenant_hk bytea NOT NULL REFERENCES auth.tenant_h,
+    tenant_hk bytea NOT NULL,
     event_id text NOT NULL CHECK (length(event_id) BETWEEN 1 AND 128),
     raw_payload jsonb NOT NULL CHECK (jsonb_typeof(raw_payload) = 'object'),
     received_timestamp timestamptz NOT NULL,
