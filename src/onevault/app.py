@@ -87,7 +87,10 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             sweep_seconds=settings.pipeline_sweep_seconds,
             coalesce_seconds=settings.pipeline_coalesce_seconds,
         )
-        pipeline.start()
+        if settings.pipeline_background:
+            pipeline.start()
+        else:
+            logger.info("Background processing is off in this process (ONEVAULT_PIPELINE_BACKGROUND=false)")
         # Compiling the user-agent rules takes a moment; do it now rather than in a request.
         await asyncio.to_thread(useragents.parse, "Mozilla/5.0")
         app.state.services = Services(

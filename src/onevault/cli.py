@@ -308,12 +308,45 @@ async def _process(
     return requeued, totals
 
 
+async def _follow(url: str, settings: Settings) -> None:
+    """Background processing, as in a server, until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_pool(url, settings) as pool:
+        runner = PipelineRunner(
+            pool,
+            batch_size=settings.pipeline_batch_size,
+            sweep_seconds=settings.pipeline_sweep_seconds,
+            coalesce_seconds=settings.pipeline_coalesce_seconds,
+        )
+        runner.start()
+        try:
+            await stop.wait()
+        finally:
+            await runner.close()
+
+
 @main.command()
 @click.option("--customer-id", default=None, help="Only this customer (default: every customer).")
 @click.option("--retry-failed", is_flag=True, help="First requeue failed (ERROR) and quarantined events.")
-def process(customer_id: str | None, retry_failed: bool) -> None:
-    """Process due events now, batch after batch, until none is left."""
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep processing events as they arrive (every ONEVAULT_PIPELINE_SWEEP_SECONDS) until stopped.",
+)
+def process(customer_id: str | None, retry_failed: bool, follow: bool) -> None:
+    """Process due events now, batch after batch, until none is left (or, with --follow, for good)."""
     settings = _settings()
+    if follow:
+        if customer_id or retry_failed:
+            raise click.UsageError("--follow processes every customer; it takes no other option")
+        url = resolve_database_url(settings)
+        click.echo(f"Processing events as they arrive in {describe(url)} (Ctrl-C to stop)", err=True)
+        with _clear_errors():
+            asyncio.run(_follow(url, settings))
+        return
     with _clear_errors():
         try:
             requeued, totals = asyncio.run(

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -130,3 +134,49 @@ def test_two_workers_process_everything_once_and_share_metrics(
         assert counts == (100, 100)
     finally:
         assert service.stop() == 0
+
+
+def test_ingestion_only_node_with_a_separate_processing_worker(
+    db_url: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """ONEVAULT_PIPELINE_BACKGROUND=false stores without processing; `process --follow` processes."""
+    tenant = make_tenant(conn, "one_spa")
+    env = {"SYSTEM_DATABASE_URL": db_url, "ONEVAULT_DATA_DIR": str(tmp_path)}
+    service = ServeProcess(tmp_path / "serve.log", ONEVAULT_PIPELINE_BACKGROUND="false", **env)
+    try:
+        with httpx.Client(base_url=service.url, headers=tenant.headers) as http:
+            sync = http.post("/api/v1/track", json={"page_url": "https://a.test/sync"})
+            assert sync.json()["pipeline"]["status"] == "complete"  # its own event is processed inline
+            for n in range(5):
+                assert http.post("/api/v1/track/async", json={"page_url": f"https://a.test/{n}"}).is_success
+            time.sleep(2.5)  # longer than a background sweep
+            assert _completed(conn) == 1
+            pending = conn.execute(
+                "SELECT count(*) FROM raw.site_tracking_events_r WHERE processing_status = 'PENDING'"
+            ).fetchone()
+            assert pending == (5,)
+            assert "Background processing is off" in service.log.read_text()
+
+            with (tmp_path / "worker.log").open("w") as sink:
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "onevault", "process", "--follow"],
+                    env=os.environ | env | {"ONEVAULT_PIPELINE_SWEEP_SECONDS": "0.2"},
+                    stdout=subprocess.DEVNULL,
+                    stderr=sink,
+                )
+            try:
+                _wait_until(lambda: _completed(conn) == 6, timeout=20)
+                assert http.post("/api/v1/track/async", json={"page_url": "https://a.test/later"}).is_success
+                _wait_until(lambda: _completed(conn) == 7, timeout=10)
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                assert worker.wait(timeout=30) == 0, (tmp_path / "worker.log").read_text()
+    finally:
+        assert service.stop() == 0
+
+
+def test_follow_takes_no_other_option(cli_for: Callable[[str], Cli], db_url: str) -> None:
+    """`process --follow` covers every customer; combining it is a usage error."""
+    result = cli_for(db_url)("process", "--follow", "--customer-id", "one_spa")
+    assert result.exit_code == 2
+    assert "--follow processes every customer" in result.output
