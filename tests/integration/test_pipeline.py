@@ -10,12 +10,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import errors
+from psycopg import errors, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from tests.conftest import Tenant, make_tenant
 
 from onevault import migrations
+from onevault.pipeline.runner import Q as PIPELINE
 
 CUSTOMER = "one_spa"
 CHROME = (
@@ -837,3 +838,20 @@ def test_automation_layer_rollback_and_reapply(db_url: str, conn: psycopg.Connec
         )
         == 4
     )
+
+
+def test_claims_use_the_pending_index_after_statistics_taken_during_a_backlog(
+    conn: psycopg.Connection, tenant: Tenant
+) -> None:
+    """Statistics saying most events are pending must not make a claim walk every processed row."""
+    bulk_insert(conn, CUSTOMER, 3000)
+    conn.execute("ANALYZE raw.site_tracking_events_r")  # taken now: every event pending
+    auto_process(conn, batch=1000)
+    auto_process(conn, batch=1000)
+    plan = conn.execute(
+        sql.SQL("EXPLAIN (FORMAT JSON) ") + PIPELINE["unparsed_user_agents"],
+        {"customer_id": CUSTOMER, "batch_size": 1000},
+    ).fetchone()
+    indexes = re.findall(r"'Index Name': '([^']+)'", str(plan))
+    assert "site_tracking_events_r_pending_idx" in indexes, plan
+    assert "site_tracking_events_r_pkey" not in indexes, plan

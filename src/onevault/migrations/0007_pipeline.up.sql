@@ -406,7 +406,7 @@ BEGIN
         WHERE r.tenant_hk = p_tenant_hk
           AND r.processing_status <> 'PROCESSED'
           AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-        ORDER BY r.raw_event_id
+        ORDER BY r.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
     ) c;

@@ -4,7 +4,7 @@ SELECT DISTINCT r.user_agent
 FROM (SELECT x.user_agent
       FROM raw.site_tracking_events_r x
       WHERE x.tenant_hk = util.tenant_hk(%(customer_id)s) AND x.processing_status <> 'PROCESSED'
-      ORDER BY x.raw_event_id
+      ORDER BY x.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
       LIMIT %(batch_size)s) r
 WHERE r.user_agent IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM staging.user_agent_parse p
