@@ -29,9 +29,10 @@ DECLARE
 BEGIN
     FOR v_tenant IN
         SELECT t.tenant_hk FROM staging.resolve_tenants(p_customer_id) t
-        WHERE EXISTS (SELECT 1 FROM raw.site_tracking_events_r r
-                      WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
-                        AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now()))
+        CROSS JOIN LATERAL (SELECT 1 FROM raw.site_tracking_events_r r
+                            WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
+                              AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
+                            ORDER BY r.raw_event_id + 0 LIMIT 1) due  -- the pending index's order
     LOOP
         v_batch := staging.process_batch(v_tenant.tenant_hk, p_batch_size);
         v_claimed := v_claimed + (v_batch ->> 'claimed')::integer;
@@ -152,10 +153,7 @@ BEGIN
         'latency_sample_size', l.n,
         'pipeline_healthy', q.raw_errors = 0)
     INTO v_result
-    FROM (SELECT count(*) FILTER (WHERE r.processing_status = 'PENDING') AS raw_pending,
-                 count(*) FILTER (WHERE r.processing_status = 'ERROR') AS raw_errors
-          FROM raw.site_tracking_events_r r
-          WHERE r.tenant_hk = ANY (v_tenants) AND r.processing_status <> 'PROCESSED') q
+    FROM (SELECT c.pending AS raw_pending, c.errors AS raw_errors FROM raw.queue_counts(v_tenants) c) q
     CROSS JOIN (
         SELECT coalesce(sum(p.staged), 0) AS staged, coalesce(sum(p.quarantined), 0) AS quarantined,
                coalesce(sum(p.loaded), 0) AS loaded,

@@ -1,9 +1,6 @@
 -- name: backlog
 -- Raw events not yet processed, for all tenants (operators' view of the queue).
-SELECT count(*) FILTER (WHERE processing_status = 'PENDING') AS pending,
-       count(*) FILTER (WHERE processing_status = 'ERROR') AS errors
-FROM raw.site_tracking_events_r
-WHERE processing_status <> 'PROCESSED';
+SELECT pending, errors FROM raw.queue_counts();
 
 -- name: server_info
 -- The server's version and the schema version of the database layer.

@@ -26,11 +26,14 @@ SELECT staging.auto_process_if_needed(%(customer_id)s, %(batch_size)s);
 
 -- name: tenants_with_due_events
 -- Customers having events waiting (or due for a retry): the periodic sweep's work list.
+-- (A lateral first-due-event in the pending index's order, not EXISTS, whose ORDER BY PostgreSQL
+-- drops: see raw.site_tracking_events_r.)
 SELECT t.tenant_bk
 FROM auth.tenant_h t
-WHERE EXISTS (SELECT 1 FROM raw.site_tracking_events_r r
-              WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
-                AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now()));
+CROSS JOIN LATERAL (SELECT 1 FROM raw.site_tracking_events_r r
+                    WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
+                      AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
+                    ORDER BY r.raw_event_id + 0 LIMIT 1) due;
 
 -- name: event_outcome
 -- Where one raw event stands after processing.
