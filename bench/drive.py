@@ -10,6 +10,7 @@ import psycopg
 
 from onevault import sqlfile
 from onevault.pipeline import useragents
+from onevault.pipeline.runner import ALL_LANES
 
 PIPELINE = sqlfile.load("onevault.pipeline", "queries.sql")
 
@@ -33,13 +34,19 @@ class Run:
         return int(self.result.get("events_processed", 0))
 
 
-def parse_user_agents(conn: psycopg.Connection[Any], customer_id: str, batch_size: int = 2**31 - 1) -> int:
+def parse_user_agents(
+    conn: psycopg.Connection[Any],
+    customer_id: str,
+    batch_size: int = 2**31 - 1,
+    lanes: tuple[int, ...] = ALL_LANES,
+) -> int:
     """What PipelineRunner.prepare does: parse the due events' unknown user agents; how many."""
     with conn.transaction():
         agents = [
             r[0]
             for r in conn.execute(
-                PIPELINE["unparsed_user_agents"], {"customer_id": customer_id, "batch_size": batch_size}
+                PIPELINE["unparsed_user_agents"],
+                {"customer_id": customer_id, "batch_size": batch_size, "lanes": list(lanes)},
             )
         ]
         if agents:
@@ -47,15 +54,23 @@ def parse_user_agents(conn: psycopg.Connection[Any], customer_id: str, batch_siz
     return len(agents)
 
 
-def run_once(conn: psycopg.Connection[Any], customer_id: str, batch_size: int, prepare: bool = True) -> Run:
-    """One pipeline run as PipelineRunner._run does it, each step in its own transaction."""
+def run_once(
+    conn: psycopg.Connection[Any],
+    customer_id: str,
+    batch_size: int,
+    prepare: bool = True,
+    lanes: tuple[int, ...] = ALL_LANES,
+) -> Run:
+    """One pipeline run of `lanes` as a background PipelineRunner._run does it, each step in its own
+    transaction."""
     started = time.perf_counter()
     if prepare:
-        parse_user_agents(conn, customer_id, batch_size)
+        parse_user_agents(conn, customer_id, batch_size, lanes)
     prepared = time.perf_counter()
     with conn.transaction():
         row = conn.execute(
-            PIPELINE["auto_process"], {"customer_id": customer_id, "batch_size": batch_size}
+            PIPELINE["auto_process"],
+            {"customer_id": customer_id, "batch_size": batch_size, "lanes": list(lanes), "wait": False},
         ).fetchone()
     done = time.perf_counter()
     result: dict[str, Any] = row[0] if row else {}

@@ -3,7 +3,7 @@
 `python -m bench.pipeline [--events 100000] [--naive-events 5000]`
 
 The events are loaded once (raw.ingest_site_events, 10,000 per call) into a template database;
-every configuration (1 or 2 workers, batch 1000 or 5000) runs on its own copy of it, calling
+every configuration (1 or 2 workers, each on its group of lanes, batch 1000 or 5000) runs on its own copy of it, calling
 what the service calls: the user-agent preparation, then `staging.auto_process_if_needed`, one
 transaction each, until nothing is left. The row-by-row baseline (bench/naive.py) processes
 freshly loaded events of the same kind one transaction per event in a separate database.
@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from bench import data, drive, explain, harness
+from onevault.pipeline.runner import ALL_LANES, lane_groups
 
 CUSTOMER = harness.CUSTOMER_ID
 TARGET_EVENTS_PER_S = 20_000
@@ -51,11 +52,11 @@ def process_all(url: str, workers: int, batch: int, deadline: float) -> dict[str
     errors: list[str] = []
     lock = threading.Lock()
 
-    def work() -> None:
+    def work(lanes: tuple[int, ...]) -> None:
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 while time.monotonic() < deadline:
-                    run = drive.run_once(conn, CUSTOMER, batch)
+                    run = drive.run_once(conn, CUSTOMER, batch, lanes=lanes)
                     if not run.processed:
                         return
                     with lock:
@@ -63,7 +64,11 @@ def process_all(url: str, workers: int, batch: int, deadline: float) -> dict[str
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
 
-    threads = [threading.Thread(target=work, name=f"pipeline-worker-{n}") for n in range(workers)]
+    # As the service's background processing does: one run per group of lanes, in parallel.
+    threads = [
+        threading.Thread(target=work, args=(lanes,), name=f"pipeline-worker-{n}")
+        for n, lanes in enumerate(lane_groups(workers))
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -164,7 +169,8 @@ def explain_batch(url: str, batch: int) -> dict[str, Any]:
             times = explain.function_times(
                 conn,
                 lambda: conn.execute(
-                    drive.PIPELINE["auto_process"], {"customer_id": CUSTOMER, "batch_size": batch}
+                    drive.PIPELINE["auto_process"],
+                    {"customer_id": CUSTOMER, "batch_size": batch, "lanes": list(ALL_LANES), "wait": False},
                 ),
             )
             batch_ms = (time.perf_counter() - started) * 1000
@@ -183,6 +189,9 @@ def explain_batch(url: str, batch: int) -> dict[str, Any]:
             "v_now": ("timestamptz", datetime.now(UTC)),
             "p_tenant_hk": ("bytea", tenant_hk),
             "p_limit": ("integer", batch),
+            "p_lanes": ("smallint[]", list(ALL_LANES)),
+            "v_lanes": ("smallint[]", list(ALL_LANES)),
+            "p_wait": ("boolean", False),
             "p_customer_id": ("text", CUSTOMER),
             "v_staged": ("integer", len(ids)),
             "v_loaded": ("integer", len(ids)),
@@ -196,7 +205,7 @@ def explain_batch(url: str, batch: int) -> dict[str, Any]:
                     conn,
                     "pipeline: unparsed_user_agents (PipelineRunner.prepare)",
                     drive.PIPELINE["unparsed_user_agents"],
-                    {"customer_id": CUSTOMER, "batch_size": batch},
+                    {"customer_id": CUSTOMER, "batch_size": batch, "lanes": list(ALL_LANES)},
                 )
             ]
             for function in ("stage_events", "load_business", "process_batch"):

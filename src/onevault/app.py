@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             batch_size=settings.pipeline_batch_size,
             sweep_seconds=settings.pipeline_sweep_seconds,
             coalesce_seconds=settings.pipeline_coalesce_seconds,
+            parallelism=settings.pipeline_parallelism,
         )
         if settings.pipeline_background:
             pipeline.start()

@@ -320,6 +320,7 @@ async def _follow(url: str, settings: Settings) -> None:
             batch_size=settings.pipeline_batch_size,
             sweep_seconds=settings.pipeline_sweep_seconds,
             coalesce_seconds=settings.pipeline_coalesce_seconds,
+            parallelism=settings.pipeline_parallelism,
         )
         runner.start()
         try:

@@ -18,6 +18,7 @@ from tests.conftest import Tenant, make_tenant
 from onevault import migrations
 from onevault.monitoring.pipeline import Q as MONITORING
 from onevault.pipeline.runner import Q as PIPELINE
+from onevault.pipeline.runner import lane_groups
 
 CUSTOMER = "one_spa"
 CHROME = (
@@ -125,10 +126,17 @@ def trigger(conn: psycopg.Connection, customer: str | None = CUSTOMER) -> dict[s
 
 
 def auto_process(
-    conn: psycopg.Connection, customer: str | None = CUSTOMER, batch: int = 1000
+    conn: psycopg.Connection,
+    customer: str | None = CUSTOMER,
+    batch: int = 1000,
+    lanes: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """staging.auto_process_if_needed's result."""
-    result: dict[str, Any] = scalar(conn, "SELECT staging.auto_process_if_needed(%s, %s)", (customer, batch))
+    """staging.auto_process_if_needed's result (for `lanes`, default all)."""
+    result: dict[str, Any] = scalar(
+        conn,
+        "SELECT staging.auto_process_if_needed(%s, %s, %s::smallint[])",
+        (customer, batch, None if lanes is None else list(lanes)),
+    )
     return result
 
 
@@ -408,8 +416,14 @@ def test_same_event_id_twice_is_one_business_event(conn: psycopg.Connection, ten
 # --- 3. exactly once under concurrency ------------------------------------------------------------------
 
 
-def run_concurrently(db_url: str, customers: list[str | None], batch: int) -> list[int]:
-    """One thread per entry looping auto_process_if_needed until idle; events each thread processed."""
+def run_concurrently(
+    db_url: str,
+    customers: list[str | None],
+    batch: int,
+    lanes: Sequence[Sequence[int] | None] | None = None,
+) -> list[int]:
+    """A thread per entry looping auto_process_if_needed (on its lanes) until idle; events each processed."""
+    lanes = lanes or [None] * len(customers)
     barrier = threading.Barrier(len(customers))
     processed = [0] * len(customers)
     failures: list[BaseException] = []
@@ -419,7 +433,7 @@ def run_concurrently(db_url: str, customers: list[str | None], batch: int) -> li
             with psycopg.connect(db_url, autocommit=True) as own:
                 barrier.wait()
                 for _ in range(500):
-                    result = auto_process(own, customer, batch)
+                    result = auto_process(own, customer, batch, lanes[index])
                     if not result["processed"]:
                         return
                     assert result["errors"] == 0, result
@@ -492,6 +506,44 @@ def test_concurrent_runs_process_each_event_exactly_once(
     assert sum(processed) == 10_000
     assert_exactly_once(conn, CUSTOMER, 10_000, 300)
     assert status(conn)["raw_pending"] == 0
+
+
+def test_parallel_lanes_keep_sessions_whole_and_process_each_event_once(
+    db_url: str, conn: psycopg.Connection, tenant: Tenant
+) -> None:
+    """Runs on disjoint groups of lanes, as background processing does them, side by side."""
+    bulk_insert(conn, CUSTOMER, 10_000)
+    groups: list[Sequence[int] | None] = list(lane_groups(4))
+    processed = run_concurrently(db_url, [CUSTOMER] * len(groups), 250, groups)
+    assert sum(processed) == 10_000
+    assert all(n > 0 for n in processed), processed  # each group processed its own lanes
+    assert_exactly_once(conn, CUSTOMER, 10_000, 300)  # one session per visitor, not split by lanes
+    assert status(conn)["raw_pending"] == 0
+
+
+def test_lanes_follow_the_keys_sessions_hang_on(conn: psycopg.Connection, tenant: Tenant) -> None:
+    """A visitor's events share a lane wherever its id is sent; without ids, IP and user agent decide."""
+
+    def lane(payload: dict[str, Any], ip_hash: bytes | None = None, agent: str | None = None) -> int:
+        found: int = scalar(conn, "SELECT raw.processing_lane(%s, %s, %s)", (Jsonb(payload), ip_hash, agent))
+        return found
+
+    visitor = lane({"visitor_id": "v-1"})
+    assert lane({"event_data": {"visitor_id": "v-1"}, "session_id": "s-9"}, b"\x01", CHROME) == visitor
+    assert lane({"session_id": "s-9", "event_data": {"session_id": "other"}}) == lane({"session_id": "s-9"})
+    assert lane({"page_url": "https://a.test/"}, b"\x01", CHROME) == lane({}, b"\x01", CHROME)
+    spread = {lane({"visitor_id": f"v-{n}"}) for n in range(200)}
+    assert spread == set(range(8))
+
+    ids = ingest(
+        conn, [{"event_data": {"visitor_id": f"v-{n}"}} for n in range(20)], [f"e-{n}" for n in range(20)]
+    )
+    stored = conn.execute(
+        "SELECT raw_event_id, processing_lane, raw.processing_lane(raw_payload, client_ip_hash, user_agent)"
+        " FROM raw.site_tracking_events_r WHERE raw_event_id = ANY (%s)",
+        (ids,),
+    ).fetchall()
+    assert len(stored) == 20 and all(r[1] == r[2] for r in stored)
 
 
 def test_concurrent_all_tenant_and_per_tenant_runs(db_url: str, conn: psycopg.Connection) -> None:
@@ -808,7 +860,7 @@ def test_automation_layer_rollback_and_reapply(db_url: str, conn: psycopg.Connec
     assert [m.version for m in rolled] == [8]
     after = catalog(conn)
     assert before - after == {
-        "function staging.auto_process_if_needed(text,integer)",
+        "function staging.auto_process_if_needed(text,integer,smallint[],boolean)",
         "function staging.trigger_pipeline_now(text)",
         "function staging.get_pipeline_status(text)",
         "function staging.resolve_tenants(text)",
@@ -861,7 +913,7 @@ def test_queue_queries_use_the_pending_index_after_statistics_taken_during_a_bac
     bulk_insert(conn, CUSTOMER, 3000)
     conn.execute("ANALYZE raw.site_tracking_events_r")  # taken now: every event pending
     auto_process(conn, batch=1000)
-    params = {"customer_id": CUSTOMER, "batch_size": 1000}
+    params = {"customer_id": CUSTOMER, "batch_size": 1000, "lanes": list(range(8))}
     queue_queries = {
         "claim and process a batch": sql.SQL("SELECT staging.auto_process_if_needed(%(customer_id)s, 1000)"),
         "next batch's user agents": PIPELINE["unparsed_user_agents"],

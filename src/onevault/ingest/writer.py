@@ -37,10 +37,11 @@ class NewEvent:
 
 @dataclass(frozen=True)
 class Stored:
-    """Where an event is stored, and whether it was already there."""
+    """Where an event is stored, whether it was already there, and its processing lane."""
 
     raw_event_id: int
     duplicate: bool
+    lane: int
 
 
 Outcome = Stored | EventRejected
@@ -169,5 +170,7 @@ class EventWriter:
         async with self._pool.connection() as conn:  # autocommit: the statement is the transaction
             cur = await conn.execute(Q["ingest_events"], params)
             rows = await cur.fetchall()
-        by_position = {ord_: Stored(raw_event_id, duplicate) for ord_, raw_event_id, duplicate in rows}
+        by_position = {
+            ord_: Stored(raw_event_id, duplicate, lane) for ord_, raw_event_id, duplicate, lane in rows
+        }
         return [by_position[n] for n in range(1, len(events) + 1)]

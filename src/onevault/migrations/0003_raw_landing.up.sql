@@ -18,6 +18,8 @@ CREATE TABLE raw.site_tracking_events_r (
     retry_count integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz,
     processed_at timestamptz,
+    -- Events of one visitor (and of one client session) share a lane: see raw.processing_lane.
+    processing_lane smallint NOT NULL DEFAULT 0 CHECK (processing_lane BETWEEN 0 AND 7),
     CONSTRAINT site_tracking_events_r_event_id_key UNIQUE (tenant_hk, event_id)
 );
 COMMENT ON COLUMN raw.site_tracking_events_r.event_id IS
@@ -25,12 +27,12 @@ COMMENT ON COLUMN raw.site_tracking_events_r.event_id IS
 COMMENT ON COLUMN raw.site_tracking_events_r.client_ip_hash IS
     'SHA-256 of the client IP keyed with util.ip_hash_key; the IP itself is never stored';
 
--- The queue: a tenant's unprocessed events in arrival order. Claims order by `raw_event_id + 0`,
+-- The queue: a tenant's unprocessed events, lane by lane in arrival order. Claims order by `raw_event_id + 0`,
 -- an order only this index provides. Ordered by raw_event_id itself, the planner walks the
 -- primary key instead, through every processed row, whenever statistics were taken during a
 -- backlog (they then say most events are pending): each claim grew with the events ever stored.
 CREATE INDEX site_tracking_events_r_pending_idx
-    ON raw.site_tracking_events_r (tenant_hk, (raw_event_id + 0))
+    ON raw.site_tracking_events_r (tenant_hk, processing_lane, (raw_event_id + 0))
     WHERE processing_status <> 'PROCESSED';
 CREATE INDEX site_tracking_events_r_tenant_received_idx
     ON raw.site_tracking_events_r (tenant_hk, received_timestamp);
@@ -51,12 +53,24 @@ BEGIN ATOMIC
     FROM (SELECT r.processing_status FROM raw.site_tracking_events_r r
           WHERE r.processing_status <> 'PROCESSED'
             AND (p_tenant_hks IS NULL OR r.tenant_hk = ANY (p_tenant_hks))
-          ORDER BY r.tenant_hk, r.raw_event_id + 0) q;
+          ORDER BY r.tenant_hk, r.processing_lane, r.raw_event_id + 0) q;
 END;
 
+-- The lane of an event, 0 to 7, from the key its sessions hang on: the visitor id the client sent,
+-- else its session id, else what staging derives a visitor from (IP hash and user agent), read
+-- as staging reads them. Batches of different lanes never share a visitor's derived sessions or
+-- a client session, so they are processed at the same time (staging.process_batch).
+CREATE FUNCTION raw.processing_lane(p_payload jsonb, p_client_ip_hash bytea, p_user_agent text)
+RETURNS smallint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN (hashtext(coalesce(
+    p_payload ->> 'visitor_id', p_payload -> 'event_data' ->> 'visitor_id',
+    p_payload ->> 'session_id', p_payload -> 'event_data' ->> 'session_id',
+    encode(coalesce(p_client_ip_hash, '\x'::bytea), 'hex') || coalesce(p_user_agent, ''))) & 7)::smallint;
+
 -- Stores a batch of events for any tenants in one statement, idempotently.
--- Returns one row per input position (1-based): the raw_event_id that holds the event and
--- whether it was already there. The unique constraint decides, so racing copies store once.
+-- Returns one row per input position (1-based): the raw_event_id that holds the event, whether
+-- it was already there, and its lane. The unique constraint decides, so racing copies store once.
 CREATE FUNCTION raw.ingest_site_events(
     p_tenant_hks bytea[],
     p_event_ids text[],
@@ -65,12 +79,13 @@ CREATE FUNCTION raw.ingest_site_events(
     p_client_ips inet[],
     p_received timestamptz[],
     p_record_sources text[]
-) RETURNS TABLE (ord bigint, raw_event_id bigint, duplicate boolean)
+) RETURNS TABLE (ord bigint, raw_event_id bigint, duplicate boolean, lane smallint)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_key bytea := (SELECT k.hash_key FROM util.ip_hash_key k);
     v_ords bigint[];
     v_ids bigint[];
+    v_lanes smallint[];
 BEGIN
     WITH input AS (
         SELECT *
@@ -84,28 +99,30 @@ BEGIN
         ORDER BY i.tenant_hk, i.event_id, i.ord
     ), ins AS (
         INSERT INTO raw.site_tracking_events_r AS r
-            (tenant_hk, event_id, raw_payload, user_agent, client_ip_hash, received_timestamp, record_source)
-        SELECT f.tenant_hk, f.event_id, f.raw_payload, f.user_agent,
-               util.hash_client_ip(f.client_ip, v_key),
-               f.received_timestamp, f.record_source
+            (tenant_hk, event_id, raw_payload, user_agent, client_ip_hash, received_timestamp, record_source,
+             processing_lane)
+        SELECT f.tenant_hk, f.event_id, f.raw_payload, f.user_agent, h.ip_hash, f.received_timestamp,
+               f.record_source, raw.processing_lane(f.raw_payload, h.ip_hash, f.user_agent)
         FROM firsts f
+        CROSS JOIN LATERAL (SELECT util.hash_client_ip(f.client_ip, v_key) AS ip_hash) h
         ORDER BY f.ord
         ON CONFLICT ON CONSTRAINT site_tracking_events_r_event_id_key DO NOTHING
-        RETURNING r.raw_event_id, r.tenant_hk, r.event_id
+        RETURNING r.raw_event_id, r.tenant_hk, r.event_id, r.processing_lane
     )
-    SELECT array_agg(f.ord), array_agg(ins.raw_event_id)
-    INTO v_ords, v_ids
+    SELECT array_agg(f.ord), array_agg(ins.raw_event_id), array_agg(ins.processing_lane)
+    INTO v_ords, v_ids, v_lanes
     FROM firsts f
     JOIN ins ON ins.tenant_hk = f.tenant_hk AND ins.event_id = f.event_id;
 
-    RETURN QUERY SELECT n.ord, n.raw_event_id, false FROM unnest(v_ords, v_ids) AS n(ord, raw_event_id);
+    RETURN QUERY SELECT n.ord, n.raw_event_id, false, n.lane
+                 FROM unnest(v_ords, v_ids, v_lanes) AS n(ord, raw_event_id, lane);
     IF coalesce(cardinality(v_ords), 0) = cardinality(p_event_ids) THEN
         RETURN;
     END IF;
     -- The others are copies of events already stored (by an earlier or a concurrent request, or
     -- earlier in this batch); this statement's fresh snapshot sees them all.
     RETURN QUERY
-    SELECT i.ord, r.raw_event_id, true
+    SELECT i.ord, r.raw_event_id, true, r.processing_lane
     FROM unnest(p_tenant_hks, p_event_ids) WITH ORDINALITY AS i(tenant_hk, event_id, ord)
     LEFT JOIN unnest(v_ords) AS done(ord) ON done.ord = i.ord
     JOIN raw.site_tracking_events_r r ON r.tenant_hk = i.tenant_hk AND r.event_id = i.event_id

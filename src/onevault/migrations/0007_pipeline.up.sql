@@ -384,12 +384,18 @@ BEGIN
 END;
 $$;
 
--- Claims up to p_limit due events of one tenant (one run per tenant at a time) and processes
--- them in the caller's transaction. A batch that fails is retried event by event, so one bad
--- event is marked ERROR (retried later with backoff) without holding back the others.
-CREATE FUNCTION staging.process_batch(p_tenant_hk bytea, p_limit integer DEFAULT 1000) RETURNS jsonb
+-- Claims up to p_limit due events of one tenant, oldest first, from the lanes (all by default)
+-- no other run holds, and processes them in the caller's transaction. Runs of different lanes
+-- proceed in parallel (they share no visitor's sessions); with p_wait a run waits for its lanes
+-- instead of skipping busy ones. A batch that fails is retried event by event, so one bad event
+-- is marked ERROR (retried later with backoff) without holding back the others.
+CREATE FUNCTION staging.process_batch(
+    p_tenant_hk bytea, p_limit integer DEFAULT 1000, p_lanes smallint[] DEFAULT NULL, p_wait boolean DEFAULT false
+) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
+    v_lane smallint;
+    v_lanes smallint[] := '{}';
     v_ids bigint[];
     v_done bigint[];
     v_id bigint;
@@ -398,16 +404,33 @@ DECLARE
     v_errors integer := 0;
     v_quarantined integer;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex')));
+    -- Lanes are locked in ascending order, so runs waiting for several never deadlock.
+    FOR v_lane IN SELECT DISTINCT l FROM unnest(coalesce(p_lanes, '{0,1,2,3,4,5,6,7}')) AS l ORDER BY 1 LOOP
+        IF p_wait THEN
+            PERFORM pg_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex') || '/' || v_lane));
+        ELSIF NOT pg_try_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex') || '/' || v_lane)) THEN
+            CONTINUE;
+        END IF;
+        v_lanes := v_lanes || v_lane;
+    END LOOP;
     SELECT array_agg(c.raw_event_id ORDER BY c.raw_event_id) INTO v_ids
     FROM (
         SELECT r.raw_event_id
         FROM raw.site_tracking_events_r r
-        WHERE r.tenant_hk = p_tenant_hk
+        WHERE r.raw_event_id = ANY (ARRAY(
+                -- Each lane's oldest due events in the pending index's order, then the oldest of all.
+                SELECT x.raw_event_id
+                FROM unnest(v_lanes) AS l(lane)
+                CROSS JOIN LATERAL (
+                    SELECT y.raw_event_id FROM raw.site_tracking_events_r y
+                    WHERE y.tenant_hk = p_tenant_hk AND y.processing_lane = l.lane
+                      AND y.processing_status <> 'PROCESSED'
+                      AND (y.processing_status = 'PENDING' OR y.next_attempt_at <= now())
+                    ORDER BY y.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
+                    LIMIT p_limit) x
+                ORDER BY x.raw_event_id
+                LIMIT p_limit))
           AND r.processing_status <> 'PROCESSED'
-          AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-        ORDER BY r.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
-        LIMIT p_limit
         FOR UPDATE SKIP LOCKED
     ) c;
     IF v_ids IS NULL THEN

@@ -14,8 +14,11 @@ END;
 $$;
 
 -- One bounded batch for each tenant that has due events; the message says when there was none.
-CREATE FUNCTION staging.auto_process_if_needed(p_customer_id text DEFAULT NULL, p_batch_size integer DEFAULT 1000)
-RETURNS jsonb
+-- p_lanes and p_wait as in staging.process_batch (the service passes them to run lanes in parallel).
+CREATE FUNCTION staging.auto_process_if_needed(
+    p_customer_id text DEFAULT NULL, p_batch_size integer DEFAULT 1000, p_lanes smallint[] DEFAULT NULL,
+    p_wait boolean DEFAULT false
+) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v_tenant record;
@@ -32,9 +35,9 @@ BEGIN
         CROSS JOIN LATERAL (SELECT 1 FROM raw.site_tracking_events_r r
                             WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
                               AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-                            ORDER BY r.raw_event_id + 0 LIMIT 1) due  -- the pending index's order
+                            ORDER BY r.processing_lane, r.raw_event_id + 0 LIMIT 1) due  -- the pending index's order
     LOOP
-        v_batch := staging.process_batch(v_tenant.tenant_hk, p_batch_size);
+        v_batch := staging.process_batch(v_tenant.tenant_hk, p_batch_size, p_lanes, p_wait);
         v_claimed := v_claimed + (v_batch ->> 'claimed')::integer;
         v_staged := v_staged + (v_batch ->> 'staged')::integer;
         v_loaded := v_loaded + (v_batch ->> 'loaded')::integer;

@@ -1,10 +1,15 @@
 -- name: unparsed_user_agents
--- Distinct user agents, not parsed yet, of the tenant's events the next run will take.
+-- Distinct user agents, not parsed yet, of the tenant's events the next run of these lanes will take.
 SELECT DISTINCT r.user_agent
 FROM (SELECT x.user_agent
-      FROM raw.site_tracking_events_r x
-      WHERE x.tenant_hk = util.tenant_hk(%(customer_id)s) AND x.processing_status <> 'PROCESSED'
-      ORDER BY x.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
+      FROM unnest(%(lanes)s::smallint[]) AS l(lane)
+      CROSS JOIN LATERAL (
+          SELECT y.user_agent, y.raw_event_id FROM raw.site_tracking_events_r y
+          WHERE y.tenant_hk = util.tenant_hk(%(customer_id)s) AND y.processing_lane = l.lane
+            AND y.processing_status <> 'PROCESSED'
+          ORDER BY y.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
+          LIMIT %(batch_size)s) x
+      ORDER BY x.raw_event_id
       LIMIT %(batch_size)s) r
 WHERE r.user_agent IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM staging.user_agent_parse p
@@ -22,7 +27,7 @@ ON CONFLICT DO NOTHING;
 
 -- name: auto_process
 -- One bounded batch of a tenant's due events through the whole pipeline (automation layer).
-SELECT staging.auto_process_if_needed(%(customer_id)s, %(batch_size)s);
+SELECT staging.auto_process_if_needed(%(customer_id)s, %(batch_size)s, %(lanes)s::smallint[], %(wait)s);
 
 -- name: tenants_with_due_events
 -- Customers having events waiting (or due for a retry): the periodic sweep's work list.
@@ -33,7 +38,7 @@ FROM auth.tenant_h t
 CROSS JOIN LATERAL (SELECT 1 FROM raw.site_tracking_events_r r
                     WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
                       AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-                    ORDER BY r.raw_event_id + 0 LIMIT 1) due;
+                    ORDER BY r.processing_lane, r.raw_event_id + 0 LIMIT 1) due;
 
 -- name: event_outcome
 -- Where one raw event stands after processing.

@@ -20,6 +20,14 @@ logger = logging.getLogger(__name__)
 Q = sqlfile.load(__package__, "queries.sql")
 
 Outcome = Literal["complete", "quarantined", "pending"]
+# raw.processing_lane puts every event in one of 8 lanes; runs of different lanes go in parallel.
+LANES = 8
+ALL_LANES = tuple(range(LANES))
+
+
+def lane_groups(parallelism: int) -> list[tuple[int, ...]]:
+    """The lanes split into `parallelism` groups, each drained by its own background run."""
+    return [tuple(lane for lane in ALL_LANES if lane % parallelism == k) for k in range(parallelism)]
 
 
 class ProcessingFailed(Exception):
@@ -35,19 +43,29 @@ class _TenantRuns:
     driver: asyncio.Task[None] | None = None
 
 
+_RunKey = tuple[str, tuple[int, ...], bool]
+
+
 @dataclass
 class PipelineRunner:
-    """One run at a time per tenant in this process (PostgreSQL serialises across processes)."""
+    """Runs shared per tenant and lanes in this process (PostgreSQL's lane locks act across processes).
+
+    Background processing drains each tenant with `parallelism` concurrent runs, one per group
+    of lanes; a run whose lanes another process holds finds nothing and ends.
+    """
 
     pool: AsyncConnectionPool
     batch_size: int
     sweep_seconds: float
     coalesce_seconds: float = 0.0
-    _tenants: dict[str, _TenantRuns] = field(default_factory=dict)
+    parallelism: int = 1
+    _tenants: dict[_RunKey, _TenantRuns] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
+    # Lanes with new events whose drain was running: it goes on instead of ending (see _drain).
+    _more: set[tuple[str, tuple[int, ...]]] = field(default_factory=set)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
-    _draining: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _draining: dict[tuple[str, tuple[int, ...]], asyncio.Task[None]] = field(default_factory=dict)
 
     def start(self) -> None:
         """Start background processing (it first sweeps for events left from before a restart)."""
@@ -66,13 +84,19 @@ class PipelineRunner:
         self._dirty.add(customer_id)
         self._wake.set()
 
-    async def process_now(self, customer_id: str) -> dict[str, Any]:
-        """Run the pipeline for a tenant, sharing the run with concurrent callers; its result."""
-        state = self._tenants.setdefault(customer_id, _TenantRuns())
+    async def process_now(
+        self, customer_id: str, lanes: tuple[int, ...] = ALL_LANES, wait: bool = True
+    ) -> dict[str, Any]:
+        """Run the pipeline for a tenant's `lanes`, sharing the run with concurrent callers; its result.
+
+        With `wait`, the run waits for lanes other runs hold; without, it skips them.
+        """
+        key = (customer_id, lanes, wait)
+        state = self._tenants.setdefault(key, _TenantRuns())
         if state.next_run is None:
             state.next_run = asyncio.get_running_loop().create_future()
             if not state.running:
-                state.driver = asyncio.create_task(self._drive(customer_id, state))
+                state.driver = asyncio.create_task(self._drive(key, state))
         return await asyncio.shield(state.next_run)
 
     async def outcome(self, raw_event_id: int) -> tuple[Outcome, list[str]]:
@@ -87,29 +111,35 @@ class PipelineRunner:
             return "quarantined", list(reasons)
         return ("complete" if loaded else "pending"), []
 
-    async def _drive(self, customer_id: str, state: _TenantRuns) -> None:
+    async def _drive(self, key: _RunKey, state: _TenantRuns) -> None:
         state.running = True
         try:
             while state.next_run is not None:
                 future, state.next_run = state.next_run, None
                 try:
-                    future.set_result(await self._run(customer_id))
+                    future.set_result(await self._run(*key))
                 except Exception as exc:
                     future.set_exception(exc)
                     future.exception()  # consumed here; awaiting callers still receive it
         finally:
             state.running = False
 
-    async def prepare(self, customer_id: str) -> None:
+    async def prepare(self, customer_id: str, lanes: tuple[int, ...] = ALL_LANES) -> None:
         """Do the work SQL does badly before a run: parse the user agents of due events."""
-        await self._parse_user_agents(customer_id)
+        await self._parse_user_agents(customer_id, lanes)
 
-    async def _run(self, customer_id: str) -> dict[str, Any]:
+    async def _run(self, customer_id: str, lanes: tuple[int, ...], wait: bool) -> dict[str, Any]:
         try:
-            await self.prepare(customer_id)
+            await self.prepare(customer_id, lanes)
             async with self.pool.connection() as conn:
                 cur = await conn.execute(
-                    Q["auto_process"], {"customer_id": customer_id, "batch_size": self.batch_size}
+                    Q["auto_process"],
+                    {
+                        "customer_id": customer_id,
+                        "batch_size": self.batch_size,
+                        "lanes": list(lanes),
+                        "wait": wait,
+                    },
                 )
                 row = await cur.fetchone()
         except psycopg.Error as exc:
@@ -120,10 +150,11 @@ class PipelineRunner:
         result.pop("latencies_ms", None)
         return result
 
-    async def _parse_user_agents(self, customer_id: str) -> None:
+    async def _parse_user_agents(self, customer_id: str, lanes: tuple[int, ...]) -> None:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                Q["unparsed_user_agents"], {"customer_id": customer_id, "batch_size": self.batch_size}
+                Q["unparsed_user_agents"],
+                {"customer_id": customer_id, "batch_size": self.batch_size, "lanes": list(lanes)},
             )
             agents = [r[0] for r in await cur.fetchall()]
             if not agents:
@@ -143,15 +174,20 @@ class PipelineRunner:
                 # Let events arriving together be processed together: a run's fixed cost is paid
                 # once for many events instead of once or twice per event.
                 await asyncio.sleep(self.coalesce_seconds)
-            # A tenant being drained picks up its new events itself (see _drain).
-            for customer_id in self._dirty - self._draining.keys():
+            # Lanes being drained pick up their new events themselves (see _drain).
+            for customer_id in list(self._dirty):
                 self._dirty.discard(customer_id)
-                task = asyncio.create_task(self._drain(customer_id), name=f"pipeline-drain-{customer_id}")
-                self._draining[customer_id] = task
-                task.add_done_callback(functools.partial(self._drained, customer_id))
+                for lanes in lane_groups(self.parallelism):
+                    key = (customer_id, lanes)
+                    if key in self._draining:
+                        self._more.add(key)
+                        continue
+                    task = asyncio.create_task(self._drain(customer_id, lanes), name=f"pipeline-drain-{key}")
+                    self._draining[key] = task
+                    task.add_done_callback(functools.partial(self._drained, key))
 
-    def _drained(self, customer_id: str, _: asyncio.Task[None]) -> None:
-        self._draining.pop(customer_id, None)
+    def _drained(self, key: tuple[str, tuple[int, ...]], _: asyncio.Task[None]) -> None:
+        self._draining.pop(key, None)
 
     async def due_tenants(self) -> list[str]:
         """Customers with events waiting, or due for a retry."""
@@ -175,14 +211,14 @@ class PipelineRunner:
                 "⚠️ Site tracking processing failed (non-critical): %s", {"error": type(exc).__name__}
             )
 
-    async def _drain(self, customer_id: str) -> None:
-        """Process a tenant's backlog batch after batch until nothing is due."""
+    async def _drain(self, customer_id: str, lanes: tuple[int, ...]) -> None:
+        """Process the backlog of a tenant's `lanes` batch after batch until nothing is due (or free)."""
         logger.info(
             "🔄 Background processing: Starting site tracking pipeline...", extra={"customer_id": customer_id}
         )
         while True:
             try:
-                result = await self.process_now(customer_id)
+                result = await self.process_now(customer_id, lanes, wait=False)
             except ProcessingFailed as exc:
                 logger.warning("⚠️ Site tracking processing failed (non-critical): %s", {"error": str(exc)})
                 return
@@ -194,7 +230,7 @@ class PipelineRunner:
                 if int(result.get("events_processed", 0)) < self.batch_size:
                     # Caught up: let the next events gather rather than run for one or two of them.
                     await asyncio.sleep(self.coalesce_seconds)
-            elif customer_id in self._dirty:
-                self._dirty.discard(customer_id)
+            elif (customer_id, lanes) in self._more:
+                self._more.discard((customer_id, lanes))
             else:
                 return
