@@ -3,10 +3,11 @@
 `python -m bench.pipeline [--events 100000] [--naive-events 5000]`
 
 The events are loaded once (raw.ingest_site_events, 10,000 per call) into a template database;
-every configuration (1 or 2 workers, each on its group of lanes, batch 1000 or 5000) runs on its own copy of it, calling
-what the service calls: the user-agent preparation, then `staging.auto_process_if_needed`, one
-transaction each, until nothing is left. The row-by-row baseline (bench/naive.py) processes
-freshly loaded events of the same kind one transaction per event in a separate database.
+every configuration (1 or 2 workers, each on its own group of lanes, batch 1000 or 5000) runs on
+its own copy of it, calling what the service's background processing calls: the user-agent
+preparation, then `staging.auto_process_if_needed`, one transaction each, until nothing is left.
+The row-by-row baseline (bench/naive.py) processes freshly loaded events of the same kind one
+transaction per event in a separate database.
 Afterwards the statements of one `staging.process_batch` call are explained one by one.
 """
 

@@ -171,7 +171,8 @@ async def track(request: Request) -> Response:
     event, stored = await _store_one(request, caller, services, "/api/v1/track")
     logger.info("🔄 Triggering automatic site tracking processing...")
     try:
-        result = await services.pipeline.process_now(caller.customer_id, (stored.lane,))
+        lanes = services.pipeline.lanes_of(stored.lane)
+        result = await services.pipeline.process_now(caller.customer_id, lanes)
         if result.get("processed") is False:
             logger.info("ℹ️ No processing needed - all events up to date")
         else:

@@ -79,6 +79,10 @@ class PipelineRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
 
+    def lanes_of(self, lane: int) -> tuple[int, ...]:
+        """The group of lanes `lane` belongs to: what a run for one event processes (and shares)."""
+        return lane_groups(self.parallelism)[lane % self.parallelism]
+
     def notify(self, customer_id: str) -> None:
         """Events of `customer_id` were stored: process them in the background soon."""
         self._dirty.add(customer_id)
