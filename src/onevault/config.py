@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     pipeline_batch_size: int = Field(default=1000, ge=1, le=100_000)
     pipeline_sweep_seconds: float = Field(default=2.0, gt=0)
     pipeline_coalesce_seconds: float = Field(default=0.1, ge=0, le=5)
-    pipeline_parallelism: int = Field(default=2, ge=1, le=8)
+    pipeline_parallelism: int = Field(default=1, ge=1, le=8)
     # False on ingestion-only nodes: stored events are then processed by `onevault process --follow`
     # (or by servers elsewhere); /api/v1/track still processes its own event before answering.
     pipeline_background: bool = True

@@ -97,13 +97,19 @@ def test_cli_status_and_process_with_retry_failed(
     assert unknown.exit_code == 1 and "unknown customer id" in unknown.output
 
 
+@pytest.mark.parametrize("parallelism", ["1", "2"])
 def test_two_workers_process_everything_once_and_share_metrics(
-    db_url: str, conn: psycopg.Connection, tmp_path: Path
+    db_url: str, conn: psycopg.Connection, tmp_path: Path, parallelism: str
 ) -> None:
-    """With `--workers 2`, background processing and /metrics cover every worker."""
+    """With `--workers 2` (and 1 or 2 runs per customer), processing and /metrics cover every worker."""
     tenant = make_tenant(conn, "one_spa")
     service = ServeProcess(
-        tmp_path / "serve.log", "--workers", "2", SYSTEM_DATABASE_URL=db_url, ONEVAULT_DATA_DIR=str(tmp_path)
+        tmp_path / "serve.log",
+        "--workers",
+        "2",
+        SYSTEM_DATABASE_URL=db_url,
+        ONEVAULT_DATA_DIR=str(tmp_path),
+        ONEVAULT_PIPELINE_PARALLELISM=parallelism,
     )
     try:
 
