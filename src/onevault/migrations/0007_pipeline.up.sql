@@ -413,6 +413,8 @@ BEGIN
         END IF;
         v_lanes := v_lanes || v_lane;
     END LOOP;
+    -- (Each lane's stretch of the pending index is read up to p_limit entries: a run over many
+    -- lanes with large backlogs reads more than it claims, but never scans another lane's.)
     SELECT array_agg(c.raw_event_id ORDER BY c.raw_event_id) INTO v_ids
     FROM (
         SELECT r.raw_event_id
