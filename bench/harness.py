@@ -134,7 +134,7 @@ class Server:
         return []
 
     def stop(self) -> None:
-        """SIGTERM (then SIGKILL after 30 s) to the server and its workers."""
+        """SIGTERM (then SIGKILL after 30 s) to the server and its workers; a log with errors is kept."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -142,7 +142,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self.log.unlink(missing_ok=True)
+        if "Traceback" in self.log.read_text(errors="replace"):
+            print(f"{self.name}: errors were logged, log kept at {self.log}", file=sys.stderr)
+        else:
+            self.log.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
