@@ -80,7 +80,7 @@ BEGIN
                array_remove(ARRAY[
                    CASE WHEN e.page_url_in IS NOT NULL AND e.page_url IS NULL
                         THEN 'page_url is not an absolute http(s) URL' END,
-                   CASE WHEN e.event_type !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN 'invalid event_type' END,
+                   CASE WHEN e.event_type !~ '^[A-Za-z0-9_.:-]+$' OR length(e.event_type) > 64 THEN 'invalid event_type' END,
                    CASE WHEN e.bad_event_data THEN 'event_data is not an object' END,
                    CASE WHEN e.ts_in IS NOT NULL AND e.ts IS NULL
                         THEN 'timestamp is neither ISO 8601 nor epoch milliseconds' END,

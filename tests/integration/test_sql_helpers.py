@@ -1,0 +1,52 @@
+"""The pipeline's SQL helpers for URLs and query strings, case by case."""
+
+from __future__ import annotations
+
+import psycopg
+
+URL_PARTS = {
+    "HTTPS://Example.COM/Some/Path?utm_source=news%20letter&x=1#frag": [
+        "HTTPS",
+        "Example.COM",
+        "/Some/Path",
+        "utm_source=news%20letter&x=1",
+    ],
+    "  http://a.test  ": ["http", "a.test", "", None],
+    "http://a.test?x": ["http", "a.test", "", "x"],
+    "http://a.test#f": ["http", "a.test", "", None],
+    "http://a.test?": ["http", "a.test", "", ""],
+    "http://a.test/?": ["http", "a.test", "/", ""],
+    "http://a.test/p?q=1#f?g": ["http", "a.test", "/p", "q=1"],
+    "http://a.test/p#f?x=1": ["http", "a.test", "/p", None],
+    "http://u:p@a.test:8080/x": ["http", "u:p@a.test:8080", "/x", None],
+    "http://a.test/p?q r": ["http", "a.test", "/p", "q r"],
+    "https://a.test/r?to=https://c.test/e": ["https", "a.test", "/r", "to=https://c.test/e"],
+    "http://[::1]:80/x": ["http", "[::1]:80", "/x", None],
+    "http://a.test/?x\ny": ["http", "a.test", "/", "x\ny"],
+    "http://a.test/p%20q": ["http", "a.test", "/p%20q", None],
+}
+NOT_URLS = ["http://a.test/p q", "ftp://a.test", "http:/a.test", "http://", "http:///x", "http://a b/", "", "x"]
+
+
+def test_url_parts(conn: psycopg.Connection) -> None:
+    urls = [*URL_PARTS, *NOT_URLS]
+    rows = conn.execute("SELECT u, util.url_parts(u) FROM unnest(%s::text[]) AS u", [urls]).fetchall()
+    assert dict(rows) == URL_PARTS | dict.fromkeys(NOT_URLS)
+    row = conn.execute("SELECT util.url_parts(NULL)").fetchone()
+    assert row == (None,)
+
+
+def test_query_param(conn: psycopg.Connection) -> None:
+    cases = [
+        ("utm_source=a%20b&utm_medium=x+y", "utm_source", "a b"),
+        ("utm_source=a%20b&utm_medium=x+y", "utm_medium", "x y"),
+        ("xutm_source=no&utm_source=yes", "utm_source", "yes"),
+        ("utm_source=&b=1", "utm_source", ""),
+        ("utm_source=first&utm_source=second", "utm_source", "first"),
+        ("b=1", "utm_source", None),
+        (None, "utm_source", None),
+        ("utm_source=%ff", "utm_source", None),
+    ]
+    for query, name, expected in cases:
+        row = conn.execute("SELECT util.query_param(%s, %s)", [query, name]).fetchone()
+        assert row == (expected,), (query, name)
