@@ -25,7 +25,16 @@ URL_PARTS = {
     "http://a.test/?x\ny": ["http", "a.test", "/", "x\ny"],
     "http://a.test/p%20q": ["http", "a.test", "/p%20q", None],
 }
-NOT_URLS = ["http://a.test/p q", "ftp://a.test", "http:/a.test", "http://", "http:///x", "http://a b/", "", "x"]
+NOT_URLS = [
+    "http://a.test/p q",
+    "ftp://a.test",
+    "http:/a.test",
+    "http://",
+    "http:///x",
+    "http://a b/",
+    "",
+    "x",
+]
 
 
 def test_url_parts(conn: psycopg.Connection) -> None:

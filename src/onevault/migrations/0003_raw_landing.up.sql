@@ -27,12 +27,13 @@ COMMENT ON COLUMN raw.site_tracking_events_r.event_id IS
 COMMENT ON COLUMN raw.site_tracking_events_r.client_ip_hash IS
     'SHA-256 of the client IP keyed with util.ip_hash_key; the IP itself is never stored';
 
--- The queue: a tenant's unprocessed events, lane by lane in arrival order. Claims order by `raw_event_id + 0`,
+-- The queue: a tenant's unprocessed events in arrival order, with their lanes, so that a claim of
+-- some lanes skips the others' entries in the index itself. Claims order by `raw_event_id + 0`,
 -- an order only this index provides. Ordered by raw_event_id itself, the planner walks the
 -- primary key instead, through every processed row, whenever statistics were taken during a
 -- backlog (they then say most events are pending): each claim grew with the events ever stored.
 CREATE INDEX site_tracking_events_r_pending_idx
-    ON raw.site_tracking_events_r (tenant_hk, processing_lane, (raw_event_id + 0))
+    ON raw.site_tracking_events_r (tenant_hk, (raw_event_id + 0), processing_lane)
     WHERE processing_status <> 'PROCESSED';
 CREATE INDEX site_tracking_events_r_tenant_received_idx
     ON raw.site_tracking_events_r (tenant_hk, received_timestamp);
@@ -53,7 +54,7 @@ BEGIN ATOMIC
     FROM (SELECT r.processing_status FROM raw.site_tracking_events_r r
           WHERE r.processing_status <> 'PROCESSED'
             AND (p_tenant_hks IS NULL OR r.tenant_hk = ANY (p_tenant_hks))
-          ORDER BY r.tenant_hk, r.processing_lane, r.raw_event_id + 0) q;
+          ORDER BY r.tenant_hk, r.raw_event_id + 0) q;
 END;
 
 -- The lane of an event, 0 to 7, from the key its sessions hang on: the visitor id the client sent,

@@ -408,26 +408,15 @@ BEGIN
         END IF;
         v_lanes := v_lanes || v_lane;
     END LOOP;
-    -- (Each lane's stretch of the pending index is read up to p_limit entries: a run over many
-    -- lanes with large backlogs reads more than it claims, but never scans another lane's.)
+    -- The oldest due events of the locked lanes (other lanes' entries are skipped in the index).
     SELECT array_agg(c.raw_event_id ORDER BY c.raw_event_id) INTO v_ids
     FROM (
-        SELECT r.raw_event_id
-        FROM raw.site_tracking_events_r r
-        WHERE r.raw_event_id = ANY (ARRAY(
-                -- Each lane's oldest due events in the pending index's order, then the oldest of all.
-                SELECT x.raw_event_id
-                FROM unnest(v_lanes) AS l(lane)
-                CROSS JOIN LATERAL (
-                    SELECT y.raw_event_id FROM raw.site_tracking_events_r y
-                    WHERE y.tenant_hk = p_tenant_hk AND y.processing_lane = l.lane
-                      AND y.processing_status <> 'PROCESSED'
-                      AND (y.processing_status = 'PENDING' OR y.next_attempt_at <= now())
-                    ORDER BY y.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
-                    LIMIT p_limit) x
-                ORDER BY x.raw_event_id
-                LIMIT p_limit))
+        SELECT r.raw_event_id FROM raw.site_tracking_events_r r
+        WHERE r.tenant_hk = p_tenant_hk AND r.processing_lane = ANY (v_lanes)
           AND r.processing_status <> 'PROCESSED'
+          AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
+        ORDER BY r.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
+        LIMIT p_limit
         FOR UPDATE SKIP LOCKED
     ) c;
     IF v_ids IS NULL THEN

@@ -35,7 +35,7 @@ BEGIN
         CROSS JOIN LATERAL (SELECT 1 FROM raw.site_tracking_events_r r
                             WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
                               AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-                            ORDER BY r.processing_lane, r.raw_event_id + 0 LIMIT 1) due  -- the pending index's order
+                            ORDER BY r.raw_event_id + 0 LIMIT 1) due  -- the pending index's order
     LOOP
         v_batch := staging.process_batch(v_tenant.tenant_hk, p_batch_size, p_lanes, p_wait);
         v_claimed := v_claimed + (v_batch ->> 'claimed')::integer;

@@ -1,19 +1,16 @@
 -- name: unparsed_user_agents
--- Distinct user agents, not parsed yet, of the tenant's events the next run of these lanes will take.
-SELECT DISTINCT r.user_agent
-FROM (SELECT x.user_agent
-      FROM unnest(%(lanes)s::smallint[]) AS l(lane)
-      CROSS JOIN LATERAL (
-          SELECT y.user_agent, y.raw_event_id FROM raw.site_tracking_events_r y
-          WHERE y.tenant_hk = util.tenant_hk(%(customer_id)s) AND y.processing_lane = l.lane
-            AND y.processing_status <> 'PROCESSED'
-          ORDER BY y.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
-          LIMIT %(batch_size)s) x
-      ORDER BY x.raw_event_id
-      LIMIT %(batch_size)s) r
-WHERE r.user_agent IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM staging.user_agent_parse p
-                  WHERE p.user_agent_hk = sha256(convert_to(r.user_agent, 'UTF8')));
+-- Distinct user agents, not parsed yet, of the tenant's events the next run of these lanes will take
+-- (hashed once per distinct agent, not once per event).
+SELECT a.user_agent
+FROM (SELECT DISTINCT r.user_agent
+      FROM (SELECT y.user_agent FROM raw.site_tracking_events_r y
+            WHERE y.tenant_hk = util.tenant_hk(%(customer_id)s) AND y.processing_lane = ANY (%(lanes)s::smallint[])
+              AND y.processing_status <> 'PROCESSED'
+            ORDER BY y.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
+            LIMIT %(batch_size)s) r
+      WHERE r.user_agent IS NOT NULL) a
+WHERE NOT EXISTS (SELECT 1 FROM staging.user_agent_parse p
+                  WHERE p.user_agent_hk = sha256(convert_to(a.user_agent, 'UTF8')));
 
 -- name: save_user_agents
 -- Stores parsed user agents (first parse wins).
@@ -38,7 +35,7 @@ FROM auth.tenant_h t
 CROSS JOIN LATERAL (SELECT 1 FROM raw.site_tracking_events_r r
                     WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
                       AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-                    ORDER BY r.processing_lane, r.raw_event_id + 0 LIMIT 1) due;
+                    ORDER BY r.raw_event_id + 0 LIMIT 1) due;
 
 -- name: event_outcome
 -- Where one raw event stands after processing.
