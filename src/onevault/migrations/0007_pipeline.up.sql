@@ -200,7 +200,9 @@ $$;
 -- SUSPICIOUS) staging rows; idempotent (a replay inserts nothing). Returns the events it added.
 -- One statement: the batch's staging rows are read once, and every insert reads them from there.
 -- Its inserts all see the vault as it was before the statement, which is all they compare with:
--- hubs and links skip keys already there, satellites compare with their latest earlier row.
+-- hubs skip keys already there, satellites compare with their latest earlier row. An event's links
+-- and details are written with its hub, here, so those of the events whose hub this call adds are
+-- new by construction and inserted without a conflict check; a replay adds none of them.
 CREATE FUNCTION staging.load_business(p_raw_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -230,23 +232,19 @@ BEGIN
         SELECT DISTINCT ON (site_event_hk) site_event_hk, event_id, tenant_hk, 'site_tracking'
         FROM batch
         ON CONFLICT DO NOTHING
-        RETURNING 1
-    ), linked AS (
-        -- The events newly added to a session: the session summaries below add exactly these.
+        RETURNING site_event_hk
+    ), new_events AS MATERIALIZED (
+        SELECT b.* FROM batch b JOIN event_h USING (site_event_hk)
+    ), event_session_l AS (
         INSERT INTO business.site_event_session_l (link_event_session_hk, site_event_hk, site_session_hk,
                                                    tenant_hk, record_source)
-        SELECT DISTINCT ON (1) sha256(site_event_hk || site_session_hk), site_event_hk, site_session_hk,
-               tenant_hk, 'site_tracking'
-        FROM batch
-        ON CONFLICT DO NOTHING
-        RETURNING site_event_hk
+        SELECT sha256(site_event_hk || site_session_hk), site_event_hk, site_session_hk, tenant_hk, 'site_tracking'
+        FROM new_events
     ), event_page_l AS (
         INSERT INTO business.site_event_page_l (link_event_page_hk, site_event_hk, site_page_hk, tenant_hk,
                                                 record_source)
-        SELECT DISTINCT ON (1) sha256(site_event_hk || site_page_hk), site_event_hk, site_page_hk, tenant_hk,
-               'site_tracking'
-        FROM batch WHERE page_url IS NOT NULL
-        ON CONFLICT DO NOTHING
+        SELECT sha256(site_event_hk || site_page_hk), site_event_hk, site_page_hk, tenant_hk, 'site_tracking'
+        FROM new_events WHERE page_url IS NOT NULL
     ), session_visitor_l AS (
         INSERT INTO business.site_session_visitor_l (link_session_visitor_hk, site_session_hk, site_visitor_hk,
                                                      tenant_hk, record_source)
@@ -255,22 +253,19 @@ BEGIN
         FROM batch
         ON CONFLICT DO NOTHING
     ), event_details AS (
-        -- Events never change: one details row per event (a replayed event adds nothing).
+        -- Events never change: one details row per event.
         INSERT INTO business.site_event_details_s (
             site_event_hk, load_date, hash_diff, tenant_hk, raw_event_id, event_type, occurred_at, received_at,
             page_url, referrer_url, referrer_host, referrer_class, utm_source, utm_medium, utm_campaign, utm_term,
             utm_content, user_id, is_bot, validation_status, quality_score, event_properties, record_source)
-        SELECT DISTINCT ON (s.site_event_hk)
-               s.site_event_hk, v_now,
+        SELECT s.site_event_hk, v_now,
                sha256(convert_to(ROW(s.event_type, s.occurred_at, s.page_url, s.referrer_url, s.user_id,
                                      s.event_properties)::text, 'UTF8')),
                s.tenant_hk, s.raw_event_id, s.event_type, s.occurred_at, s.received_at, s.page_url, s.referrer_url,
                s.referrer_host, s.referrer_class, s.utm_source, s.utm_medium, s.utm_campaign, s.utm_term,
                s.utm_content, s.user_id, s.is_bot, s.validation_status, s.quality_score, s.event_properties,
                'site_tracking'
-        FROM batch s
-        WHERE NOT EXISTS (SELECT 1 FROM business.site_event_details_s x WHERE x.site_event_hk = s.site_event_hk)
-        ORDER BY s.site_event_hk, s.raw_event_id
+        FROM new_events s
     ), page_details AS (
         -- Page and visitor details: a new row only when the attributes (hash_diff) change.
         INSERT INTO business.site_page_details_s (site_page_hk, load_date, hash_diff, tenant_hk, page_host, page_path,
@@ -305,7 +300,7 @@ BEGIN
                                             WHERE x.site_visitor_hk = n.site_visitor_hk
                                             ORDER BY x.load_date DESC LIMIT 1)
     ), session_summary AS (
-        -- Session summaries, brought up to date with the events newly linked to each session: the
+        -- Session summaries, brought up to date with the events newly added to each session: the
         -- previous summary combined with this batch's events (so the work does not grow with the
         -- session), a new satellite row only when the result differs.
         INSERT INTO business.site_session_summary_s (
@@ -358,8 +353,7 @@ BEGIN
                            (array_agg(s.utm_campaign ORDER BY s.occurred_at, s.raw_event_id))[1] AS utm_campaign,
                            (array_agg(s.utm_term ORDER BY s.occurred_at, s.raw_event_id))[1] AS utm_term,
                            (array_agg(s.utm_content ORDER BY s.occurred_at, s.raw_event_id))[1] AS utm_content
-                    FROM batch s
-                    WHERE s.site_event_hk IN (SELECT linked.site_event_hk FROM linked)
+                    FROM new_events s
                     GROUP BY s.site_session_hk
                 ) b
                 LEFT JOIN LATERAL (SELECT x.* FROM business.site_session_summary_s x
