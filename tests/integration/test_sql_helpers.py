@@ -59,3 +59,33 @@ def test_query_param(conn: psycopg.Connection) -> None:
     for query, name, expected in cases:
         row = conn.execute("SELECT util.query_param(%s, %s)", [query, name]).fetchone()
         assert row == (expected,), (query, name)
+
+
+def test_referrer_class(conn: psycopg.Connection) -> None:
+    cases = {
+        "google.com": "search",
+        "www.google.co.uk": "search",
+        "google": "other",
+        "mygoogle.com": "other",
+        "search.brave.com": "search",
+        "brave.com": "other",
+        "yahoo.co.jp": "search",
+        "facebook.com": "social",
+        "m.facebook.com": "social",
+        "notfacebook.com": "other",
+        "facebook.com.evil.test": "other",
+        "t.co": "social",
+        "news.ycombinator.com": "social",
+        "a.news.ycombinator.com": "social",
+        "ycombinator.com": "other",
+        "xnews.ycombinator.com": "other",
+        "shop.example.com": "internal",
+        "localhost": "other",
+        "": "direct",
+    }
+    rows = conn.execute(
+        "SELECT h, staging.referrer_class(h, 'shop.example.com') FROM unnest(%s::text[]) AS h", [list(cases)]
+    ).fetchall()
+    assert dict(rows) == cases
+    row = conn.execute("SELECT staging.referrer_class(NULL, 'shop.example.com')").fetchone()
+    assert row == ("direct",)

@@ -3,8 +3,6 @@ DROP TABLE staging.user_agent_parse;
 DROP FUNCTION util.host_from_parts(text[]);
 DROP FUNCTION util.url_from_parts(text[]);
 DROP FUNCTION util.url_parts(text);
-DROP FUNCTION util.url_parts_after_scheme(text, text);
-DROP FUNCTION util.url_parts_split(text, text, text);
 DROP FUNCTION staging.referrer_class(text, text);
 DROP FUNCTION staging.classify_user_agent(text);
 DROP FUNCTION util.client_time(jsonb);
