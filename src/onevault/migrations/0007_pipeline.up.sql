@@ -317,7 +317,7 @@ BEGIN
                                          m.exit_page, m.is_bot, m.referrer_host, m.utm_source, m.utm_medium,
                                          m.utm_campaign, m.utm_term, m.utm_content)::text, 'UTF8')) AS hash_diff
             FROM (
-                SELECT b.site_session_hk, b.tenant_hk,
+                SELECT b.site_session_hk, b.tenant_hk, p.hash_diff AS previous_hash_diff,
                        least(p.session_start, b.first_at) AS session_start,
                        greatest(p.session_end, b.last_at) AS session_end,
                        coalesce(p.page_views, 0) + b.page_views AS page_views,
@@ -364,9 +364,7 @@ BEGIN
                                            AS batch_first) f
             ) m
         ) n
-        WHERE n.hash_diff IS DISTINCT FROM (SELECT x.hash_diff FROM business.site_session_summary_s x
-                                            WHERE x.site_session_hk = n.site_session_hk
-                                            ORDER BY x.load_date DESC LIMIT 1)
+        WHERE n.hash_diff IS DISTINCT FROM n.previous_hash_diff
     )
     SELECT count(*) INTO v_loaded FROM event_h;
     RETURN v_loaded;
