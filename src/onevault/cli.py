@@ -153,6 +153,12 @@ def db_rollback(target: int | None) -> None:
     click.echo(f"{len(done)} migration(s) rolled back" if done else "Nothing to roll back")
 
 
+def _migration_note(state: migrations.MigrationState) -> str | None:
+    if not state.known_to_code:
+        return "unknown to this release"
+    return "changed since applied" if state.changed else None
+
+
 @db.command("status")
 def db_status() -> None:
     """List migrations and whether each is applied."""
@@ -165,7 +171,7 @@ def db_status() -> None:
                 "version": f"{s.version:04d}",
                 "name": s.name,
                 "applied_at": s.applied_at or ("pending" if s.known_to_code else None),
-                "note": None if s.known_to_code else "unknown to this release",
+                "note": _migration_note(s),
             }
             for s in states
         ],

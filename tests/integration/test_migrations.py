@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -283,3 +284,21 @@ def test_cli_db_commands_report_unreachable_database(
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert "cannot reach PostgreSQL" in result.output
     assert "Traceback" not in result.output
+
+
+def test_migration_edited_after_it_was_applied_is_reported(
+    empty_db_url: str, caplog: pytest.LogCaptureFixture, cli: Cli
+) -> None:
+    """An applied migration whose up script changed since is marked by status and warned of on upgrade."""
+    migrations.upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("UPDATE util.schema_migration SET checksum = 'edited' WHERE version = 3")
+    assert [s.version for s in migrations.status(empty_db_url) if s.changed] == [3]
+    with caplog.at_level(logging.WARNING, logger="onevault.migrations"):
+        assert migrations.upgrade(empty_db_url) == []
+    assert "0003_raw_landing changed since they were applied" in caplog.text
+    result = cli("db", "status")
+    assert result.exit_code == 0
+    (line,) = [line for line in result.output.splitlines() if line.startswith("0003")]
+    assert "changed since applied" in line
+    assert sum("changed since applied" in line for line in result.output.splitlines()) == 1

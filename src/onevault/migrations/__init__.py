@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from importlib import resources
 
 import psycopg
 
+logger = logging.getLogger(__name__)
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
 # One lock for every process that migrates, so concurrent starts apply each migration once.
 _LOCK_KEY = 0x0E5A_17_01
@@ -51,6 +53,8 @@ class MigrationState:
     name: str
     applied_at: datetime | None
     known_to_code: bool
+    # Applied from an up script other than the code's (the migration was edited afterwards).
+    changed: bool = False
 
 
 def available() -> list[Migration]:
@@ -91,17 +95,32 @@ def _release(conn: psycopg.Connection) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
 
-def _applied(conn: psycopg.Connection) -> dict[int, tuple[str, datetime]]:
-    rows = conn.execute("SELECT version, name, applied_at FROM util.schema_migration").fetchall()
-    return {version: (name, applied_at) for version, name, applied_at in rows}
+@dataclass(frozen=True)
+class _Applied:
+    name: str
+    applied_at: datetime
+    checksum: str
 
 
-def _check_not_ahead(applied: dict[int, tuple[str, datetime]], code: list[Migration]) -> None:
+def _applied(conn: psycopg.Connection) -> dict[int, _Applied]:
+    rows = conn.execute("SELECT version, name, applied_at, checksum FROM util.schema_migration").fetchall()
+    return {version: _Applied(name, applied_at, checksum) for version, name, applied_at, checksum in rows}
+
+
+def _check(applied: dict[int, _Applied], code: list[Migration]) -> None:
+    """Refuse a database migrated by a newer release; warn of applied migrations edited since."""
     unknown = sorted(set(applied) - {m.version for m in code})
     if unknown:
         raise MigrationError(
             f"the database has migrations this version of OneVault does not know ({unknown}); "
             "it was migrated by a newer release. Run that release, or roll the database back with it."
+        )
+    changed = [m.label for m in code if m.version in applied and applied[m.version].checksum != m.checksum]
+    if changed:
+        logger.warning(
+            "Migration(s) %s changed since they were applied: the database keeps what was applied then "
+            "(`onevault db status` marks them)",
+            ", ".join(changed),
         )
 
 
@@ -128,7 +147,7 @@ def upgrade(conninfo: str, target: int | None = None, progress: Progress = lambd
         _prepare(conn)
         try:
             applied = _applied(conn)
-            _check_not_ahead(applied, code)
+            _check(applied, code)
             done = []
             for migration in code:
                 if migration.version in applied or (target is not None and migration.version > target):
@@ -147,7 +166,7 @@ def rollback(conninfo: str, to: int | None = None, progress: Progress = lambda _
         _prepare(conn)
         try:
             applied = _applied(conn)
-            _check_not_ahead(applied, code)
+            _check(applied, code)
             if not applied:
                 return []
             floor = max(applied) - 1 if to is None else to
@@ -170,7 +189,10 @@ def status(conninfo: str) -> list[MigrationState]:
         exists = conn.execute("SELECT to_regclass('util.schema_migration') IS NOT NULL").fetchone()
         applied = _applied(conn) if exists and exists[0] else {}
     states = [
-        MigrationState(v, m.name, applied[v][1] if v in applied else None, True) for v, m in code.items()
+        MigrationState(v, m.name, None, True)
+        if v not in applied
+        else MigrationState(v, m.name, applied[v].applied_at, True, applied[v].checksum != m.checksum)
+        for v, m in code.items()
     ]
-    states += [MigrationState(v, name, at, False) for v, (name, at) in applied.items() if v not in code]
+    states += [MigrationState(v, a.name, a.applied_at, False) for v, a in applied.items() if v not in code]
     return sorted(states, key=lambda s: s.version)
