@@ -87,6 +87,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             sweep_seconds=settings.pipeline_sweep_seconds,
             coalesce_seconds=settings.pipeline_coalesce_seconds,
             parallelism=settings.pipeline_parallelism,
+            busy=writer.saturated,
+            yield_seconds=settings.pipeline_yield_seconds,
         )
         if settings.pipeline_background:
             pipeline.start()

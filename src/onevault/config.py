@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # False on ingestion-only nodes: stored events are then processed by `onevault process --follow`
     # (or by servers elsewhere); /api/v1/track still processes its own event before answering.
     pipeline_background: bool = True
+    # While this process's ingestion is saturated, background runs rest between batches (up to this
+    # much delay of the oldest due event; 0: never).
+    pipeline_yield_seconds: float = Field(default=30.0, ge=0)
 
     max_event_bytes: int = Field(default=64 * 1024, ge=1024)
     batch_max_events: int = Field(default=1000, ge=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,6 +70,11 @@ class EventWriter:
         self._timeout = timeout
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
+        self._saturated_at = -float("inf")
+
+    def saturated(self, within: float = 1.0) -> bool:
+        """Whether, in the last `within` seconds, events arrived faster than full transactions stored them."""
+        return time.monotonic() - self._saturated_at < within
 
     def start(self) -> None:
         """Start the writer tasks."""
@@ -117,6 +123,8 @@ class EventWriter:
                     break
                 group.append(more)
                 size += len(more.events)
+            if size >= self._batch_size and not self._queue.empty():
+                self._saturated_at = time.monotonic()
             live = [w for w in group if not w.future.done()]
             if live:
                 await self._flush(live)

@@ -16,6 +16,16 @@ SELECT tenant_hk, (load_date AT TIME ZONE 'UTC')::date, count(*),
 FROM staging.site_tracking_events_s
 GROUP BY 1, 2;
 
+-- Background processing yields to saturated ingestion: after a batch, a server whose ingestion is
+-- saturated has the batch's lanes rest for a while, and the background runs of every process wait
+-- for it (requests' own runs and manual runs do not). Rows are overwritten, never deleted.
+CREATE TABLE staging.pipeline_rest (
+    tenant_hk bytea NOT NULL,
+    lane smallint NOT NULL,
+    rest_until timestamptz NOT NULL,
+    PRIMARY KEY (tenant_hk, lane)
+);
+
 -- raw → staging: validate, normalise and enrich the given raw events (those not staged yet),
 -- deriving visitors and 30-minute sessions where the client sent none.
 CREATE FUNCTION staging.stage_events(p_raw_ids bigint[]) RETURNS integer

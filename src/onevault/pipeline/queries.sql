@@ -46,3 +46,24 @@ WHERE s.raw_event_id = %(raw_event_id)s;
 -- name: requeue_failed
 -- Failed and quarantined events of one customer (NULL: all) back to PENDING.
 SELECT staging.requeue_failed(util.tenant_hk(%(customer_id)s::text));
+
+-- name: resting
+-- Seconds background processing of these lanes still rests (NULL: it does not).
+SELECT extract(epoch FROM max(rest_until) - now())::float8
+FROM staging.pipeline_rest
+WHERE tenant_hk = util.tenant_hk(%(customer_id)s) AND lane = ANY (%(lanes)s::smallint[]) AND rest_until > now();
+
+-- name: rest
+-- Background processing of these lanes rests for %(seconds)s if they have due events, the oldest
+-- of which has waited less than %(max_delay)s seconds.
+INSERT INTO staging.pipeline_rest (tenant_hk, lane, rest_until)
+SELECT t.tenant_hk, l.lane, now() + make_interval(secs => %(seconds)s)
+FROM (SELECT util.tenant_hk(%(customer_id)s) AS tenant_hk) t
+CROSS JOIN unnest(%(lanes)s::smallint[]) AS l(lane)
+WHERE (SELECT r.received_timestamp FROM raw.site_tracking_events_r r
+       WHERE r.tenant_hk = t.tenant_hk AND r.processing_lane = ANY (%(lanes)s::smallint[])
+         AND r.processing_status <> 'PROCESSED'
+         AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
+       ORDER BY r.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
+       LIMIT 1) > now() - make_interval(secs => %(max_delay)s)
+ON CONFLICT (tenant_hk, lane) DO UPDATE SET rest_until = EXCLUDED.rest_until;

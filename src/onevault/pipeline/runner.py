@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +25,9 @@ Outcome = Literal["complete", "quarantined", "pending"]
 # raw.processing_lane puts every event in one of 8 lanes; runs of different lanes go in parallel.
 LANES = 8
 ALL_LANES = tuple(range(LANES))
+# While ingestion is saturated, background runs rest this many times as long as each batch took:
+# processing then takes at most a fifth of a database core per group of lanes.
+REST_FACTOR = 4
 
 
 def lane_groups(parallelism: int) -> list[tuple[int, ...]]:
@@ -51,7 +56,10 @@ class PipelineRunner:
     """Runs shared per tenant and lanes in this process (PostgreSQL's lane locks act across processes).
 
     Background processing drains each tenant with `parallelism` concurrent runs, one per group
-    of lanes; a run whose lanes another process holds finds nothing and ends.
+    of lanes; a run whose lanes another process holds finds nothing and ends. While `busy()` says
+    this process's ingestion is saturated, each background batch is followed by a rest of its
+    lanes that every process's background runs keep (stored in PostgreSQL), until the oldest
+    due event has waited `yield_seconds`.
     """
 
     pool: AsyncConnectionPool
@@ -59,6 +67,8 @@ class PipelineRunner:
     sweep_seconds: float
     coalesce_seconds: float = 0.0
     parallelism: int = 1
+    busy: Callable[[], bool] = lambda: False
+    yield_seconds: float = 0.0
     _tenants: dict[_RunKey, _TenantRuns] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
     # Lanes with new events whose drain was running: it goes on instead of ending (see _drain).
@@ -222,8 +232,12 @@ class PipelineRunner:
         )
         while True:
             try:
+                await asyncio.sleep(await self._resting(customer_id, lanes))
+                started = time.monotonic()
                 result = await self.process_now(customer_id, lanes, wait=False)
-            except ProcessingFailed as exc:
+                if result.get("processed") and self.yield_seconds and self.busy():
+                    await self._rest(customer_id, lanes, (time.monotonic() - started) * REST_FACTOR)
+            except (ProcessingFailed, psycopg.Error) as exc:
                 logger.warning("⚠️ Site tracking processing failed (non-critical): %s", {"error": str(exc)})
                 return
             except Exception:
@@ -238,3 +252,23 @@ class PipelineRunner:
                 self._more.discard((customer_id, lanes))
             else:
                 return
+
+    async def _resting(self, customer_id: str, lanes: tuple[int, ...]) -> float:
+        """Seconds the background processing of `lanes` still rests (0: none)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(Q["resting"], {"customer_id": customer_id, "lanes": list(lanes)})
+            row = await cur.fetchone()
+        return float(row[0]) if row and row[0] is not None else 0.0
+
+    async def _rest(self, customer_id: str, lanes: tuple[int, ...], seconds: float) -> None:
+        """Have the background processing of `lanes` rest for `seconds` (see `yield_seconds`)."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                Q["rest"],
+                {
+                    "customer_id": customer_id,
+                    "lanes": list(lanes),
+                    "seconds": seconds,
+                    "max_delay": self.yield_seconds,
+                },
+            )
