@@ -167,7 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     parser.add_argument("--connections", default="1,16,64", help="comma-separated concurrencies")
-    parser.add_argument("--drain-timeout", type=float, default=60, help="longest wait for a backlog to drain")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=180,
+        help="longest wait for a backlog to drain before the next run",
+    )
     parser.add_argument("--quick", action="store_true", help="3-second runs at 16 connections only")
     args = parser.parse_args(argv)
     seconds = 3 if args.quick else args.seconds
