@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from prometheus_client import REGISTRY
 from tests.conftest import Tenant
 
 from onevault.config import get_settings
@@ -78,9 +79,11 @@ def test_saturated_ingestion_makes_every_lane_rest_after_its_batches(
     db_url: str, conn: psycopg.Connection, tenant: Tenant
 ) -> None:
     store(conn, 200)
+    rested = REGISTRY.get_sample_value("onevault_pipeline_rest_seconds_total") or 0.0
     _, done = background(db_url, conn, busy=lambda: True, yield_seconds=30)
     assert done
     assert [lane for lane, _ in conn.execute(RESTS).fetchall()] == list(range(8))
+    assert (REGISTRY.get_sample_value("onevault_pipeline_rest_seconds_total") or 0.0) > rested
 
 
 def test_background_runs_keep_a_rest_set_elsewhere_and_requests_do_not(

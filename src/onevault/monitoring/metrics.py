@@ -34,6 +34,10 @@ PIPELINE_ERRORS = Counter(
     "onevault_pipeline_errors", "Events whose processing failed with an error (retried)"
 )
 PIPELINE_RUNS = Counter("onevault_pipeline_runs", "Pipeline runs by outcome (ok, failed)", ["outcome"])
+PIPELINE_REST = Counter(
+    "onevault_pipeline_rest_seconds",
+    "Rest this server gave background processing because its ingestion was saturated",
+)
 EVENTS_PENDING = Gauge(
     "onevault_events_pending",
     "Raw events waiting for processing (all tenants)",

@@ -263,7 +263,7 @@ class PipelineRunner:
     async def _rest(self, customer_id: str, lanes: tuple[int, ...], seconds: float) -> None:
         """Have the background processing of `lanes` rest for `seconds` (see `yield_seconds`)."""
         async with self.pool.connection() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 Q["rest"],
                 {
                     "customer_id": customer_id,
@@ -272,3 +272,5 @@ class PipelineRunner:
                     "max_delay": self.yield_seconds,
                 },
             )
+        if cur.rowcount > 0:
+            metrics.PIPELINE_REST.inc(seconds)
