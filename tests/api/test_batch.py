@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -220,3 +223,23 @@ def test_batch_accepts_text_plain(client: httpx.Client, conn: psycopg.Connection
     response = client.post(BATCH, headers=headers, content=json.dumps([page(1, event_id="beacon")]))
     assert response.status_code == 200, response.text
     assert sorted(stored(conn)) == ["beacon"]
+
+
+def test_client_gone_before_the_whole_body_arrived_is_no_server_error(
+    live_server: LiveServer, client: httpx.Client, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that disconnects mid-upload stores nothing and leaves no error traceback in the log."""
+    head = (
+        "POST /api/v1/track/batch HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{live_server.port}\r\n"
+        f"X-Customer-ID: {tenant.customer_id}\r\nAuthorization: Bearer {tenant.token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
+    with caplog.at_level(logging.INFO), socket.create_connection(("127.0.0.1", live_server.port)) as sock:
+        sock.sendall(head.encode() + b'{"events": [{"event_type": "page_view", "page_url": "https://')
+        time.sleep(0.3)
+        sock.close()
+        time.sleep(0.5)
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert client.get("/health").status_code == 200

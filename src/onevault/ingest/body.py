@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import orjson
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from onevault.errors import ApiError
 from onevault.ingest.models import InvalidEvent
@@ -20,7 +21,7 @@ def _too_large(limit: int) -> ApiError:
 
 
 async def read_json(request: Request, limit: int) -> object:
-    """The decoded JSON body; 415 for other media types, 413 over `limit` bytes, 400 if not JSON."""
+    """The decoded JSON body; 415 for other media types, 413 over `limit` bytes, 400 if malformed or cut."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type not in ACCEPTED_TYPES:
         raise ApiError(415, "unsupported content type: send application/json (or text/plain carrying JSON)")
@@ -31,10 +32,14 @@ async def read_json(request: Request, limit: int) -> object:
         if int(declared) > limit:
             raise _too_large(limit)
     chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > limit:
-            raise _too_large(limit)
+    try:
+        async for chunk in request.stream():
+            chunks += chunk
+            if len(chunks) > limit:
+                raise _too_large(limit)
+    except ClientDisconnect:
+        # Nothing was stored; the answer goes nowhere but keeps the log and metrics truthful.
+        raise ApiError(400, "the client disconnected before sending the whole body") from None
     if not chunks.strip():
         raise ApiError(400, "empty request body: send a JSON object")
     try:
