@@ -81,15 +81,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             timeout=settings.db_timeout_seconds,
         )
         writer.start()
-        pipeline = PipelineRunner(
-            pool,
-            batch_size=settings.pipeline_batch_size,
-            sweep_seconds=settings.pipeline_sweep_seconds,
-            coalesce_seconds=settings.pipeline_coalesce_seconds,
-            parallelism=settings.pipeline_parallelism,
-            busy=writer.saturated,
-            yield_seconds=settings.pipeline_yield_seconds,
-        )
+        pipeline = PipelineRunner.from_settings(pool, settings, busy=writer.saturated)
         if settings.pipeline_background:
             pipeline.start()
         else:

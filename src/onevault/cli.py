@@ -321,13 +321,7 @@ async def _follow(url: str, settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with open_pool(url, settings) as pool:
-        runner = PipelineRunner(
-            pool,
-            batch_size=settings.pipeline_batch_size,
-            sweep_seconds=settings.pipeline_sweep_seconds,
-            coalesce_seconds=settings.pipeline_coalesce_seconds,
-            parallelism=settings.pipeline_parallelism,
-        )
+        runner = PipelineRunner.from_settings(pool, settings)
         runner.start()
         try:
             await stop.wait()

@@ -15,6 +15,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from onevault import sqlfile
+from onevault.config import Settings
 from onevault.monitoring import metrics
 from onevault.pipeline import useragents
 
@@ -76,6 +77,21 @@ class PipelineRunner:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _draining: dict[tuple[str, tuple[int, ...]], asyncio.Task[None]] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(
+        cls, pool: AsyncConnectionPool, settings: Settings, busy: Callable[[], bool] = lambda: False
+    ) -> PipelineRunner:
+        """The runner a server or a processing worker uses; `busy`: whether its ingestion is saturated."""
+        return cls(
+            pool,
+            batch_size=settings.pipeline_batch_size,
+            sweep_seconds=settings.pipeline_sweep_seconds,
+            coalesce_seconds=settings.pipeline_coalesce_seconds,
+            parallelism=settings.pipeline_parallelism,
+            busy=busy,
+            yield_seconds=settings.pipeline_yield_seconds,
+        )
 
     def start(self) -> None:
         """Start background processing (it first sweeps for events left from before a restart)."""
