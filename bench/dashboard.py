@@ -14,11 +14,13 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import httpx
 import psycopg
 from psycopg import sql
+from psycopg.abc import Params, QueryNoTemplate
 
 from bench import data, drive, explain, harness
 
@@ -130,6 +132,13 @@ def http_timings(server: harness.Server, token: str, args: argparse.Namespace) -
     return rows
 
 
+def fetch_all(
+    conn: psycopg.Connection[Any], query: QueryNoTemplate, params: Params | None = None
+) -> list[Any]:
+    """Every row of `query` on `conn`: the statement is timed with its results read."""
+    return conn.execute(query, params).fetchall()
+
+
 def sql_timings(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The SQL behind the endpoints, and the deployment guide's queries, timed on one connection."""
     queries = explain_sources()
@@ -138,15 +147,10 @@ def sql_timings(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         for name, (query, params) in queries.items():
             rows.append(
                 {"what": f"SQL {name}"}
-                | timings(
-                    lambda q=query, p=params: conn.execute(q, p).fetchall(), args.requests, 3, args.budget
-                )
+                | timings(partial(fetch_all, conn, query, params), args.requests, 3, args.budget)
             )
         for name, text in GUIDE_QUERIES.items():
-            rows.append(
-                {"what": name}
-                | timings(lambda t=text: conn.execute(t.encode()).fetchall(), 5, 1, args.budget)
-            )
+            rows.append({"what": name} | timings(partial(fetch_all, conn, text.encode()), 5, 1, args.budget))
     return rows
 
 

@@ -149,7 +149,7 @@ class Server:
 
 
 @contextlib.contextmanager
-def onevault(url: str, port: int, workers: int = 2, **env: str) -> Iterator[Server]:
+def onevault(url: str, port: int, workers: int = 2, /, **env: str) -> Iterator[Server]:
     """`onevault serve` on database `url`, quiet and without rate limit, unless `env` says otherwise."""
     settings = {
         "SYSTEM_DATABASE_URL": url,

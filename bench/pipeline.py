@@ -144,7 +144,7 @@ def run_naive(pg: harness.Postgres, n: int, seconds: float) -> dict[str, Any]:
             if time.perf_counter() > deadline:
                 break
         elapsed = time.perf_counter() - started
-    result = {
+    result: dict[str, Any] = {
         "available": True,
         "events": done,
         "seconds": round(elapsed, 2),
