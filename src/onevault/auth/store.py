@@ -100,10 +100,16 @@ def list_tokens(conn: psycopg.Connection, customer_id: str | None = None) -> lis
 
 
 def revoke_token(conn: psycopg.Connection, token_id: str) -> bool:
-    """Revoke a token by id; False if it was already revoked."""
-    rows = conn.execute(Q["revoke_token"], {"token_id": token_id, "record_source": RECORD_SOURCE}).fetchall()
+    """Revoke a token by id; False if it was already revoked. An id several tokens share revokes none."""
+    with conn.transaction():
+        rows = conn.execute(
+            Q["revoke_token"], {"token_id": token_id, "record_source": RECORD_SOURCE}
+        ).fetchall()
+        if len(rows) > 1:
+            # Raising rolls the revocations back: an id must name one token, never several.
+            raise AdminError(
+                f"token id {token_id!r} is ambiguous: {len(rows)} tokens have it; nothing was revoked"
+            )
     if not rows:
         raise AdminError(f"no token with id {token_id!r} (see `onevault token list`)")
-    if len(rows) > 1:
-        raise AdminError(f"token id {token_id!r} is ambiguous")
     return not rows[0][1]
