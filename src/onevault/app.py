@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         ),
         lifespan=lifespan,
     )
-    errors.install(app)
+    errors.install(app, settings)
     app.add_middleware(metrics.HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)

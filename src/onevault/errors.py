@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from onevault.config import Settings
 from onevault.db import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -28,11 +29,6 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def _retry_after(request: Request) -> str:
-    services = getattr(request.app.state, "services", None)
-    return str(services.settings.retry_after_seconds if services else 1)
-
-
 def format_validation_errors(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
     """A one-line summary and a JSON-safe list of pydantic/FastAPI validation errors."""
     clean = [
@@ -47,8 +43,10 @@ def format_validation_errors(errors: list[Any]) -> tuple[str, list[dict[str, Any
     return summary or "invalid request", clean
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, settings: Settings) -> None:
     """Register the handlers that shape every error answer."""
+    # Known before the lifespan has opened the pool: the answer is the same whenever the database is away.
+    retry_after = str(settings.retry_after_seconds)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -63,12 +61,12 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
-    async def _db_down(request: Request, exc: Exception) -> JSONResponse:
+    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
         logger.error("❌ Database unavailable: %s", type(exc).__name__)
         return JSONResponse(
             {"detail": "database unavailable, retry later"},
             status_code=503,
-            headers={"Retry-After": _retry_after(request)},
+            headers={"Retry-After": retry_after},
         )
 
     for exc_type in (DatabaseUnavailable, PoolTimeout, psycopg.OperationalError):
