@@ -377,6 +377,3 @@ def status(customer_id: str | None) -> None:
 
 
 main.add_command(smoke_test)
-
-if __name__ == "__main__":
-    sys.exit(main())
