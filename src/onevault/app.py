@@ -13,14 +13,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from onevault import __version__, errors, logs, migrations
+from onevault import __version__, errors, logs, metrics, migrations
 from onevault.auth.caller import TokenResolver
 from onevault.config import Settings, get_settings
 from onevault.db import describe, open_pool, resolve_database_url, tuned_conninfo
 from onevault.ingest import routes as ingest_routes
 from onevault.ingest.ratelimit import RateLimiter
 from onevault.ingest.writer import EventWriter
-from onevault.monitoring import health, metrics
+from onevault.monitoring import health
 from onevault.monitoring import pipeline as pipeline_routes
 from onevault.pipeline import useragents
 from onevault.pipeline.runner import PipelineRunner

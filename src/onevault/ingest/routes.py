@@ -16,6 +16,7 @@ import psycopg
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from onevault import metrics
 from onevault.auth.caller import OPENAPI_AUTH, Caller, authenticate
 from onevault.errors import ApiError
 from onevault.ingest.body import read_json, serialise
@@ -29,7 +30,6 @@ from onevault.ingest.models import (
     validate_event,
 )
 from onevault.ingest.writer import EventRejected, NewEvent, Stored
-from onevault.monitoring import metrics
 from onevault.pipeline.runner import ProcessingFailed
 from onevault.services import Services, get_services
 

@@ -1,4 +1,4 @@
-"""`GET /health` and `GET /health/detailed`."""
+"""`GET /health`, `GET /health/detailed` and `GET /metrics`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
-from onevault import __version__, sqlfile
-from onevault.monitoring import metrics
+from onevault import __version__, metrics, sqlfile
 from onevault.services import Services, ServicesDep
 
 logger = logging.getLogger(__name__)

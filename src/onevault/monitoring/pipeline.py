@@ -11,10 +11,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 
-from onevault import sqlfile
+from onevault import metrics, sqlfile
 from onevault.auth.caller import Caller, require
 from onevault.errors import ApiError
-from onevault.monitoring import metrics
 from onevault.monitoring.models import DashboardResponse, ProcessResponse, StatusResponse
 from onevault.services import Services, ServicesDep
 

@@ -14,9 +14,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from onevault import sqlfile
+from onevault import metrics, sqlfile
 from onevault.config import Settings
-from onevault.monitoring import metrics
 from onevault.pipeline import useragents
 
 logger = logging.getLogger(__name__)

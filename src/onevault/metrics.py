@@ -1,4 +1,4 @@
-"""Prometheus metrics: what is counted, the `/metrics` route and the HTTP timing middleware.
+"""Prometheus metrics: what is counted and the HTTP timing middleware (monitoring/health.py serves them).
 
 With several server processes (`serve --workers N`) the CLI sets `PROMETHEUS_MULTIPROC_DIR`
 before the workers start, and every scrape aggregates all of them.
