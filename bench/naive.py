@@ -15,9 +15,9 @@ import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote_to_bytes
 
 import psycopg
 from fastapi import BackgroundTasks, Body, FastAPI, Header, HTTPException, Request
@@ -31,8 +31,11 @@ Q = sqlfile.load(__package__ or "bench", "naive.sql")
 
 Conn = psycopg.Connection[Any]
 
-_EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_EVENT_TYPE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# An absolute http(s) URL, as the service accepts it (PostgreSQL's `.` and `$` in Python terms).
+_URL = re.compile(r"https?://[^/?#\s]+[^?#\s]*(?:\?[^#]*)?(?:#.*)?", re.IGNORECASE | re.DOTALL)
+_USER_INFO_OR_PORT = re.compile(r"^[^@]*@|:[0-9]*\Z")
 _UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 _NO_AGENT = useragents.ParsedAgent("Other", None, "Other", None, "desktop", False)
 _YEAR_2000 = datetime(2000, 1, 1, tzinfo=UTC)
@@ -49,20 +52,43 @@ def _text(value: Any) -> str | None:
 
 
 def _split_url(url: str | None) -> tuple[str, str, str, str | None] | None:
-    """An absolute http(s) URL normalised and split: (url, host, path, query), else None."""
+    """An absolute http(s) URL normalised and split: (url, host, path, query), else None.
+
+    Scheme and authority lower-cased, fragment dropped, the host without user info and port."""
     if url is None:
         return None
+    url = url.strip(" ")
+    if not _URL.fullmatch(url):
+        return None
+    scheme, _, after = url.partition("://")
+    authority = after.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    path, _, query = after[len(authority) :].split("#", 1)[0].partition("?")
+    path = path or "/"
+    normalised = scheme.lower() + "://" + authority.lower() + path + ("?" + query if query else "")
+    return normalised, _USER_INFO_OR_PORT.sub("", authority).lower(), path, query or None
+
+
+def _url_decode(value: str) -> str | None:
+    """A percent-encoded URL component ('+' is a space) decoded; None when it is not UTF-8 text."""
     try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname
-    except ValueError:
+        text = unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or host is None:
+    return None if "\x00" in text else text
+
+
+def _query_param(query: str | None, name: str) -> str | None:
+    """The first `name=` parameter of a query string, decoded."""
+    marker = "&" + name + "="
+    if query is None or marker not in "&" + query:
         return None
-    path = parts.path or "/"
-    query = parts.query or None
-    normalised = parts.scheme.lower() + "://" + parts.netloc.lower() + path + ("?" + query if query else "")
-    return normalised, host.lower(), path, query
+    return _url_decode(("&" + query).split(marker, 2)[1].split("&", 1)[0])
+
+
+def _milliseconds(delta: timedelta) -> int:
+    """A duration in whole milliseconds, halves rounded away from zero."""
+    microseconds = Decimal(delta // timedelta(microseconds=1))
+    return int((microseconds / 1000).quantize(Decimal(1), ROUND_HALF_UP))
 
 
 def _client_time(value: Any) -> tuple[datetime | None, bool]:
@@ -102,10 +128,12 @@ def enrich(
         value = payload.get(key)
         return value if value is not None else data.get(key)
 
-    event_type = _text(known("event_type")) or "page_view"
+    event_type = _text(known("event_type"))
+    if event_type is None:
+        event_type = "page_view"
     page_in, referrer_in = _text(known("page_url")), _text(known("referrer"))
     page, referrer = _split_url(page_in), _split_url(referrer_in)
-    params = parse_qs(page[3] or "", keep_blank_values=True) if page else {}
+    query = page[3] if page else None
     agent = useragents.parse(user_agent) if user_agent else _NO_AGENT
     ts, ts_ok = _client_time(known("timestamp"))
     sent, sent_ok = _client_time(known("sent_at"))
@@ -115,13 +143,13 @@ def enrich(
         occurred_at = received_at - (sent - ts)
     else:
         occurred_at = ts
-    clock_skew_ms = round((sent - received_at).total_seconds() * 1000) if sent is not None else None
+    clock_skew_ms = _milliseconds(sent - received_at) if sent is not None else None
 
     invalid = [
         reason
         for reason, failed in (
             ("page_url is not an absolute http(s) URL", page_in is not None and page is None),
-            ("invalid event_type", not _EVENT_TYPE.match(event_type)),
+            ("invalid event_type", not _EVENT_TYPE.fullmatch(event_type)),
             ("event_data is not an object", raw_data is not None and not isinstance(raw_data, dict)),
             ("timestamp is neither ISO 8601 nor epoch milliseconds", not ts_ok),
             ("sent_at is neither ISO 8601 nor epoch milliseconds", not sent_ok),
@@ -147,18 +175,14 @@ def enrich(
         or "anon-"
         + hashlib.sha256(tenant_hk + (client_ip_hash or b"") + (user_agent or "").encode()).hexdigest()[:32]
     )
-    session_id = session_in or visitor_id + ":naive"
-    score = 1.0 - sum(
-        penalty
-        for penalty, applies in (
-            (0.15, page is None),
-            (0.1, visitor_in is None),
-            (0.1, session_in is None),
-            (0.1, user_agent is None),
-            (0.3, bool(suspicious)),
-        )
-        if applies
+    penalties = (
+        ("0.15", page is None),
+        ("0.1", visitor_in is None),
+        ("0.1", session_in is None),
+        ("0.1", user_agent is None),
+        ("0.3", bool(suspicious)),
     )
+    score = Decimal(1) - sum((Decimal(penalty) for penalty, applies in penalties if applies), Decimal(0))
     status = "INVALID" if invalid else "SUSPICIOUS" if suspicious else "VALID"
     return {
         "raw_event_id": raw_event_id,
@@ -167,7 +191,7 @@ def enrich(
         "record_source": "staging:" + record_source,
         "validation_status": status,
         "validation_reasons": invalid + suspicious,
-        "quality_score": Decimal(0) if invalid else Decimal(str(round(max(0.0, score), 2))),
+        "quality_score": Decimal(0) if invalid else max(Decimal(0), score),
         "event_type": event_type,
         "page_url": page[0] if page else None,
         "page_host": page[1] if page else None,
@@ -175,7 +199,7 @@ def enrich(
         "page_query": page[3] if page else None,
         "page_bk": page[0].split("?", 1)[0] if page else None,
         "page_title": _text(known("page_title")),
-        **{name: params[name][0] if name in params else None for name in _UTM},
+        **{name: _query_param(query, name) for name in _UTM},
         "referrer_url": referrer[0] if referrer else None,
         "referrer_host": referrer[1] if referrer else None,
         "user_agent": user_agent,
@@ -189,8 +213,9 @@ def enrich(
         "received_at": received_at,
         "occurred_at": occurred_at,
         "clock_skew_ms": clock_skew_ms,
-        "session_id": session_id,
-        "session_derived": session_in is None,
+        # A valid event without a session gets one from its neighbours: see _derived_session.
+        "session_id": session_in,
+        "session_derived": session_in is None and not invalid,
         "visitor_id": visitor_id,
         "visitor_derived": visitor_in is None,
         "user_id": _text(known("user_id")),
@@ -247,11 +272,25 @@ def process_event(conn: Conn, raw_event_id: int) -> None:
         bytes(client_ip_hash) if client_ip_hash is not None else None,
         record_source,
     )
+    if staged["session_derived"]:
+        staged["session_id"] = _derived_session(conn, staged)
     keys = conn.execute(Q["insert_staging"], staged).fetchone()
     if keys is not None and staged["validation_status"] != "INVALID":
         event_hk, session_hk, visitor_hk, page_hk, staged["referrer_class"] = keys
         _load_business(conn, staged, bytes(event_hk), bytes(session_hk), bytes(visitor_hk), page_hk)
     conn.execute(Q["mark_raw_processed"], {"raw_event_id": raw_event_id})
+
+
+def _derived_session(conn: Conn, s: dict[str, Any]) -> str:
+    """The session of a staged event without one: the visitor's, unless 30 minutes passed without events.
+
+    That of the visitor's staged event nearest before it within 30 minutes, else nearest after it,
+    else a new one named after the visitor and its start."""
+    row = conn.execute(Q["adjacent_session"], s).fetchone()
+    if row is not None:
+        return str(row[0])
+    start = s["occurred_at"].astimezone(UTC)
+    return f"{s['visitor_id']}:{start:%Y%m%dT%H%M%S}.{start.microsecond // 1000:03d}"
 
 
 def _load_business(

@@ -29,6 +29,22 @@ FROM raw.site_tracking_events_r
 WHERE raw_event_id = %(raw_event_id)s
 FOR UPDATE;
 
+-- name: adjacent_session
+-- The derived session of the visitor's staged event nearest before an event within 30 minutes,
+-- else of the one nearest after it.
+SELECT n.session_id
+FROM ((SELECT s.session_id, 1 AS side FROM staging.site_tracking_events_s s
+       WHERE s.site_visitor_hk = util.hash_key(%(tenant_hk)s, %(visitor_id)s) AND s.session_derived
+         AND s.occurred_at BETWEEN %(occurred_at)s - interval '30 minutes' AND %(occurred_at)s
+       ORDER BY s.occurred_at DESC LIMIT 1)
+      UNION ALL
+      (SELECT s.session_id, 2 AS side FROM staging.site_tracking_events_s s
+       WHERE s.site_visitor_hk = util.hash_key(%(tenant_hk)s, %(visitor_id)s) AND s.session_derived
+         AND s.occurred_at BETWEEN %(occurred_at)s AND %(occurred_at)s + interval '30 minutes'
+       ORDER BY s.occurred_at LIMIT 1)) n
+ORDER BY n.side
+LIMIT 1;
+
 -- name: insert_staging
 -- One enriched event into staging, hash keys computed by the database.
 INSERT INTO staging.site_tracking_events_s (
