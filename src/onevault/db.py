@@ -18,10 +18,26 @@ APPLICATION_NAME = "onevault"
 # Settings of the embedded server: room for sustained ingestion between checkpoints (the default
 # 1 GB forced a checkpoint, and full-page images of every page touched after it, every few seconds).
 EMBEDDED_SETTINGS = {"max_wal_size": "2GB"}
+# The oldest PostgreSQL the SQL is written for (it uses pg_input_is_valid and SQL-standard bodies).
+MIN_SERVER_VERSION = 16
 
 
 class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached (or did not answer in time)."""
+
+
+class UnsupportedServer(RuntimeError):
+    """The PostgreSQL server is older than the oldest version OneVault supports."""
+
+
+def require_supported_server(conn: psycopg.Connection) -> None:
+    """Refuse a server older than MIN_SERVER_VERSION, in one line."""
+    version = conn.info.server_version
+    if version // 10000 < MIN_SERVER_VERSION:
+        raise UnsupportedServer(
+            f"PostgreSQL {MIN_SERVER_VERSION} or newer is required; "
+            f"this server is {version // 10000}.{version % 10000}"
+        )
 
 
 def start_embedded(data_dir: Path) -> str:
@@ -89,5 +105,16 @@ def open_pool(url: str, settings: Settings) -> AsyncConnectionPool:
 
 
 def connect(url: str, settings: Settings) -> psycopg.Connection:
-    """One synchronous connection, for the CLI and start-up work."""
-    return psycopg.connect(tuned_conninfo(url, settings), autocommit=True)
+    """One synchronous connection to a supported server, for the CLI and start-up work."""
+    conn = psycopg.connect(tuned_conninfo(url, settings), autocommit=True)
+    try:
+        require_supported_server(conn)
+    except UnsupportedServer:
+        conn.close()
+        raise
+    return conn
+
+
+def check_server(url: str, settings: Settings) -> None:
+    """Connect once and refuse an unsupported server (UnsupportedServer)."""
+    connect(url, settings).close()

@@ -1,0 +1,52 @@
+-- layer: automation
+-- Pending work per layer, quarantine, errors, business totals and processing latency.
+CREATE OR REPLACE FUNCTION staging.get_pipeline_status(p_customer_id text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_tenants bytea[];
+    v_result jsonb;
+BEGIN
+    SELECT array_agg(t.tenant_hk) INTO v_tenants FROM staging.resolve_tenants(p_customer_id) t;
+    v_tenants := coalesce(v_tenants, '{}');
+    SELECT jsonb_build_object(
+        'customer_id', p_customer_id,
+        'raw_events_total', st.staged + q.raw_pending + q.raw_errors,
+        'last_received_at', (SELECT max(r.received_timestamp) FROM unnest(v_tenants) AS t(tenant_hk)
+                             CROSS JOIN LATERAL (SELECT x.received_timestamp FROM raw.site_tracking_events_r x
+                                                 WHERE x.tenant_hk = t.tenant_hk
+                                                 ORDER BY x.received_timestamp DESC LIMIT 1) r),
+        'raw_pending', q.raw_pending,
+        'raw_errors', q.raw_errors,
+        'staging_pending', (SELECT count(*) FROM staging.site_tracking_events_s s
+                            WHERE s.tenant_hk = ANY (v_tenants) AND s.business_loaded_at IS NULL
+                              AND s.validation_status <> 'INVALID'),
+        'quarantined', st.quarantined,
+        'business_events_total', st.loaded,
+        'business_events_today', st.loaded_today,
+        'last_processed_at', l.last_processed_at,
+        'latency_ms_avg', l.avg_ms,
+        'latency_ms_p95', l.p95_ms,
+        'latency_sample_size', l.n,
+        'pipeline_healthy', q.raw_errors = 0)
+    INTO v_result
+    FROM (SELECT c.pending AS raw_pending, c.errors AS raw_errors FROM raw.queue_counts(v_tenants) c) q
+    CROSS JOIN (
+        SELECT coalesce(sum(p.staged), 0) AS staged, coalesce(sum(p.quarantined), 0) AS quarantined,
+               coalesce(sum(p.loaded), 0) AS loaded,
+               coalesce(sum(p.loaded) FILTER (WHERE p.day = (now() AT TIME ZONE 'UTC')::date), 0) AS loaded_today
+        FROM staging.pipeline_stats p WHERE p.tenant_hk = ANY (v_tenants)) st
+    CROSS JOIN (
+        -- latency over the most recent 1000 events of each tenant that reached the business layer
+        SELECT max(x.processed_at) AS last_processed_at, count(*) AS n,
+               round(avg(x.ms)::numeric, 1) AS avg_ms,
+               round(percentile_cont(0.95) WITHIN GROUP (ORDER BY x.ms)::numeric, 1) AS p95_ms
+        FROM unnest(v_tenants) AS t(tenant_hk)
+        CROSS JOIN LATERAL (
+            SELECT s.business_loaded_at AS processed_at,
+                   extract(epoch FROM s.business_loaded_at - s.received_at) * 1000 AS ms
+            FROM staging.site_tracking_events_s s
+            WHERE s.tenant_hk = t.tenant_hk AND s.business_loaded_at IS NOT NULL
+            ORDER BY s.raw_event_id DESC LIMIT 1000) x) l;
+    RETURN v_result;
+END;
+$$;

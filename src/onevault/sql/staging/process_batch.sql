@@ -1,0 +1,96 @@
+-- Claims up to p_limit due events of one tenant, oldest first, from the lanes (all by default)
+-- no other run holds, and processes them in the caller's transaction. Runs of different lanes
+-- proceed in parallel (they share no visitor's sessions); with p_wait a run waits for its lanes
+-- instead of skipping busy ones. A batch that fails is retried event by event, so one bad event
+-- is marked ERROR (retried later with backoff) without holding back the others.
+CREATE OR REPLACE FUNCTION staging.process_batch(
+    p_tenant_hk bytea, p_limit integer DEFAULT 1000, p_lanes smallint[] DEFAULT NULL, p_wait boolean DEFAULT false
+) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_lane smallint;
+    v_lanes smallint[] := '{}';
+    v_ids bigint[];
+    v_done bigint[];
+    v_id bigint;
+    v_staged integer := 0;
+    v_loaded integer := 0;
+    v_errors integer := 0;
+    v_quarantined integer;
+BEGIN
+    -- Lanes are locked in ascending order, so runs waiting for several never deadlock.
+    FOR v_lane IN SELECT DISTINCT l FROM unnest(coalesce(p_lanes, '{0,1,2,3,4,5,6,7}')) AS l ORDER BY 1 LOOP
+        IF p_wait THEN
+            PERFORM pg_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex') || '/' || v_lane));
+        ELSIF NOT pg_try_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex') || '/' || v_lane)) THEN
+            CONTINUE;
+        END IF;
+        v_lanes := v_lanes || v_lane;
+    END LOOP;
+    -- The oldest due events of the locked lanes (other lanes' entries are skipped in the index).
+    SELECT array_agg(c.raw_event_id ORDER BY c.raw_event_id) INTO v_ids
+    FROM (
+        SELECT r.raw_event_id FROM raw.site_tracking_events_r r
+        WHERE r.tenant_hk = p_tenant_hk AND r.processing_lane = ANY (v_lanes)
+          AND r.processing_status <> 'PROCESSED'
+          AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
+        ORDER BY r.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    ) c;
+    IF v_ids IS NULL THEN
+        RETURN jsonb_build_object('claimed', 0, 'staged', 0, 'loaded', 0, 'quarantined', 0, 'errors', 0,
+                                  'latencies_ms', '[]'::jsonb);
+    END IF;
+
+    BEGIN
+        v_staged := staging.stage_events(v_ids);
+        v_loaded := staging.load_business(v_ids);
+        v_done := v_ids;
+    EXCEPTION WHEN OTHERS THEN
+        v_staged := 0;
+        v_loaded := 0;
+        v_done := '{}';
+        FOREACH v_id IN ARRAY v_ids LOOP
+            BEGIN
+                v_staged := v_staged + staging.stage_events(ARRAY[v_id]);
+                v_loaded := v_loaded + staging.load_business(ARRAY[v_id]);
+                v_done := v_done || v_id;
+            EXCEPTION WHEN OTHERS THEN
+                v_errors := v_errors + 1;
+                UPDATE raw.site_tracking_events_r
+                SET processing_status = 'ERROR',
+                    error_message = left(SQLERRM, 1000),
+                    retry_count = retry_count + 1,
+                    next_attempt_at = CASE WHEN retry_count + 1 < 5
+                                           THEN now() + interval '10 seconds' * power(2, retry_count) END
+                WHERE raw_event_id = v_id;
+            END;
+        END LOOP;
+    END;
+    UPDATE raw.site_tracking_events_r
+    SET processing_status = 'PROCESSED', processed_at = clock_timestamp(), error_message = NULL,
+        next_attempt_at = NULL
+    WHERE raw_event_id = ANY (v_done);
+
+    -- Rows staged by this transaction carry a load_date at or after its start.
+    SELECT count(*) INTO v_quarantined FROM staging.site_tracking_events_s
+    WHERE raw_event_id = ANY (v_ids) AND validation_status = 'INVALID' AND load_date >= now();
+    INSERT INTO staging.pipeline_stats AS t (tenant_hk, day, staged, loaded, quarantined)
+    VALUES (p_tenant_hk, (now() AT TIME ZONE 'UTC')::date, v_staged, v_loaded, v_quarantined)
+    ON CONFLICT (tenant_hk, day) DO UPDATE
+        SET staged = t.staged + EXCLUDED.staged, loaded = t.loaded + EXCLUDED.loaded,
+            quarantined = t.quarantined + EXCLUDED.quarantined;
+
+    RETURN jsonb_build_object(
+        'claimed', cardinality(v_ids),
+        'staged', v_staged,
+        'loaded', v_loaded,
+        'quarantined', v_quarantined,
+        'errors', v_errors,
+        'latencies_ms', (SELECT coalesce(jsonb_agg(round(extract(epoch FROM s.business_loaded_at - s.received_at)
+                                                       * 1000, 1)), '[]'::jsonb)
+                         FROM staging.site_tracking_events_s s
+                         WHERE s.raw_event_id = ANY (v_ids) AND s.business_loaded_at IS NOT NULL));
+END;
+$$;
