@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from onevault.auth import store, tokens
 from onevault.config import Settings, get_settings
 from onevault.db import connect, describe, open_pool, resolve_database_url, tuned_conninfo
 from onevault.monitoring.pipeline import AUTOMATION_OBJECTS
+from onevault.pipeline.result import NOTHING_DUE, PipelineResult
 from onevault.pipeline.runner import PipelineRunner, ProcessingFailed
 from onevault.smoketest import smoke_test
 
@@ -293,25 +295,26 @@ def token_revoke(token_id: str) -> None:
     click.echo(f"Token {token_id} revoked" if changed else f"Token {token_id} was already revoked")
 
 
-_COUNTS = ("events_processed", "staging_to_business", "quarantined", "errors")
+_COUNTS = ("processed", "loaded", "quarantined", "errors")
 
 
 async def _process(
     url: str, settings: Settings, customer_id: str | None, retry_failed: bool
-) -> tuple[dict[str, Any] | None, dict[str, dict[str, int]]]:
-    totals: dict[str, dict[str, int]] = {}
+) -> tuple[dict[str, Any] | None, dict[str, PipelineResult]]:
+    totals: dict[str, PipelineResult] = {}
     requeued = None
     async with open_pool(url, settings) as pool:
-        runner = PipelineRunner(pool, batch_size=settings.pipeline_batch_size, sweep_seconds=0)
+        runner = PipelineRunner.from_settings(pool, settings)
         if retry_failed:
             requeued = await runner.requeue_failed(customer_id)
         for tenant_id in [customer_id] if customer_id else await runner.due_tenants():
-            done = totals.setdefault(tenant_id, dict.fromkeys(_COUNTS, 0))
-            while (result := await runner.process_now(tenant_id)).get("processed"):
-                for key in _COUNTS:
-                    done[key] += int(result[key])
-                _progress(f"{tenant_id}: {done['events_processed']} event(s) processed")
+            report = functools.partial(_report_processed, tenant_id)
+            totals[tenant_id] = await runner.process(tenant_id, until_done=True, progress=report)
     return requeued, totals
+
+
+def _report_processed(customer_id: str, done: PipelineResult) -> None:
+    _progress(f"{customer_id}: {done.processed} event(s) processed")
 
 
 async def _follow(url: str, settings: Settings) -> None:
@@ -360,10 +363,10 @@ def process(customer_id: str | None, retry_failed: bool, follow: bool) -> None:
             f"Requeued {requeued['requeued_errors']} failed and {requeued['requeued_quarantined']} "
             "quarantined event(s)"
         )
-    if not any(t["events_processed"] for t in totals.values()):
-        click.echo("No processing needed - all events up to date")
+    if all(t.nothing_due for t in totals.values()):
+        click.echo(NOTHING_DUE)
         return
-    _table([{"customer_id": c, **t} for c, t in totals.items()], ["customer_id", *_COUNTS])
+    _table([{"customer_id": c, **t.counts()} for c, t in totals.items()], ["customer_id", *_COUNTS])
 
 
 @main.command()

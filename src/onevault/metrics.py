@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import (
@@ -20,6 +20,9 @@ from prometheus_client import (
     multiprocess,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from onevault.pipeline.result import PipelineResult
 
 EVENTS_RECEIVED = Counter(
     "onevault_events_received",
@@ -56,15 +59,14 @@ HTTP_LATENCY = Histogram(
 )
 
 
-def record_pipeline_result(result: dict[str, Any]) -> None:
-    """Count what one pipeline run (auto_process_if_needed) did."""
+def record_pipeline_run(result: PipelineResult, latencies_ms: Iterable[float]) -> None:
+    """Count what one pipeline batch did; `latencies_ms`: receipt to business layer of its events."""
     PIPELINE_RUNS.labels("ok").inc()
-    EVENTS_PROCESSED.labels("staging").inc(int(result.get("raw_to_staging", 0)))
-    EVENTS_PROCESSED.labels("business").inc(int(result.get("staging_to_business", 0)))
-    EVENTS_QUARANTINED.inc(int(result.get("quarantined", 0)))
-    PIPELINE_ERRORS.inc(int(result.get("errors", 0)))
-    latencies: Iterable[float] = result.get("latencies_ms", [])
-    for latency_ms in latencies:
+    EVENTS_PROCESSED.labels("staging").inc(result.staged)
+    EVENTS_PROCESSED.labels("business").inc(result.loaded)
+    EVENTS_QUARANTINED.inc(result.quarantined)
+    PIPELINE_ERRORS.inc(result.errors)
+    for latency_ms in latencies_ms:
         PROCESSING_LATENCY.observe(float(latency_ms) / 1000)
 
 

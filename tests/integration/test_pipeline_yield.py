@@ -16,6 +16,7 @@ from tests.conftest import Tenant
 from onevault.config import get_settings
 from onevault.db import open_pool
 from onevault.ingest.writer import EventWriter, NewEvent
+from onevault.pipeline.result import PipelineResult
 from onevault.pipeline.runner import PipelineRunner
 
 CUSTOMER = "one_spa"
@@ -101,11 +102,11 @@ def test_background_runs_keep_a_rest_set_elsewhere_and_requests_do_not(
     conn.execute("UPDATE staging.pipeline_rest SET rest_until = now() + interval '1 minute'")
     store(conn, 5, prefix="request")
 
-    async def request_run() -> dict[str, Any]:
+    async def request_run() -> PipelineResult:
         async with open_pool(db_url, get_settings()) as pool:
-            return await PipelineRunner(pool, batch_size=20, sweep_seconds=60).process_now(CUSTOMER)
+            return await PipelineRunner(pool, batch_size=20, sweep_seconds=60).process(CUSTOMER)
 
-    assert asyncio.run(request_run())["events_processed"] == 5
+    assert asyncio.run(request_run()).processed == 5
 
 
 def test_no_rest_once_the_oldest_due_event_has_waited_longer_than_yield_seconds(

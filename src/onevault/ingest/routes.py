@@ -30,6 +30,7 @@ from onevault.ingest.models import (
     validate_event,
 )
 from onevault.ingest.writer import EventRejected, NewEvent, Stored
+from onevault.pipeline.result import NOTHING_DUE
 from onevault.pipeline.runner import ProcessingFailed
 from onevault.services import Services, get_services
 
@@ -172,11 +173,11 @@ async def track(request: Request) -> Response:
     logger.info("🔄 Triggering automatic site tracking processing...")
     try:
         lanes = services.pipeline.lanes_of(stored.lane)
-        result = await services.pipeline.process_now(caller.customer_id, lanes)
-        if result.get("processed") is False:
-            logger.info("ℹ️ No processing needed - all events up to date")
+        result = await services.pipeline.process(caller.customer_id, lanes)
+        if result.nothing_due:
+            logger.info("ℹ️ %s", NOTHING_DUE)
         else:
-            logger.info("✅ Processing result: %s", result)
+            logger.info("✅ Processing result: %s", result.counts())
         outcome, reasons = await services.pipeline.outcome(stored.raw_event_id)
     except (ProcessingFailed, psycopg.Error) as exc:
         logger.warning("⚠️ Site tracking processing failed (non-critical): %s", {"error": str(exc)})

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from onevault.pipeline.result import PipelineResult
+
 
 class PipelineStatus(BaseModel):
     """`staging.get_pipeline_status`: pending work per layer, quarantine, errors, totals, latency."""
@@ -93,6 +95,22 @@ class TriggerResult(BaseModel):
 
     triggered_at: datetime
     results: TriggerCounts
+
+    @classmethod
+    def of(cls, result: PipelineResult) -> TriggerResult:
+        """The runner's result in the shape `staging.trigger_pipeline_now` answers (SPEC §5)."""
+        return cls(
+            triggered_at=result.started_at,
+            results=TriggerCounts(
+                total_processed=result.processed,
+                raw_to_staging_count=result.staged,
+                staging_to_business_count=result.loaded,
+                total_success_count=result.succeeded,
+                total_error_count=result.errors,
+                quarantined_count=result.quarantined,
+                processing_summary=result.summary(),
+            ),
+        )
 
 
 class ProcessResponse(BaseModel):

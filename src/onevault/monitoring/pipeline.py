@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 
-from onevault import metrics, sqlfile
+from onevault import sqlfile
 from onevault.auth.caller import Caller, require
 from onevault.errors import ApiError
-from onevault.monitoring.models import DashboardResponse, ProcessResponse, StatusResponse
+from onevault.monitoring.models import DashboardResponse, ProcessResponse, StatusResponse, TriggerResult
+from onevault.pipeline.runner import AutomationMissing, ProcessingFailed
 from onevault.services import Services, ServicesDep
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Missing X-Customer-ID"},
     401: {"description": "Missing, malformed, unknown, revoked or expired token"},
     403: {"description": "Token of another customer or without the required scope"},
-    503: {"description": "Database unavailable, or the automation layer is not installed"},
+    503: {"description": "Database unavailable, automation layer not installed, or processing failed"},
 }
 
 
@@ -112,28 +113,27 @@ async def dashboard(
     responses=_AUTH_ERRORS,
     summary="Process the caller's pending events now",
 )
-async def process(caller: ProcessCaller, services: ServicesDep) -> dict[str, Any]:
-    """Run the whole pipeline for the caller's due events and report what it did."""
+async def process(caller: ProcessCaller, services: ServicesDep) -> ProcessResponse:
+    """Process every due event of the caller, batch after batch, and report what was done."""
     logger.info("🔄 Triggering automatic site tracking processing...")
-    await services.pipeline.prepare(caller.customer_id)
-    result = (await _rows(services, "trigger_pipeline", {"customer_id": caller.customer_id}))[0]
-    outcome = result["trigger_pipeline_now"]
-    counts = outcome["results"]
-    metrics.record_pipeline_result(
-        {
-            "raw_to_staging": counts["raw_to_staging_count"],
-            "staging_to_business": counts["staging_to_business_count"],
-            "quarantined": counts.get("quarantined_count", 0),
-            "errors": counts["total_error_count"],
-        }
+    try:
+        result = await services.pipeline.process(caller.customer_id, until_done=True)
+    except AutomationMissing:
+        raise _missing_layer() from None
+    except ProcessingFailed as exc:
+        logger.warning("⚠️ Site tracking processing failed (non-critical): %s", {"error": str(exc)})
+        raise ApiError(
+            503,
+            "processing failed; the events stay queued: retry later",
+            headers={"Retry-After": str(services.settings.retry_after_seconds)},
+        ) from None
+    logger.info("✅ Processing result: %s", result.counts())
+    return ProcessResponse(
+        status="success",
+        message=result.summary(),
+        result=TriggerResult.of(result),
+        timestamp=datetime.now(UTC),
     )
-    logger.info("✅ Processing result: %s", outcome["results"])
-    return {
-        "status": "success",
-        "message": outcome["results"]["processing_summary"],
-        "result": outcome,
-        "timestamp": _now(),
-    }
 
 
 @router.get(

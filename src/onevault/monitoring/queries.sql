@@ -20,10 +20,6 @@ WHERE tenant_hk = util.tenant_hk(%(customer_id)s)
 ORDER BY raw_load_date DESC, raw_event_id DESC
 LIMIT %(limit)s;
 
--- name: trigger_pipeline
--- Everything due for one tenant, processed now.
-SELECT staging.trigger_pipeline_now(%(customer_id)s);
-
 -- name: automation_objects
 -- Which of the named functions and the dashboard view exist.
 SELECT n.nspname || '.' || p.proname AS name

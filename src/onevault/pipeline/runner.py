@@ -1,4 +1,4 @@
-"""Drives the SQL pipeline: shared per-tenant runs for synchronous requests and background processing."""
+"""Drives the SQL pipeline: one entry point for requests, the manual trigger, the CLI and the background."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
@@ -17,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from onevault import metrics, sqlfile
 from onevault.config import Settings
 from onevault.pipeline import useragents
+from onevault.pipeline.result import PipelineResult
 
 logger = logging.getLogger(__name__)
 Q = sqlfile.load(__package__, "queries.sql")
@@ -39,12 +41,16 @@ class ProcessingFailed(Exception):
     """A pipeline run did not complete (the events stay queued)."""
 
 
+class AutomationMissing(ProcessingFailed):
+    """The automation layer (the pipeline's named functions) is not installed."""
+
+
 @dataclass
 class _TenantRuns:
     running: bool = False
     # The run every caller arriving now will share; created on demand, started when the
     # current run (if any) ends, so callers never wait for a run that started before them.
-    next_run: asyncio.Future[dict[str, Any]] | None = None
+    next_run: asyncio.Future[PipelineResult] | None = None
     driver: asyncio.Task[None] | None = None
 
 
@@ -113,13 +119,32 @@ class PipelineRunner:
         self._dirty.add(customer_id)
         self._wake.set()
 
-    async def process_now(
-        self, customer_id: str, lanes: tuple[int, ...] = ALL_LANES, wait: bool = True
-    ) -> dict[str, Any]:
-        """Run the pipeline for a tenant's `lanes`, sharing the run with concurrent callers; its result.
+    async def process(
+        self,
+        customer_id: str,
+        lanes: tuple[int, ...] = ALL_LANES,
+        *,
+        wait: bool = True,
+        until_done: bool = False,
+        progress: Callable[[PipelineResult], None] | None = None,
+    ) -> PipelineResult:
+        """Process a tenant's due events of `lanes`; what was done.
 
-        With `wait`, the run waits for lanes other runs hold; without, it skips them.
+        One batch of at most `batch_size` events, shared with the callers arriving while it has not
+        started; with `until_done`, batch after batch until one finds less than a full batch due.
+        With `wait`, a batch waits for the lanes other runs (of any process) hold; without, it skips
+        them. `progress` is given the running total after each batch that found events.
         """
+        total = PipelineResult()
+        while True:
+            batch = await self._shared_run(customer_id, lanes, wait)
+            total += batch
+            if progress is not None and not batch.nothing_due:
+                progress(total)
+            if not until_done or batch.processed < self.batch_size:
+                return total
+
+    async def _shared_run(self, customer_id: str, lanes: tuple[int, ...], wait: bool) -> PipelineResult:
         key = (customer_id, lanes, wait)
         state = self._tenants.setdefault(key, _TenantRuns())
         if state.next_run is None:
@@ -157,7 +182,8 @@ class PipelineRunner:
         """Do the work SQL does badly before a run: parse the user agents of due events."""
         await self._parse_user_agents(customer_id, lanes)
 
-    async def _run(self, customer_id: str, lanes: tuple[int, ...], wait: bool) -> dict[str, Any]:
+    async def _run(self, customer_id: str, lanes: tuple[int, ...], wait: bool) -> PipelineResult:
+        started_at, started = datetime.now(UTC), time.perf_counter()
         try:
             await self.prepare(customer_id, lanes)
             async with self.pool.connection() as conn:
@@ -173,10 +199,12 @@ class PipelineRunner:
                 row = await cur.fetchone()
         except psycopg.Error as exc:
             metrics.PIPELINE_RUNS.labels("failed").inc()
-            raise ProcessingFailed(f"{type(exc).__name__}: {exc.diag.message_primary or exc}") from None
-        result: dict[str, Any] = row[0] if row else {}
-        metrics.record_pipeline_result(result)
-        result.pop("latencies_ms", None)
+            missing = isinstance(exc, psycopg.errors.UndefinedFunction | psycopg.errors.UndefinedTable)
+            failure = AutomationMissing if missing else ProcessingFailed
+            raise failure(f"{type(exc).__name__}: {exc.diag.message_primary or exc}") from None
+        answer: dict[str, Any] = row[0] if row else {}
+        result = PipelineResult.of_batch(answer, started_at, (time.perf_counter() - started) * 1000)
+        metrics.record_pipeline_run(result, answer.get("latencies_ms", []))
         return result
 
     async def _parse_user_agents(self, customer_id: str, lanes: tuple[int, ...]) -> None:
@@ -249,8 +277,8 @@ class PipelineRunner:
             try:
                 await asyncio.sleep(await self._resting(customer_id, lanes))
                 started = time.monotonic()
-                result = await self.process_now(customer_id, lanes, wait=False)
-                if result.get("processed") and self.yield_seconds and self.busy():
+                result = await self.process(customer_id, lanes, wait=False)
+                if not result.nothing_due and self.yield_seconds and self.busy():
                     await self._rest(customer_id, lanes, (time.monotonic() - started) * REST_FACTOR)
             except (ProcessingFailed, psycopg.Error) as exc:
                 logger.warning("⚠️ Site tracking processing failed (non-critical): %s", {"error": str(exc)})
@@ -258,9 +286,9 @@ class PipelineRunner:
             except Exception:
                 logger.exception("❌ Background processing of %s stopped by an unexpected error", customer_id)
                 return
-            if result.get("processed"):
-                logger.info("✅ Processing result: %s", result)
-                if int(result.get("events_processed", 0)) < self.batch_size:
+            if not result.nothing_due:
+                logger.info("✅ Processing result: %s", result.counts())
+                if result.processed < self.batch_size:
                     # Caught up: let the next events gather rather than run for one or two of them.
                     await asyncio.sleep(self.coalesce_seconds)
             elif (customer_id, lanes) in self._more:
