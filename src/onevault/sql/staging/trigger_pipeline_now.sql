@@ -1,5 +1,6 @@
 -- layer: automation
--- Processes everything due now (in bounded batches, up to 100 batches per tenant per call).
+-- Processes everything due now (in bounded batches, up to 100 batches per tenant per call), waiting
+-- for the lanes other runs hold rather than skipping their events.
 CREATE OR REPLACE FUNCTION staging.trigger_pipeline_now(p_customer_id text DEFAULT NULL) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -15,7 +16,7 @@ DECLARE
 BEGIN
     FOR v_tenant IN SELECT t.tenant_hk FROM staging.resolve_tenants(p_customer_id) t LOOP
         FOR v_round IN 1..100 LOOP
-            v_batch := staging.process_batch(v_tenant.tenant_hk, 1000);
+            v_batch := staging.process_batch(v_tenant.tenant_hk, 1000, p_wait => true);
             EXIT WHEN (v_batch ->> 'claimed')::integer = 0;
             v_claimed := v_claimed + (v_batch ->> 'claimed')::integer;
             v_staged := v_staged + (v_batch ->> 'staged')::integer;
