@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -54,14 +55,17 @@ def test_process_runs_batches_of_the_configured_size_until_nothing_is_due(
     client: httpx.Client, conn: psycopg.Connection, tenant: Tenant
 ) -> None:
     """12 due events and ONEVAULT_PIPELINE_BATCH_SIZE=5: all processed, in 3 transactions, one answer."""
-    _store(conn, tenant.customer_id, 12)
+    _store(conn, tenant.customer_id, 11)
+    conn.execute("SELECT api.track_site_event(%s, 'not a url')", (tenant.customer_id,))
     response = client.post("/api/v1/track/process", headers=tenant.headers)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "success"
-    assert _counts(body) == (12, 12, 12, 12, 0, 0)
+    assert _counts(body) == (12, 12, 11, 12, 0, 1)
     assert body["message"] == body["result"]["results"]["processing_summary"]
-    assert body["message"].startswith("Processed 12 event(s)")
+    assert re.fullmatch(
+        r"Processed 12 event\(s\) in \d+ ms: 11 to business, 1 quarantined, 0 failed", body["message"]
+    )
     assert _pending(conn) == 0
     # Each batch is one transaction: the hubs it inserts share its start time as their load_date.
     assert _scalar(conn, "SELECT count(DISTINCT load_date) FROM business.site_event_h") == 3
