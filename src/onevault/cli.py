@@ -16,10 +16,18 @@ from typing import Any
 import click
 import psycopg
 
-from onevault import __version__, logs, migrations, sqlfile
+from onevault import __version__, dbcode, logs, migrations, sqlfile
 from onevault.auth import store, tokens
 from onevault.config import Settings, get_settings
-from onevault.db import connect, describe, open_pool, resolve_database_url, tuned_conninfo
+from onevault.db import (
+    UnsupportedServer,
+    check_server,
+    connect,
+    describe,
+    open_pool,
+    resolve_database_url,
+    tuned_conninfo,
+)
 from onevault.monitoring.pipeline import AUTOMATION_OBJECTS
 from onevault.pipeline.result import NOTHING_DUE, PipelineResult
 from onevault.pipeline.runner import PipelineRunner, ProcessingFailed
@@ -34,8 +42,15 @@ def _settings() -> Settings:
     return settings
 
 
+def _database_url(settings: Settings) -> str:
+    """The database every command uses, refused in one line when the server is too old."""
+    url = resolve_database_url(settings)
+    check_server(url, settings)
+    return url
+
+
 def _conninfo(settings: Settings) -> str:
-    return tuned_conninfo(resolve_database_url(settings), settings)
+    return tuned_conninfo(_database_url(settings), settings)
 
 
 @contextmanager
@@ -43,13 +58,13 @@ def _clear_errors() -> Iterator[None]:
     """Turn the usual failures of a command into one-line messages instead of tracebacks."""
     try:
         yield
-    except (store.AdminError, migrations.MigrationError) as exc:
+    except (store.AdminError, migrations.MigrationError, dbcode.CodeError, UnsupportedServer) as exc:
         raise click.ClickException(str(exc)) from None
     except psycopg.errors.UndefinedTable:
         raise click.ClickException("the database is not initialised: run `onevault db upgrade`") from None
     except psycopg.errors.UndefinedFunction:
         raise click.ClickException(
-            "the automation layer is not installed: run `onevault db upgrade`"
+            "the automation layer is not installed: run `onevault db automation install`"
         ) from None
     except psycopg.errors.InvalidParameterValue as exc:
         raise click.ClickException(exc.diag.message_primary or str(exc)) from None
@@ -61,7 +76,7 @@ def _clear_errors() -> Iterator[None]:
 def _admin_connection() -> Iterator[psycopg.Connection]:
     """A connection for administrative commands."""
     settings = _settings()
-    with _clear_errors(), connect(resolve_database_url(settings), settings) as conn:
+    with _clear_errors(), connect(_database_url(settings), settings) as conn:
         yield conn
 
 
@@ -104,7 +119,8 @@ def serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     settings = _settings()
-    url = resolve_database_url(settings)
+    with _clear_errors():
+        url = _database_url(settings)
     click.echo(f"PostgreSQL: {describe(url)}", err=True)
     # Every worker process reads its settings from the environment; hand them this database.
     os.environ["SYSTEM_DATABASE_URL"] = url
@@ -155,30 +171,64 @@ def db_rollback(target: int | None) -> None:
     click.echo(f"{len(done)} migration(s) rolled back" if done else "Nothing to roll back")
 
 
-def _migration_note(state: migrations.MigrationState) -> str | None:
-    if not state.known_to_code:
-        return "unknown to this release"
-    return "changed since applied" if state.changed else None
-
-
 @db.command("status")
 def db_status() -> None:
-    """List migrations and whether each is applied."""
+    """List migrations and files of database code, and whether each is applied."""
     settings = _settings()
     with _clear_errors():
-        states = migrations.status(_conninfo(settings))
+        states, code = migrations.status(_conninfo(settings))
     _table(
         [
             {
                 "version": f"{s.version:04d}",
                 "name": s.name,
-                "applied_at": s.applied_at or ("pending" if s.known_to_code else None),
-                "note": _migration_note(s),
+                "applied_at": s.applied_at or "pending",
+                "note": s.note,
             }
             for s in states
         ],
         ["version", "name", "applied_at", "note"],
     )
+    click.echo()
+    _table(
+        [
+            {"file": f"sql/{c.path}", "layer": c.layer, "state": c.state, "applied_at": c.applied_at}
+            for c in code
+        ],
+        ["file", "layer", "state", "applied_at"],
+    )
+
+
+@db.group("automation")
+def db_automation() -> None:
+    """The automation layer: the pipeline's named functions and view (deployment guide, rollback step 2)."""
+
+
+@db_automation.command("remove")
+def db_automation_remove() -> None:
+    """Drop the automation layer; ingestion goes on, processing fails (non-critical) until `install`."""
+    with _admin_connection() as conn:
+        removed = dbcode.remove(conn, dbcode.AUTOMATION, _progress)
+    objects = [o.qualified for f in removed for o in f.objects]
+    click.echo(
+        f"Automation layer removed ({', '.join(objects)}); it stays removed until `db automation install`"
+    )
+
+
+@db_automation.command("install")
+def db_automation_install() -> None:
+    """Install the automation layer again; background processing then works off the backlog."""
+    with _admin_connection() as conn:
+        dbcode.install(conn, dbcode.AUTOMATION, _progress)
+    click.echo("Automation layer installed; pending events are processed by the background sweep")
+
+
+@db_automation.command("status")
+def db_automation_status() -> None:
+    """Whether the automation layer is installed."""
+    with _admin_connection() as conn:
+        states = [s for s in dbcode.status(conn) if s.layer == dbcode.AUTOMATION]
+    _table([{"file": f"sql/{s.path}", "state": s.state} for s in states], ["file", "state"])
 
 
 @db.command("check")
@@ -193,7 +243,9 @@ def db_check() -> None:
     _table(states, ["object", "status"])
     missing = [s["object"] for s in states if s["status"] == "missing"]
     if missing:
-        raise click.ClickException(f"missing: {', '.join(missing)}; run `onevault db upgrade`")
+        raise click.ClickException(
+            f"missing: {', '.join(missing)}; run `onevault db automation install` (or `onevault db upgrade`)"
+        )
 
 
 @main.group()
@@ -346,7 +398,8 @@ def process(customer_id: str | None, retry_failed: bool, follow: bool) -> None:
     if follow:
         if customer_id or retry_failed:
             raise click.UsageError("--follow processes every customer; it takes no other option")
-        url = resolve_database_url(settings)
+        with _clear_errors():
+            url = _database_url(settings)
         click.echo(f"Processing events as they arrive in {describe(url)} (Ctrl-C to stop)", err=True)
         with _clear_errors():
             asyncio.run(_follow(url, settings))
@@ -354,7 +407,7 @@ def process(customer_id: str | None, retry_failed: bool, follow: bool) -> None:
     with _clear_errors():
         try:
             requeued, totals = asyncio.run(
-                _process(resolve_database_url(settings), settings, customer_id, retry_failed)
+                _process(_database_url(settings), settings, customer_id, retry_failed)
             )
         except ProcessingFailed as exc:
             raise click.ClickException(f"processing failed: {exc}") from None
