@@ -16,7 +16,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import Cli, ServeProcess, make_tenant
+from tests.helpers.cli import Cli
+from tests.helpers.servers import ServeProcess
+from tests.helpers.tenants import make_tenant
 
 
 def _completed(conn: psycopg.Connection) -> int:

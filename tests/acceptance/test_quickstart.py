@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import ServeProcess
+from tests.helpers.servers import ServeProcess
 
 
 def _env(data_dir: Path) -> dict[str, str]:

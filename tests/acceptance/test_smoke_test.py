@@ -13,7 +13,8 @@ import pytest
 
 from onevault import migrations
 from onevault.auth import tokens
-from tests.conftest import ServeProcess, make_tenant
+from tests.helpers.servers import ServeProcess
+from tests.helpers.tenants import make_tenant
 
 SMOKE_TEST = [sys.executable, "-m", "onevault", "smoke-test"]
 LINE = re.compile(

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from tests.conftest import LiveServer, Tenant, assert_error, make_tenant
+from tests.helpers.http import assert_error
+from tests.helpers.servers import LiveServer
+from tests.helpers.tenants import Tenant, make_tenant
 
 BATCH = "/api/v1/track/batch"
 ASYNC = "/api/v1/track/async"

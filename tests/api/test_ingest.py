@@ -13,7 +13,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from tests.conftest import LiveServer, Tenant, assert_error, make_tenant, raw_count
+from tests.helpers.http import assert_error
+from tests.helpers.servers import LiveServer
+from tests.helpers.tenants import Tenant, make_tenant
+from tests.helpers.vault import raw_count
 
 SYNC = "/api/v1/track"
 ASYNC = "/api/v1/track/async"

@@ -11,7 +11,8 @@ import time
 import httpx
 import psycopg
 import pytest
-from tests.conftest import LiveServer, Tenant
+from tests.helpers.servers import LiveServer
+from tests.helpers.tenants import Tenant
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$")
 

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from tests.conftest import LiveServer, Tenant, make_tenant
+from tests.helpers.servers import LiveServer
+from tests.helpers.tenants import Tenant, make_tenant
 
 from onevault import migrations
 

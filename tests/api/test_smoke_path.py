@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import psycopg
-from tests.conftest import Tenant, make_tenant
+from tests.helpers.tenants import Tenant, make_tenant
 
 
 def test_guide_example_request_is_stored_for_its_tenant_only(

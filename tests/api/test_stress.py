@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from tests.conftest import EmbeddedServer, LiveServer, Tenant, make_tenant, start_embedded_server
+from tests.helpers.postgres import EmbeddedServer, start_embedded_server
+from tests.helpers.servers import LiveServer
+from tests.helpers.tenants import Tenant, make_tenant
 
 from onevault import migrations
 

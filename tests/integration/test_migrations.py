@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
-from tests.conftest import Cli, make_tenant
+from tests.helpers.cli import Cli
+from tests.helpers.tenants import make_tenant
 
 from onevault import migrations
 from onevault.auth import store

@@ -11,26 +11,19 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import errors, sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from tests.conftest import Tenant, make_tenant
+from tests.helpers.pipeline import CHROME, CUSTOMER, ingest, track, trigger
+from tests.helpers.queries import rows, scalar
+from tests.helpers.tenants import Tenant, make_tenant
+from tests.helpers.vault import assert_complete, assert_each_event_linked_once, staged
 
-from onevault import migrations
+from onevault import dbcode
 from onevault.monitoring.pipeline import Q as MONITORING
 from onevault.pipeline.runner import Q as PIPELINE
 from onevault.pipeline.runner import lane_groups
 
-CUSTOMER = "one_spa"
-CHROME = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/124.0.0.0 Safari/537.36"
-)
 HUBS = ("site_event_h", "site_visitor_h", "site_session_h", "site_page_h")
-LINKS = {
-    "site_event_session_l": "link_event_session_hk",
-    "site_event_page_l": "link_event_page_hk",
-    "site_session_visitor_l": "link_session_visitor_hk",
-}
+LINKS = ("site_event_session_l", "site_event_page_l", "site_session_visitor_l")
 SATELLITES = (
     "site_event_details_s",
     "site_page_details_s",
@@ -39,63 +32,6 @@ SATELLITES = (
 )
 BUSINESS_TABLES = (*HUBS, *LINKS, *SATELLITES)
 NO_WORK = "No processing needed - all events up to date"
-
-
-def scalar(conn: psycopg.Connection, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-    """The single value of a one-row, one-column query."""
-    row = conn.execute(query, params).fetchone()
-    assert row is not None
-    return row[0]
-
-
-def rows(
-    conn: psycopg.Connection, query: str, params: Sequence[Any] | dict[str, Any] = ()
-) -> list[dict[str, Any]]:
-    """Every row of a query, as dicts."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query, params).fetchall()
-
-
-def track(
-    conn: psycopg.Connection,
-    page_url: str | None = "https://example.com/",
-    event_type: str = "page_view",
-    event_data: dict[str, Any] | None = None,
-    client_ip: str | None = "203.0.113.7",
-    user_agent: str | None = CHROME,
-    event_id: str | None = None,
-    customer: str = CUSTOMER,
-) -> int:
-    """Track one event through api.track_site_event; its raw_event_id."""
-    result = scalar(
-        conn,
-        "SELECT api.track_site_event(%s::text, %s::text, %s::text, %s::jsonb, %s::inet, %s::text, %s::text)",
-        (customer, page_url, event_type, Jsonb(event_data or {}), client_ip, user_agent, event_id),
-    )
-    assert result["success"] is True
-    return int(result["raw_event_id"])
-
-
-def ingest(
-    conn: psycopg.Connection,
-    payloads: list[dict[str, Any]],
-    event_ids: list[str],
-    customer: str = CUSTOMER,
-    user_agent: str | None = CHROME,
-    client_ip: str | None = "203.0.113.7",
-    received: list[datetime] | None = None,
-) -> list[int]:
-    """Store events with raw.ingest_site_events in one call; their raw_event_ids in input order."""
-    n = len(payloads)
-    result = conn.execute(
-        "SELECT raw_event_id FROM raw.ingest_site_events("
-        " array_fill(util.tenant_hk(%s), ARRAY[%s]), %s::text[], %s::jsonb[],"
-        " array_fill(%s::text, ARRAY[%s]), array_fill(%s::inet, ARRAY[%s]),"
-        " coalesce(%s::timestamptz[], array_fill(clock_timestamp(), ARRAY[%s])),"
-        " array_fill('test:ingest'::text, ARRAY[%s])) ORDER BY ord",
-        (customer, n, event_ids, [Jsonb(p) for p in payloads], user_agent, n, client_ip, n, received, n, n),
-    ).fetchall()
-    return [r[0] for r in result]
 
 
 def bulk_insert(conn: psycopg.Connection, customer: str, count: int, visitors: int = 300) -> None:
@@ -117,12 +53,6 @@ def bulk_insert(conn: psycopg.Connection, customer: str, count: int, visitors: i
         """,
         {"c": customer, "n": count, "v": visitors, "ua": CHROME},
     )
-
-
-def trigger(conn: psycopg.Connection, customer: str | None = CUSTOMER) -> dict[str, Any]:
-    """staging.trigger_pipeline_now's result."""
-    result: dict[str, Any] = scalar(conn, "SELECT staging.trigger_pipeline_now(%s)", (customer,))
-    return result
 
 
 def auto_process(
@@ -159,15 +89,6 @@ def raw_status(conn: psycopg.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT event_id, processing_status FROM raw.site_tracking_events_r").fetchall())
 
 
-def staged(conn: psycopg.Connection, raw_event_id: int) -> dict[str, Any]:
-    """The staging row of a raw event."""
-    found = rows(
-        conn, "SELECT * FROM staging.site_tracking_events_s WHERE raw_event_id = %s", (raw_event_id,)
-    )
-    assert len(found) == 1, f"raw event {raw_event_id} staged {len(found)} times"
-    return found[0]
-
-
 def business_events(conn: psycopg.Connection, customer: str = CUSTOMER) -> dict[str, int]:
     """Business event keys of a tenant with how many hub rows and details rows each has."""
     found = conn.execute(
@@ -177,70 +98,6 @@ def business_events(conn: psycopg.Connection, customer: str = CUSTOMER) -> dict[
         (customer,),
     ).fetchall()
     return {bk: n for bk, n in found}
-
-
-def assert_complete(conn: psycopg.Connection, event_id: str, customer: str = CUSTOMER) -> None:
-    """The event is in every business table it belongs to, exactly once."""
-    found = rows(
-        conn,
-        """
-        SELECT r.processing_status, s.business_loaded_at IS NOT NULL AS loaded,
-               (SELECT count(*) FROM business.site_event_h h WHERE h.site_event_hk = s.site_event_hk) AS hub,
-               (SELECT count(*) FROM business.site_event_details_s d WHERE d.site_event_hk = s.site_event_hk)
-                   AS details,
-               (SELECT count(*) FROM business.site_event_session_l l
-                WHERE l.site_event_hk = s.site_event_hk AND l.site_session_hk = s.site_session_hk)
-                   AS session_link,
-               (SELECT count(*) FROM business.site_event_page_l l
-                WHERE l.site_event_hk = s.site_event_hk AND l.site_page_hk = s.site_page_hk) AS page_link,
-               (SELECT count(*) FROM business.site_session_visitor_l l
-                WHERE l.site_session_hk = s.site_session_hk AND l.site_visitor_hk = s.site_visitor_hk)
-                   AS visitor_link
-        FROM raw.site_tracking_events_r r
-        JOIN staging.site_tracking_events_s s USING (raw_event_id)
-        WHERE r.tenant_hk = util.tenant_hk(%s) AND r.event_id = %s
-        """,
-        (customer, event_id),
-    )
-    assert found == [
-        {
-            "processing_status": "PROCESSED",
-            "loaded": True,
-            "hub": 1,
-            "details": 1,
-            "session_link": 1,
-            "page_link": 1,
-            "visitor_link": 1,
-        }
-    ], event_id
-
-
-def assert_links_unique(conn: psycopg.Connection) -> None:
-    """No link holds the same pair twice, and no satellite repeats a load of the same key and hash_diff."""
-    for table, key in LINKS.items():
-        total, distinct = conn.execute(
-            f"SELECT count(*), count(DISTINCT {key}) FROM business.{table}"
-        ).fetchone() or (0, 0)
-        assert total == distinct, table
-    for table, cols in (
-        ("site_event_session_l", "site_event_hk, site_session_hk"),
-        ("site_event_page_l", "site_event_hk, site_page_hk"),
-        ("site_session_visitor_l", "site_session_hk, site_visitor_hk"),
-    ):
-        dupes = scalar(
-            conn,
-            f"SELECT count(*) FROM (SELECT {cols} FROM business.{table} "
-            f"GROUP BY {cols} HAVING count(*) > 1) x",
-        )
-        assert dupes == 0, table
-    # an event belongs to one session and one page
-    for table in ("site_event_session_l", "site_event_page_l"):
-        dupes = scalar(
-            conn,
-            f"SELECT count(*) FROM (SELECT site_event_hk FROM business.{table} "
-            "GROUP BY 1 HAVING count(*) > 1) x",
-        )
-        assert dupes == 0, table
 
 
 # --- 1. end to end --------------------------------------------------------------------------------------
@@ -397,7 +254,7 @@ def test_replaying_processed_events_inserts_nothing(conn: psycopg.Connection, te
     # the loader itself, run again on the same staging rows, finds every key and hash_diff known
     assert scalar(conn, "SELECT staging.load_business(%s)", (ids,)) == 0
     assert table_counts(conn) == before
-    assert_links_unique(conn)
+    assert_each_event_linked_once(conn)
 
 
 def test_same_event_id_twice_is_one_business_event(conn: psycopg.Connection, tenant: Tenant) -> None:
@@ -494,7 +351,7 @@ def assert_exactly_once(conn: psycopg.Connection, customer: str, count: int, vis
             "session_visitor_l": visitors,
         }
     ]
-    assert_links_unique(conn)
+    assert_each_event_linked_once(conn, customer)
 
 
 def test_concurrent_runs_process_each_event_exactly_once(
@@ -849,17 +706,17 @@ def catalog(conn: psycopg.Connection) -> set[str]:
     return {r[0] for r in (*functions, *views, *relations)}
 
 
-def test_automation_layer_rollback_and_reapply(db_url: str, conn: psycopg.Connection, tenant: Tenant) -> None:
-    """Rolling back 0008 removes exactly the automation layer; ingestion goes on; re-applying drains it."""
+def test_automation_layer_remove_and_install(conn: psycopg.Connection, tenant: Tenant) -> None:
+    """Removing the automation layer drops exactly it; ingestion goes on; installing it drains the backlog."""
     track(conn, event_id="before")
     trigger(conn)
     before = catalog(conn)
 
-    rolled = migrations.rollback(db_url)
+    dbcode.remove(conn, dbcode.AUTOMATION)
 
-    assert [m.version for m in rolled] == [8]
     after = catalog(conn)
     assert before - after == {
+        "function api.track_site_event(text,text,text,jsonb,inet,text,text)",
         "function staging.auto_process_if_needed(text,integer,smallint[],boolean)",
         "function staging.trigger_pipeline_now(text)",
         "function staging.get_pipeline_status(text)",
@@ -869,8 +726,11 @@ def test_automation_layer_rollback_and_reapply(db_url: str, conn: psycopg.Connec
     assert after - before == set()
     with pytest.raises(errors.UndefinedFunction):
         trigger(conn)
-    for i in range(3):
-        track(conn, f"https://example.com/backlog/{i}", event_id=f"backlog-{i}")
+    ingest(
+        conn,
+        [{"page_url": f"https://example.com/backlog/{i}"} for i in range(3)],
+        [f"backlog-{i}" for i in range(3)],
+    )
     assert raw_status(conn) == {
         "before": "PROCESSED",
         "backlog-0": "PENDING",
@@ -878,7 +738,7 @@ def test_automation_layer_rollback_and_reapply(db_url: str, conn: psycopg.Connec
         "backlog-2": "PENDING",
     }
 
-    assert [m.version for m in migrations.upgrade(db_url)] == [8]
+    assert [f.layer for f in dbcode.install(conn, dbcode.AUTOMATION)] == [dbcode.AUTOMATION] * 6
     assert catalog(conn) == before
     res = trigger(conn)["results"]
     assert (res["total_processed"], res["staging_to_business_count"]) == (3, 3)

@@ -7,17 +7,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.conftest import Tenant
-from tests.integration.test_pipeline import (
-    CHROME,
-    assert_complete,
-    ingest,
-    rows,
-    scalar,
-    staged,
-    track,
-    trigger,
-)
+from tests.helpers.pipeline import CHROME, ingest, track, trigger
+from tests.helpers.queries import rows, scalar
+from tests.helpers.tenants import Tenant
+from tests.helpers.vault import assert_complete, staged
 
 GOOGLEBOT = "Googlebot/2.1 (+http://www.google.com/bot.html)"
 IPHONE = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import psycopg
-from tests.conftest import make_tenant
+from tests.helpers.tenants import make_tenant
 
 
 def _status(conn: psycopg.Connection, customer_id: str) -> dict[str, object]:

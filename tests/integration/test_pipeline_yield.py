@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 from prometheus_client import REGISTRY
-from tests.conftest import Tenant
+from tests.helpers.tenants import Tenant
 
 from onevault.config import get_settings
 from onevault.db import open_pool

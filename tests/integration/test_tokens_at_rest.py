@@ -10,7 +10,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 from psycopg import sql
-from tests.conftest import Cli
+from tests.helpers.cli import Cli
 
 from onevault.auth import store
 

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import errors
-from tests.conftest import Tenant, make_tenant
+from tests.helpers.tenants import Tenant, make_tenant
 
 from onevault.auth import store
 

@@ -1,0 +1,1 @@
+"""Classes and functions the tests import: one concept per module, no fixtures."""
