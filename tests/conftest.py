@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.tenants",
     "tests.fixtures.server",
     "tests.fixtures.cli",
+    "tests.fixtures.old_postgres",
 ]

@@ -121,6 +121,9 @@ def serve(host: str, port: int, workers: int) -> None:
     settings = _settings()
     with _clear_errors():
         url = _database_url(settings)
+        # Here, not only in each worker's start-up: a database the code cannot run against is
+        # refused in one line before any worker starts.
+        migrations.upgrade(tuned_conninfo(url, settings), progress=_progress)
     click.echo(f"PostgreSQL: {describe(url)}", err=True)
     # Every worker process reads its settings from the environment; hand them this database.
     os.environ["SYSTEM_DATABASE_URL"] = url

@@ -16,8 +16,10 @@ import httpx
 import psycopg
 import pytest
 
+from onevault import dbcode, migrations
 from tests.helpers.cli import Cli
 from tests.helpers.servers import ServeProcess
+from tests.helpers.smoke import smoke_test
 from tests.helpers.tenants import make_tenant
 
 
@@ -48,29 +50,61 @@ def service(db_url: str, tmp_path: Path) -> Iterator[ServeProcess]:
 
 
 def test_readme_rollback_procedure(
-    service: ServeProcess, db_url: str, conn: psycopg.Connection, cli_for: Callable[[str], Cli]
+    service: ServeProcess,
+    db_url: str,
+    conn: psycopg.Connection,
+    cli_for: Callable[[str], Cli],
+    tmp_path: Path,
 ) -> None:
-    """`db rollback` removes the automation layer, ingestion goes on, `db upgrade` restores and drains."""
+    """`db automation remove` and a restart: ingestion goes on, the smoke test fails; `install` drains it."""
     cli = cli_for(db_url)
     tenant = make_tenant(conn, "one_spa")
     assert cli("db", "check").exit_code == 0
 
-    rolled = cli("db", "rollback")
-    assert rolled.exit_code == 0, rolled.output
-    check = cli("db", "check")
-    assert check.exit_code == 1
-    assert "staging.trigger_pipeline_now" in check.output and "missing" in check.output
+    removed = cli("db", "automation", "remove")
+    assert removed.exit_code == 0, removed.output
+    assert "staging.trigger_pipeline_now" in removed.output
+    service.stop()
+    log = tmp_path / "restarted.log"
+    restarted = ServeProcess(log, SYSTEM_DATABASE_URL=db_url, ONEVAULT_DATA_DIR=str(tmp_path))
+    try:
+        check = cli("db", "check")
+        assert check.exit_code == 1, "a restart must not put a removed automation layer back"
+        assert "staging.trigger_pipeline_now" in check.output and "missing" in check.output
+        assert "removed" in cli("db", "automation", "status").output
 
-    response = httpx.post(
-        f"{service.url}/api/v1/track", headers=tenant.headers, json={"page_url": "https://a.test/"}
-    )
-    assert response.status_code == 200
-    assert response.json()["pipeline"]["status"] == "pending"
+        response = httpx.post(
+            f"{restarted.url}/api/v1/track", headers=tenant.headers, json={"page_url": "https://a.test/"}
+        )
+        assert response.status_code == 200
+        assert response.json()["pipeline"]["status"] == "pending"
+        assert smoke_test(restarted.url, tenant.customer_id, tenant.token).returncode == 1
 
-    assert cli("db", "upgrade").exit_code == 0
-    assert cli("db", "check").exit_code == 0
-    _wait_until(lambda: _completed(conn) == 1, timeout=10)
-    assert "⚠️ Site tracking processing failed (non-critical)" in service.log.read_text()
+        installed = cli("db", "automation", "install")
+        assert installed.exit_code == 0, installed.output
+        assert cli("db", "check").exit_code == 0
+        # The event above and those the failed smoke test sent: the whole backlog.
+        _wait_until(lambda: _completed(conn) == 3, timeout=10)
+        passed = smoke_test(restarted.url, tenant.customer_id, tenant.token)
+        assert passed.returncode == 0, passed.stdout
+    finally:
+        restarted.stop()
+    assert "⚠️ Site tracking processing failed (non-critical)" in log.read_text()
+
+
+def test_rollback_procedure_is_the_same_whatever_the_latest_migration(
+    db_url: str, cli_for: Callable[[str], Cli]
+) -> None:
+    """The procedure removes exactly the automation layer and leaves every migration applied."""
+    cli = cli_for(db_url)
+    before, _ = migrations.status(db_url)
+    assert cli("db", "automation", "remove").exit_code == 0
+    after, code = migrations.status(db_url)
+    assert after == before
+    assert {c.path for c in code if c.state == "removed"} == {
+        f.path for f in dbcode.available() if f.layer == dbcode.AUTOMATION
+    }
+    assert {c.state for c in code if c.layer != dbcode.AUTOMATION} == {"applied"}
 
 
 def test_cli_status_and_process_with_retry_failed(

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from onevault import migrations
+from onevault import dbcode
 from onevault.auth import tokens
 from tests.helpers.servers import ServeProcess
+from tests.helpers.smoke import failed, report, smoke_test
 from tests.helpers.tenants import make_tenant
 
-SMOKE_TEST = [sys.executable, "-m", "onevault", "smoke-test"]
-LINE = re.compile(
-    r"(?P<verdict>PASS|FAIL)  (?P<number>\d+) (?P<name>.+?) +(?P<ms>\d+) ms(?:  (?P<reason>.*))?"
-)
 CHECK_NAMES = (
     "health check",
     "database health",
@@ -42,27 +36,6 @@ def service(db_url: str, tmp_path: Path) -> Iterator[ServeProcess]:
         yield started
     finally:
         started.stop()
-
-
-def smoke_test(url: str, customer_id: str, token: str) -> subprocess.CompletedProcess[str]:
-    """Run the `onevault smoke-test` command as an operator does."""
-    return subprocess.run(
-        [*SMOKE_TEST, "--url", url, "--customer-id", customer_id, "--token", token, "--timeout", "5"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def report(output: str) -> list[tuple[str, int, str, str]]:
-    """The check lines of the report: (PASS or FAIL, number, name, reason)."""
-    lines = [LINE.fullmatch(line) for line in output.splitlines()]
-    return [(m["verdict"], int(m["number"]), m["name"], m["reason"] or "") for m in lines if m]
-
-
-def failed(output: str) -> dict[str, str]:
-    """Name → reason of every failed check."""
-    return {name: reason for verdict, _, name, reason in report(output) if verdict == "FAIL"}
 
 
 def test_passes_against_a_freshly_started_service(service: ServeProcess, conn: psycopg.Connection) -> None:
@@ -88,11 +61,9 @@ def test_passes_against_a_freshly_started_service(service: ServeProcess, conn: p
 def test_fails_against_a_service_without_the_automation_layer(
     service: ServeProcess, conn: psycopg.Connection, db_url: str
 ) -> None:
-    """Rolling back the latest migration (the automation layer) under a running service fails the test."""
+    """Removing the automation layer under a running service fails the test."""
     tenant = make_tenant(conn, "smoke_co")
-    assert [m.version for m in migrations.rollback(db_url)] == [
-        max(m.version for m in migrations.available())
-    ]
+    dbcode.remove(conn, dbcode.AUTOMATION)
     result = smoke_test(service.url, tenant.customer_id, tenant.token)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers.servers import LiveServer
 from tests.helpers.tenants import Tenant, make_tenant
 
-from onevault import migrations
+from onevault import dbcode, migrations
 
 BUSINESS_TABLES = (
     "site_event_h",
@@ -177,8 +177,8 @@ def test_automation_layer_rollback_keeps_ingestion_and_reapplying_processes_the_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Without the automation layer: 200 + pending and a warning; with it back, the backlog drains."""
-    rolled_back = migrations.rollback(db_url)
-    assert [m.name for m in rolled_back] == ["automation_layer"]
+    removed = dbcode.remove(conn, dbcode.AUTOMATION)
+    assert {f.path for f in removed} >= {"staging/trigger_pipeline_now.sql", "staging/pipeline_dashboard.sql"}
 
     with caplog.at_level(logging.INFO):
         response = client.post("/api/v1/track", headers=tenant.headers, json={"page_url": "https://a.test/"})
@@ -192,7 +192,9 @@ def test_automation_layer_rollback_keeps_ingestion_and_reapplying_processes_the_
     assert "staging.trigger_pipeline_now" in health.json()["detail"]
     assert client.get("/api/v1/track/status", headers=tenant.headers).status_code == 503
 
-    migrations.upgrade(db_url)
+    migrations.upgrade(db_url)  # a restart or an upgrade leaves a removed layer removed
+    assert client.get("/health/db").status_code == 503
+    dbcode.install(conn, dbcode.AUTOMATION)
     assert client.get("/health/db").status_code == 200
     _wait_for(lambda: _completed(conn) == 1, timeout=5.0)
 

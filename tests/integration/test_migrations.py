@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 
@@ -77,8 +76,15 @@ def assert_fully_rolled_back(url: str) -> None:
     assert left["schemas"] == ["util"]
     assert left["functions"] == []
     assert left["types"] == []
-    # The runner's own table (and its primary key index) is all that remains.
-    assert left["relations"] == ["util.schema_migration (r)", "util.schema_migration_pkey (i)"]
+    # The runner's own tables (and their primary key indexes) are all that remains.
+    assert left["relations"] == [
+        "util.schema_code (r)",
+        "util.schema_code_pkey (i)",
+        "util.schema_layer (r)",
+        "util.schema_layer_pkey (i)",
+        "util.schema_migration (r)",
+        "util.schema_migration_pkey (i)",
+    ]
     assert applied_versions(url) == []
 
 
@@ -154,15 +160,14 @@ def test_rollback_without_target_removes_only_the_latest(empty_db_url: str) -> N
 
 
 def test_upgrade_stops_at_target(empty_db_url: str) -> None:
-    """`upgrade(target=2)` applies migrations 1 and 2 only; a later upgrade applies the rest."""
-    done = migrations.upgrade(empty_db_url, target=2)
-    assert [m.version for m in done] == [1, 2]
-    assert applied_versions(empty_db_url) == [1, 2]
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        landing = conn.execute("SELECT to_regclass('raw.site_tracking_events_r')").fetchone()
-    assert landing == (None,)
+    """`upgrade(target=N-1)` applies the migrations up to it but no code (written for the latest schema)."""
+    done = migrations.upgrade(empty_db_url, target=N - 1)
+    assert [m.version for m in done] == list(range(1, N))
+    assert applied_versions(empty_db_url) == list(range(1, N))
+    assert leftovers(empty_db_url)["functions"] == []
     rest = migrations.upgrade(empty_db_url)
-    assert [m.version for m in rest] == list(range(3, N + 1))
+    assert [m.version for m in rest] == [N]
+    assert "staging.stage_events(bigint[])" in leftovers(empty_db_url)["functions"]
 
 
 def test_database_ahead_of_code_is_refused(empty_db_url: str) -> None:
@@ -177,18 +182,19 @@ def test_database_ahead_of_code_is_refused(empty_db_url: str) -> None:
     assert "9999" in str(excinfo.value)
     with pytest.raises(migrations.MigrationError, match="newer release"):
         migrations.rollback(empty_db_url)
-    states = migrations.status(empty_db_url)
-    unknown = [s for s in states if not s.known_to_code]
+    states, _ = migrations.status(empty_db_url)
+    unknown = [s for s in states if s.note == "unknown to this release"]
     assert [(s.version, s.name) for s in unknown] == [(9999, "future")]
     assert unknown[0].applied_at is not None
-    assert all(s.applied_at is not None for s in states if s.known_to_code)
+    assert all(s.applied_at is not None for s in states)
 
 
 def test_status_on_empty_database_lists_everything_pending(empty_db_url: str) -> None:
     """`status()` on an unmigrated database lists every migration as not applied."""
-    states = migrations.status(empty_db_url)
+    states, code = migrations.status(empty_db_url)
     assert [s.version for s in states] == list(range(1, N + 1))
-    assert all(s.applied_at is None and s.known_to_code for s in states)
+    assert all(s.applied_at is None and s.note is None for s in states)
+    assert {c.state for c in code} == {"pending"}
 
 
 def test_concurrent_upgrades_apply_each_migration_once(empty_db_url: str) -> None:
@@ -287,19 +293,26 @@ def test_cli_db_commands_report_unreachable_database(
     assert "Traceback" not in result.output
 
 
-def test_migration_edited_after_it_was_applied_is_reported(
-    empty_db_url: str, caplog: pytest.LogCaptureFixture, cli: Cli
-) -> None:
-    """An applied migration whose up script changed since is marked by status and warned of on upgrade."""
+def test_migration_edited_after_it_was_applied_is_marked_by_status(empty_db_url: str, cli: Cli) -> None:
+    """`db status` marks an applied migration whose file changed since (upgrade refuses it: test_upgrade)."""
     migrations.upgrade(empty_db_url)
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        conn.execute("UPDATE util.schema_migration SET checksum = 'edited' WHERE version = 3")
-    assert [s.version for s in migrations.status(empty_db_url) if s.changed] == [3]
-    with caplog.at_level(logging.WARNING, logger="onevault.migrations"):
-        assert migrations.upgrade(empty_db_url) == []
-    assert "0003_raw_landing changed since they were applied" in caplog.text
+        conn.execute("UPDATE util.schema_migration SET checksum = 'edited' WHERE version = 1")
+    states, _ = migrations.status(empty_db_url)
+    assert [s.version for s in states if s.note] == [1]
     result = cli("db", "status")
     assert result.exit_code == 0
-    (line,) = [line for line in result.output.splitlines() if line.startswith("0003")]
-    assert "changed since applied" in line
+    (line,) = [line for line in result.output.splitlines() if line.startswith("0001")]
+    assert "file changed since applied" in line
     assert sum("changed since applied" in line for line in result.output.splitlines()) == 1
+
+
+def test_cli_status_lists_every_file_of_database_code(cli: Cli) -> None:
+    """`db status` lists the SQL files with their layer and state, pending before the upgrade."""
+    before = cli("db", "status")
+    assert before.exit_code == 0, before.output
+    assert "sql/staging/stage_events.sql" in before.output
+    cli("db", "upgrade")
+    after = cli("db", "status")
+    (line,) = [line for line in after.output.splitlines() if "sql/staging/trigger_pipeline_now.sql" in line]
+    assert line.split()[1:3] == ["automation", "applied"]
