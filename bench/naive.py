@@ -37,6 +37,7 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _URL = re.compile(r"https?://[^/?#\s]+[^?#\s]*(?:\?[^#]*)?(?:#.*)?", re.IGNORECASE | re.DOTALL)
 _USER_INFO_OR_PORT = re.compile(r"^[^@]*@|:[0-9]*\Z")
 _UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+_LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{1,8})*", re.IGNORECASE)
 _NO_AGENT = useragents.ParsedAgent("Other", None, "Other", None, "desktop", False)
 _YEAR_2000 = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -49,6 +50,25 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _language_tag(value: str | None) -> str | None:
+    """A browser's language as a BCP 47 tag in its usual case, else None (as util.language_tag)."""
+    if value is None or len(value) > 35:
+        return None
+    tag = value.strip(" ").replace("_", "-")
+    if not _LANGUAGE.fullmatch(tag):
+        return None
+    first, *rest = tag.split("-")
+    cased = [
+        sub.upper()
+        if len(sub) == 2 and sub.isalpha()
+        else sub.capitalize()
+        if len(sub) == 4 and sub.isalpha()
+        else sub.lower()
+        for sub in rest
+    ]
+    return "-".join([first.lower(), *cased])
 
 
 def _split_url(url: str | None) -> tuple[str, str, str, str | None] | None:
@@ -219,6 +239,7 @@ def enrich(
         "visitor_id": visitor_id,
         "visitor_derived": visitor_in is None,
         "user_id": _text(known("user_id")),
+        "language": _language_tag(_text(known("language"))),
         "event_properties": Jsonb(data),
     }
 

@@ -103,6 +103,7 @@ FIRST_ROUND = [
             session_id="s-utm",
             page_title="Spring",
             user_id="u-1",
+            language="en_us",
         ),
     ),
     Event(
@@ -112,9 +113,13 @@ FIRST_ROUND = [
             "&utm_term=%FF%FE&utm_content=100%25+%e2%82%ac%zz",
             visitor_id="v-utm",
             session_id="s-utm",
+            language="zh-hant-tw",
         ),
     ),
-    Event("utm-nul", page("https://shop.example/x?utm_source=%00&xutm_medium=no", visitor_id="v-utm")),
+    Event(
+        "utm-nul",
+        page("https://shop.example/x?utm_source=%00&xutm_medium=no", visitor_id="v-utm", language="no tag"),
+    ),
     Event("userinfo", page("  HTTPS://user:secret@WWW.Shop.Example:443?utm_source=Mail  ", visitor_id="v-1")),
     Event("ipv6", page("http://[2001:db8::1]:8080/a//b/?q#frag", visitor_id="v-1")),
     Event("no-path-fragment", page("https://shop.example#section", visitor_id="v-1")),
@@ -361,6 +366,8 @@ def test_baseline_enriches_every_event_as_the_service_does(
     assert {r["referrer_class"] for r in ours.values()} == {"direct", "internal", "search", "social", "other"}
     assert {r["device_type"] for r in ours.values()} == {"desktop", "mobile", "tablet", "bot"}
     assert ours["utm-encoded"]["utm_term"] == "café"
+    languages = [ours[e]["language"] for e in ("utm-encoded", "utm-odd", "utm-nul")]
+    assert languages == ["en-US", "zh-Hant-TW", None]
     # Client times carry milliseconds, the receipt microseconds: 2 minutes ahead less 0.793 ms.
     assert ours["skew-ahead"]["clock_skew_ms"] == 119_999
     assert ours["skew-half"]["clock_skew_ms"] == -1
