@@ -27,6 +27,9 @@ AUTOMATION = "automation"
 # Files of one schema are applied after those of the schemas before it (then by name), unless a
 # `-- requires:` line says otherwise.
 SCHEMA_ORDER = ("util", "auth", "raw", "staging", "business", "api")
+# One lock for everything that changes the database's schema or code, in every process: the
+# migration runner holds it for a whole upgrade; removing or installing a layer takes it too.
+LOCK_KEY = 0x0E5A_17_01
 _LAYER = re.compile(r"^-- layer: ([a-z_]+)\s*$", re.MULTILINE)
 _REQUIRES = re.compile(r"^-- requires: (\S+)\s*$", re.MULTILINE)
 _CREATES = re.compile(r"^CREATE OR REPLACE (FUNCTION|VIEW) ([a-z_]+)\.([a-z_]+)", re.MULTILINE)
@@ -190,6 +193,7 @@ def _drop(conn: psycopg.Connection, obj: DbObject) -> None:
 def apply(conn: psycopg.Connection, progress: Progress = lambda _: None) -> list[CodeFile]:
     """Apply, in one transaction, every file of an installed layer that is new, changed or missing."""
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         bootstrap(conn)
         recorded = _recorded(conn)
         removed = _removed_layers(conn)
@@ -227,6 +231,7 @@ def remove(
     A layer removed by name is recorded as removed: `apply` leaves it out until `install`.
     """
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         bootstrap(conn)
         files = [f for f in reversed(available()) if layer is None or f.layer == layer]
         if layer is not None and not files:
@@ -250,6 +255,7 @@ def install(conn: psycopg.Connection, layer: str, progress: Progress = lambda _:
     if layer not in layers():
         raise CodeError(f"no layer {layer!r}; the layers are {', '.join(layers())}")
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         bootstrap(conn)
         conn.execute(
             "INSERT INTO util.schema_layer (layer, installed) VALUES (%s, true) "

@@ -23,8 +23,6 @@ from onevault.db import require_supported_server
 
 logger = logging.getLogger(__name__)
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
-# One lock for every process that migrates, so concurrent starts apply each migration once.
-_LOCK_KEY = 0x0E5A_17_01
 # The migrations of the first release (0.1.0), before functions and views moved to their own files:
 # a database that recorded exactly these (all eight, or without 0008 when its automation layer was
 # rolled back) is adopted: 0001_baseline holds the same schema.
@@ -98,7 +96,8 @@ def available() -> list[Migration]:
 
 def _prepare(conn: psycopg.Connection) -> None:
     require_supported_server(conn)
-    conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+    # Concurrent starts apply each migration once: they take turns.
+    conn.execute("SELECT pg_advisory_lock(%s)", (dbcode.LOCK_KEY,))
     conn.execute("CREATE SCHEMA IF NOT EXISTS util")
     conn.execute(
         """
@@ -114,7 +113,7 @@ def _prepare(conn: psycopg.Connection) -> None:
 
 
 def _release(conn: psycopg.Connection) -> None:
-    conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    conn.execute("SELECT pg_advisory_unlock(%s)", (dbcode.LOCK_KEY,))
 
 
 @dataclass(frozen=True)
