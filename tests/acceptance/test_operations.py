@@ -92,12 +92,23 @@ def test_readme_rollback_procedure(
     assert "⚠️ Site tracking processing failed (non-critical)" in log.read_text()
 
 
-def test_rollback_procedure_is_the_same_whatever_the_latest_migration(
-    db_url: str, cli_for: Callable[[str], Cli]
+def test_rollback_procedure_is_the_same_after_a_new_migration(
+    db_url: str, cli_for: Callable[[str], Cli], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The procedure removes exactly the automation layer and leaves every migration applied."""
+    """With a migration on top, the procedure still removes exactly the automation layer, nothing else."""
+    released = migrations.available()
+    later = migrations.Migration(
+        released[-1].version + 1,
+        "example_table",
+        "CREATE TABLE staging.example_t (x integer);",
+        "DROP TABLE staging.example_t;",
+    )
+    monkeypatch.setattr(migrations, "available", lambda: [*released, later])
     cli = cli_for(db_url)
+    assert cli("db", "upgrade").exit_code == 0
     before, _ = migrations.status(db_url)
+    assert before[-1].name == "example_table" and before[-1].applied_at is not None
+
     assert cli("db", "automation", "remove").exit_code == 0
     after, code = migrations.status(db_url)
     assert after == before
@@ -105,6 +116,12 @@ def test_rollback_procedure_is_the_same_whatever_the_latest_migration(
         f.path for f in dbcode.available() if f.layer == dbcode.AUTOMATION
     }
     assert {c.state for c in code if c.layer != dbcode.AUTOMATION} == {"applied"}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('staging.example_t')").fetchone() == ("staging.example_t",)
+
+    assert cli("db", "automation", "install").exit_code == 0
+    _, code = migrations.status(db_url)
+    assert {c.state for c in code} == {"applied"}
 
 
 def test_cli_status_and_process_with_retry_failed(
