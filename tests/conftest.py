@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.server",
     "tests.fixtures.cli",
     "tests.fixtures.old_postgres",
+    "tests.fixtures.browser",
 ]
