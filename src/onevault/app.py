@@ -18,6 +18,7 @@ from onevault.auth.caller import TokenResolver
 from onevault.config import Settings, get_settings
 from onevault.db import describe, open_pool, resolve_database_url, tuned_conninfo
 from onevault.ingest import routes as ingest_routes
+from onevault.ingest.cors import CorsMiddleware
 from onevault.ingest.ratelimit import RateLimiter
 from onevault.ingest.writer import EventWriter
 from onevault.monitoring import health
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     )
     errors.install(app, settings)
     app.add_middleware(metrics.HttpMetricsMiddleware)
+    app.add_middleware(CorsMiddleware, read_origins=frozenset(settings.cors_read_origins))
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(ingest_routes.router)

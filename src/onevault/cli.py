@@ -273,7 +273,36 @@ def tenant_list() -> None:
     """List customers."""
     with _admin_connection() as conn:
         rows = store.list_tenants(conn)
-    _table(rows, ["customer_id", "is_active", "live_tokens", "created_at"])
+    _table(rows, ["customer_id", "is_active", "live_tokens", "allowed_origins", "created_at"])
+
+
+@tenant.command("allow-origin")
+@click.argument("customer_id")
+@click.argument("origin")
+def tenant_allow_origin(customer_id: str, origin: str) -> None:
+    """Accept browser events from ORIGIN (https://shop.example.com, or https://*.example.com)."""
+    with _admin_connection() as conn:
+        canonical, changed = store.set_origin(conn, customer_id, origin, True)
+    click.echo(
+        f"{customer_id} accepts browser events from {canonical}"
+        + ("" if changed else " (already allowed)")
+        + "; other origins are refused within seconds"
+    )
+
+
+@tenant.command("disallow-origin")
+@click.argument("customer_id")
+@click.argument("origin")
+def tenant_disallow_origin(customer_id: str, origin: str) -> None:
+    """Stop accepting browser events from ORIGIN (with no origin left, any origin is accepted)."""
+    with _admin_connection() as conn:
+        canonical, changed = store.set_origin(conn, customer_id, origin, False)
+        left = next(
+            (t["allowed_origins"] for t in store.list_tenants(conn) if t["customer_id"] == customer_id), []
+        )
+    click.echo(f"{customer_id} no longer accepts {canonical}" + ("" if changed else " (it was not allowed)"))
+    if not left:
+        click.echo(f"{customer_id} has no allowed origins left: browser events from any origin are accepted")
 
 
 @tenant.command("disable")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
@@ -60,11 +60,22 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(default=5000.0, ge=0)
     rate_limit_burst: int = Field(default=10000, ge=1)
 
+    # Web origins whose pages may call the read routes (status, dashboard, process), comma-separated
+    # (`*`: any). The tracking routes are open to every origin (each customer restricts its own).
+    cors_read_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("cors_read_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
         return value
 
     @field_validator("log_level", mode="before")

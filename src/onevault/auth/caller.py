@@ -1,7 +1,12 @@
-"""Resolve the caller of a `/api/v1/track*` request from `X-Customer-ID` and its bearer token."""
+"""Resolve the caller of a `/api/v1/track*` request from `X-Customer-ID` and its bearer token.
+
+Browsers, which cannot set headers on a beacon, may instead carry the customer id and a token
+whose only scope is `track` in the body (see `authenticate_body`).
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,10 +19,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
 
 from onevault import sqlfile
-from onevault.auth import tokens
+from onevault.auth import origins, tokens
 from onevault.errors import ApiError
 
+logger = logging.getLogger(__name__)
 Q = sqlfile.load(__package__, "queries.sql")
+# The only scopes a token sent in a request body may have: such a token is in a web page.
+BROWSER_SCOPES = frozenset({"track"})
 _bearer = HTTPBearer(auto_error=False, description="A OneVault API token: `ovt_<env>_<64 hex>`")
 
 
@@ -38,6 +46,8 @@ class _Grant:
     scopes: frozenset[str]
     expires_at: float | None
     revoked: bool
+    # The origins the tenant allows browser events from (none: any).
+    origins: tuple[str, ...]
 
 
 class TokenResolver:
@@ -61,7 +71,7 @@ class TokenResolver:
             row = await cur.fetchone()
         grant = None
         if row is not None:
-            customer_id, tenant_hk, active, scopes, expires_at, revoked_at = row
+            customer_id, tenant_hk, active, scopes, expires_at, revoked_at, allowed = row
             grant = _Grant(
                 customer_id=customer_id,
                 tenant_hk=bytes(tenant_hk),
@@ -69,6 +79,7 @@ class TokenResolver:
                 scopes=frozenset(scopes),
                 expires_at=expires_at.timestamp() if isinstance(expires_at, datetime) else None,
                 revoked=revoked_at is not None,
+                origins=tuple(allowed),
             )
         if self._cache is not None:
             self._cache[token_hash] = grant
@@ -84,6 +95,11 @@ def _bearer_token(authorization: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def has_header_credentials(request: Request) -> bool:
+    """Whether the request authenticates with headers (else its body may carry the credentials)."""
+    return "authorization" in request.headers or "x-customer-id" in request.headers
+
+
 async def authenticate(request: Request, scope: str) -> Caller:
     """The caller of `request` if its token belongs to `X-Customer-ID` and has `scope` (else 400/401/403)."""
     customer_id = request.headers.get("x-customer-id")
@@ -94,6 +110,23 @@ async def authenticate(request: Request, scope: str) -> Caller:
     token = _bearer_token(request.headers.get("authorization"))
     if token is None:
         raise _unauthorized("missing bearer token")
+    return await _resolve(request, customer_id, token, scope, from_body=False)
+
+
+async def authenticate_body(request: Request, customer_id: object, token: object) -> Caller:
+    """The caller of a request carrying `customer_id` and a `track`-only `token` in its body."""
+    if not customer_id:
+        raise ApiError(400, "missing X-Customer-ID header (or customer_id in the body)")
+    if not isinstance(customer_id, str) or not tokens.CUSTOMER_ID_RE.fullmatch(customer_id):
+        raise ApiError(400, "invalid customer_id in the body")
+    if not token:
+        raise _unauthorized("missing bearer token (or token in the body)")
+    if not isinstance(token, str):
+        raise _unauthorized("malformed token")
+    return await _resolve(request, customer_id, token, "track", from_body=True)
+
+
+async def _resolve(request: Request, customer_id: str, token: str, scope: str, *, from_body: bool) -> Caller:
     if not tokens.is_well_formed(token):
         raise _unauthorized("malformed token")
     resolver: TokenResolver = request.app.state.services.tokens
@@ -110,7 +143,29 @@ async def authenticate(request: Request, scope: str) -> Caller:
         raise ApiError(403, "customer is disabled")
     if scope not in grant.scopes:
         raise ApiError(403, f"token lacks the '{scope}' scope")
+    if from_body and grant.scopes != BROWSER_SCOPES:
+        # The token is in a web page for anyone to read: it must not be able to read or process.
+        logger.warning(
+            "❌ Refused a token sent in a request body: its scopes are %s; a token in browser code "
+            "must have the track scope only (create one with `onevault token create %s --scope track`)",
+            ",".join(sorted(grant.scopes)),
+            grant.customer_id,
+            extra={"customer_id": grant.customer_id},
+        )
+        raise ApiError(403, "a token sent in the body must have the 'track' scope only")
+    if scope == "track" and grant.origins:
+        _check_origin(request, grant.origins)
     return Caller(grant.customer_id, grant.tenant_hk, grant.scopes)
+
+
+def _check_origin(request: Request, allowed: tuple[str, ...]) -> None:
+    """403 unless the request's Origin (or, without one, its Referer) is allowed; none: a server."""
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if sent is None:
+        return
+    origin = origins.origin_of(sent)
+    if origin is None or not origins.is_allowed(origin, allowed):
+        raise ApiError(403, "this origin is not allowed to send events for this customer")
 
 
 # How the hot ingestion routes, which call `authenticate` themselves, document what it reads.

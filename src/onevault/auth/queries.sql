@@ -30,7 +30,9 @@ SELECT tenant_hk FROM cur;
 SELECT t.customer_id, t.is_active, t.created_at,
        (SELECT count(*) FROM auth.api_token_current k
         WHERE k.tenant_hk = t.tenant_hk AND k.revoked_at IS NULL
-          AND (k.expires_at IS NULL OR k.expires_at > now())) AS live_tokens
+          AND (k.expires_at IS NULL OR k.expires_at > now())) AS live_tokens,
+       ARRAY(SELECT o.origin FROM auth.tenant_origin_current o WHERE o.tenant_hk = t.tenant_hk
+             ORDER BY o.origin) AS allowed_origins
 FROM auth.tenant_current t
 ORDER BY t.customer_id;
 
@@ -72,9 +74,25 @@ WITH target AS (
 )
 SELECT token_id, revoked_at IS NOT NULL AS already_revoked FROM target;
 
+-- name: set_origin
+-- Records that a tenant allows (or no longer allows) an origin, when that changes; returns the
+-- tenant (no row: unknown customer) and whether anything changed.
+WITH tenant AS (
+    SELECT tenant_hk FROM auth.tenant_current WHERE customer_id = %(customer_id)s
+), ins AS (
+    INSERT INTO auth.tenant_origin_s (tenant_hk, origin, is_allowed, record_source)
+    SELECT tenant.tenant_hk, %(origin)s, %(allowed)s, %(record_source)s
+    FROM tenant
+    WHERE %(allowed)s IS DISTINCT FROM EXISTS (
+        SELECT 1 FROM auth.tenant_origin_current o WHERE o.tenant_hk = tenant.tenant_hk AND o.origin = %(origin)s)
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM ins) AS changed FROM tenant;
+
 -- name: resolve_token
--- What a presented token (by hash) grants, if it exists.
-SELECT t.customer_id, t.tenant_hk, t.is_active, k.scopes, k.expires_at, k.revoked_at
+-- What a presented token (by hash) grants, if it exists, with the origins its tenant allows.
+SELECT t.customer_id, t.tenant_hk, t.is_active, k.scopes, k.expires_at, k.revoked_at,
+       ARRAY(SELECT o.origin FROM auth.tenant_origin_current o WHERE o.tenant_hk = t.tenant_hk) AS origins
 FROM auth.api_token_current k
 JOIN auth.tenant_current t ON t.tenant_hk = k.tenant_hk
 WHERE k.api_token_hk = %(token_hash)s;

@@ -9,7 +9,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from onevault import sqlfile
-from onevault.auth import tokens
+from onevault.auth import origins, tokens
 
 Q = sqlfile.load(__package__, "queries.sql")
 RECORD_SOURCE = "cli"
@@ -52,6 +52,21 @@ def set_tenant_active(conn: psycopg.Connection, customer_id: str, active: bool) 
     ).fetchone()
     if row is None:
         raise AdminError(f"no tenant {customer_id!r}")
+
+
+def set_origin(conn: psycopg.Connection, customer_id: str, origin: str, allowed: bool) -> tuple[str, bool]:
+    """Allow (or stop allowing) browser events from `origin`; its canonical form and whether it changed."""
+    try:
+        canonical = origins.normalise(origin)
+    except origins.InvalidOrigin as exc:
+        raise AdminError(str(exc)) from None
+    row = conn.execute(
+        Q["set_origin"],
+        {"customer_id": customer_id, "origin": canonical, "allowed": allowed, "record_source": RECORD_SOURCE},
+    ).fetchone()
+    if row is None:
+        raise AdminError(f"no tenant {customer_id!r}")
+    return canonical, bool(row[0])
 
 
 def list_tenants(conn: psycopg.Connection) -> list[dict[str, object]]:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from onevault import metrics
-from onevault.auth.caller import OPENAPI_AUTH, Caller, authenticate
+from onevault.auth.caller import OPENAPI_AUTH, Caller, authenticate, authenticate_body, has_header_credentials
 from onevault.errors import ApiError
 from onevault.ingest.body import read_json, serialise
 from onevault.ingest.models import (
@@ -99,8 +99,26 @@ def _origin(request: Request, caller: Caller, endpoint: str) -> _Origin:
     return _Origin(caller.tenant_hk, _user_agent(request), _client_ip(request), _now(), f"api:{endpoint}")
 
 
+async def _caller_and_body(request: Request, limit: int) -> tuple[Caller, object]:
+    """Who sends, and the decoded body: credentials in the headers or, from browsers, in the body.
+
+    A beacon cannot set headers: its body may carry `customer_id` and a `track`-only `token`, which
+    are taken out of it (a token is never stored).
+    """
+    if has_header_credentials(request):
+        caller = await authenticate(request, "track")
+        return caller, await read_json(request, limit)
+    obj = await read_json(request, limit)
+    if not isinstance(obj, dict):
+        raise ApiError(400, "missing X-Customer-ID header (or customer_id in the body)")
+    return await authenticate_body(request, obj.pop("customer_id", None), obj.pop("token", None)), obj
+
+
 def _prepare(obj: object, origin: _Origin, limit: int) -> NewEvent:
     """Validate one decoded event and turn it into a row for the raw layer."""
+    if isinstance(obj, dict):
+        # `token` is a credential wherever it is sent: never stored (see _caller_and_body).
+        obj.pop("token", None)
     event = validate_event(obj)
     payload = serialise(obj)
     check_storable(payload)
@@ -118,13 +136,11 @@ def _prepare(obj: object, origin: _Origin, limit: int) -> NewEvent:
     )
 
 
-async def _store_one(
-    request: Request, caller: Caller, services: Services, endpoint: str
-) -> tuple[NewEvent, Stored]:
+async def _store_one(request: Request, services: Services, endpoint: str) -> tuple[Caller, NewEvent, Stored]:
+    limit = services.settings.max_event_bytes
+    caller, obj = await _caller_and_body(request, limit)
     origin = _origin(request, caller, endpoint)
     _rate_limit(services, caller, 1)
-    limit = services.settings.max_event_bytes
-    obj = await read_json(request, limit)
     try:
         event = _prepare(obj, origin, limit)
     except InvalidEvent as exc:
@@ -135,7 +151,7 @@ async def _store_one(
         metrics.EVENTS_RECEIVED.labels(endpoint, "rejected").inc()
         raise ApiError(422, "the event could not be stored: it holds text PostgreSQL cannot represent")
     metrics.EVENTS_RECEIVED.labels(endpoint, "duplicate" if outcome.duplicate else "accepted").inc()
-    return event, outcome
+    return caller, event, outcome
 
 
 def _json(body: BaseModel) -> Response:
@@ -168,8 +184,8 @@ def _answer(event: NewEvent, stored: Stored, processing: str, pipeline: Pipeline
 )
 async def track(request: Request) -> Response:
     """Store one event and process it through the pipeline before answering."""
-    caller, services = await authenticate(request, "track"), get_services(request)
-    event, stored = await _store_one(request, caller, services, "/api/v1/track")
+    services = get_services(request)
+    caller, event, stored = await _store_one(request, services, "/api/v1/track")
     logger.info("🔄 Triggering automatic site tracking processing...")
     try:
         lanes = services.pipeline.lanes_of(stored.lane)
@@ -202,8 +218,8 @@ async def track(request: Request) -> Response:
 )
 async def track_async(request: Request) -> Response:
     """Store one event durably and answer at once; processing follows in the background."""
-    caller, services = await authenticate(request, "track"), get_services(request)
-    event, stored = await _store_one(request, caller, services, "/api/v1/track/async")
+    services = get_services(request)
+    caller, event, stored = await _store_one(request, services, "/api/v1/track/async")
     if not stored.duplicate:
         services.pipeline.notify(caller.customer_id)
     return _answer(event, stored, "background", None)
@@ -226,10 +242,10 @@ async def track_async(request: Request) -> Response:
 )
 async def track_batch(request: Request) -> Response:
     """Store many events; each is answered as accepted, duplicate or rejected, in request order."""
-    caller, services = await authenticate(request, "track"), get_services(request)
-    origin = _origin(request, caller, "/api/v1/track/batch")
+    services = get_services(request)
     settings = services.settings
-    obj = await read_json(request, settings.batch_max_bytes)
+    caller, obj = await _caller_and_body(request, settings.batch_max_bytes)
+    origin = _origin(request, caller, "/api/v1/track/batch")
     events = obj.get("events") if isinstance(obj, dict) else obj
     if not isinstance(events, list):
         raise ApiError(422, 'body must be {"events": [...]} or a JSON array of events')

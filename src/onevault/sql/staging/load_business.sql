@@ -60,14 +60,14 @@ BEGIN
             site_event_hk, load_date, hash_diff, tenant_hk, raw_event_id, event_type, occurred_at, received_at,
             page_url, referrer_url, referrer_host, referrer_class, utm_source, utm_medium, utm_campaign, utm_term,
             utm_content, user_id, is_bot, validation_status, quality_score, event_properties, record_source,
-            language)
+            language, screen_width, screen_height, viewport_width, viewport_height)
         SELECT s.site_event_hk, v_now,
                sha256(convert_to(ROW(s.event_type, s.occurred_at, s.page_url, s.referrer_url, s.user_id,
                                      s.event_properties)::text, 'UTF8')),
                s.tenant_hk, s.raw_event_id, s.event_type, s.occurred_at, s.received_at, s.page_url, s.referrer_url,
                s.referrer_host, s.referrer_class, s.utm_source, s.utm_medium, s.utm_campaign, s.utm_term,
                s.utm_content, s.user_id, s.is_bot, s.validation_status, s.quality_score, s.event_properties,
-               'site_tracking', s.language
+               'site_tracking', s.language, s.screen_width, s.screen_height, s.viewport_width, s.viewport_height
         FROM new_events s
     ), page_details AS (
         -- Page and visitor details: a new row only when the attributes (hash_diff) change.

@@ -1,6 +1,7 @@
 -- raw → staging: validate, normalise and enrich the given raw events (those not staged yet),
 -- deriving visitors and 30-minute sessions where the client sent none.
 -- requires: util/language_tag.sql
+-- requires: util/pixels.sql
 CREATE OR REPLACE FUNCTION staging.stage_events(p_raw_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -28,7 +29,11 @@ BEGIN
                coalesce(p ->> 'session_id', d ->> 'session_id') AS session_in,
                coalesce(p ->> 'visitor_id', d ->> 'visitor_id') AS visitor_in,
                coalesce(p ->> 'user_id', d ->> 'user_id') AS user_id,
-               util.language_tag(coalesce(p ->> 'language', d ->> 'language')) AS language
+               util.language_tag(coalesce(p ->> 'language', d ->> 'language')) AS language,
+               util.pixels(coalesce(p -> 'screen_width', d -> 'screen_width')) AS screen_width,
+               util.pixels(coalesce(p -> 'screen_height', d -> 'screen_height')) AS screen_height,
+               util.pixels(coalesce(p -> 'viewport_width', d -> 'viewport_width')) AS viewport_width,
+               util.pixels(coalesce(p -> 'viewport_height', d -> 'viewport_height')) AS viewport_height
         FROM src
     ), parsed AS MATERIALIZED (
         SELECT f.*, util.url_parts(f.page_url_in) AS page_parts, util.url_parts(f.referrer_in) AS referrer_parts,
@@ -144,7 +149,8 @@ BEGIN
             user_agent, browser_family, browser_version, os_family, os_version, device_type, is_bot,
             client_ip_hash, received_at, occurred_at, clock_skew_ms,
             session_id, session_derived, visitor_id, visitor_derived, user_id, event_properties,
-            site_event_hk, site_session_hk, site_visitor_hk, site_page_hk, business_loaded_at, language)
+            site_event_hk, site_session_hk, site_visitor_hk, site_page_hk, business_loaded_at, language,
+            screen_width, screen_height, viewport_width, viewport_height)
         SELECT s.raw_event_id, s.tenant_hk, s.event_id, 'staging:' || s.record_source,
                CASE WHEN cardinality(s.invalid_reasons) > 0 THEN 'INVALID'
                     WHEN cardinality(s.suspicious_reasons) > 0 THEN 'SUSPICIOUS' ELSE 'VALID' END,
@@ -171,7 +177,7 @@ BEGIN
                -- process_batch loads the business layer in the same transaction, so a loadable
                -- row is marked loaded as it is staged (no second write of every row).
                CASE WHEN cardinality(s.invalid_reasons) = 0 THEN clock_timestamp() END,
-               s.language
+               s.language, s.screen_width, s.screen_height, s.viewport_width, s.viewport_height
         FROM sessions s
         ON CONFLICT (raw_event_id) DO NOTHING
         RETURNING raw_event_id

@@ -1,0 +1,1 @@
+DROP TABLE auth.tenant_origin_s;

@@ -1,0 +1,10 @@
+ALTER TABLE business.site_event_details_s
+    DROP COLUMN screen_width,
+    DROP COLUMN screen_height,
+    DROP COLUMN viewport_width,
+    DROP COLUMN viewport_height;
+ALTER TABLE staging.site_tracking_events_s
+    DROP COLUMN screen_width,
+    DROP COLUMN screen_height,
+    DROP COLUMN viewport_width,
+    DROP COLUMN viewport_height;
