@@ -37,6 +37,7 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _URL = re.compile(r"https?://[^/?#\s]+[^?#\s]*(?:\?[^#]*)?(?:#.*)?", re.IGNORECASE | re.DOTALL)
 _USER_INFO_OR_PORT = re.compile(r"^[^@]*@|:[0-9]*\Z")
 _UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+_SIZES = ("screen_width", "screen_height", "viewport_width", "viewport_height")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{1,8})*", re.IGNORECASE)
 _NO_AGENT = useragents.ParsedAgent("Other", None, "Other", None, "desktop", False)
 _YEAR_2000 = datetime(2000, 1, 1, tzinfo=UTC)
@@ -69,6 +70,16 @@ def _language_tag(value: str | None) -> str | None:
         for sub in rest
     ]
     return "-".join([first.lower(), *cased])
+
+
+def _pixels(value: Any) -> int | None:
+    """A size in CSS pixels (a JSON number, 0 to 100,000), rounded half away from zero (as util.pixels)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    number = Decimal(str(value))
+    if not 0 <= number <= 100_000:
+        return None
+    return int(number.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def _split_url(url: str | None) -> tuple[str, str, str, str | None] | None:
@@ -240,6 +251,7 @@ def enrich(
         "visitor_derived": visitor_in is None,
         "user_id": _text(known("user_id")),
         "language": _language_tag(_text(known("language"))),
+        **{name: _pixels(known(name)) for name in _SIZES},
         "event_properties": Jsonb(data),
     }
 

@@ -55,7 +55,8 @@ INSERT INTO staging.site_tracking_events_s (
     user_agent, browser_family, browser_version, os_family, os_version, device_type, is_bot,
     client_ip_hash, received_at, occurred_at, clock_skew_ms,
     session_id, session_derived, visitor_id, visitor_derived, user_id, event_properties,
-    site_event_hk, site_session_hk, site_visitor_hk, site_page_hk, language)
+    site_event_hk, site_session_hk, site_visitor_hk, site_page_hk, language,
+    screen_width, screen_height, viewport_width, viewport_height)
 VALUES (
     %(raw_event_id)s, %(tenant_hk)s, %(event_id)s, %(record_source)s, %(validation_status)s,
     %(validation_reasons)s, %(quality_score)s,
@@ -67,7 +68,8 @@ VALUES (
     %(session_id)s, %(session_derived)s, %(visitor_id)s, %(visitor_derived)s, %(user_id)s,
     %(event_properties)s,
     util.hash_key(%(tenant_hk)s, %(event_id)s), util.hash_key(%(tenant_hk)s, %(session_id)s),
-    util.hash_key(%(tenant_hk)s, %(visitor_id)s), util.hash_key(%(tenant_hk)s, %(page_bk)s), %(language)s)
+    util.hash_key(%(tenant_hk)s, %(visitor_id)s), util.hash_key(%(tenant_hk)s, %(page_bk)s), %(language)s,
+    %(screen_width)s, %(screen_height)s, %(viewport_width)s, %(viewport_height)s)
 ON CONFLICT (raw_event_id) DO NOTHING
 RETURNING site_event_hk, site_session_hk, site_visitor_hk, site_page_hk, referrer_class;
 
@@ -120,11 +122,13 @@ ON CONFLICT DO NOTHING;
 INSERT INTO business.site_event_details_s (
     site_event_hk, hash_diff, tenant_hk, raw_event_id, event_type, occurred_at, received_at,
     page_url, referrer_url, referrer_host, referrer_class, utm_source, utm_medium, utm_campaign, utm_term,
-    utm_content, user_id, is_bot, validation_status, quality_score, event_properties, record_source, language)
+    utm_content, user_id, is_bot, validation_status, quality_score, event_properties, record_source, language,
+    screen_width, screen_height, viewport_width, viewport_height)
 SELECT %(event_hk)s, %(hash_diff)s, %(tenant_hk)s, %(raw_event_id)s, %(event_type)s, %(occurred_at)s,
        %(received_at)s, %(page_url)s, %(referrer_url)s, %(referrer_host)s, %(referrer_class)s,
        %(utm_source)s, %(utm_medium)s, %(utm_campaign)s, %(utm_term)s, %(utm_content)s, %(user_id)s,
-       %(is_bot)s, %(validation_status)s, %(quality_score)s, %(event_properties)s, 'naive', %(language)s
+       %(is_bot)s, %(validation_status)s, %(quality_score)s, %(event_properties)s, 'naive', %(language)s,
+       %(screen_width)s, %(screen_height)s, %(viewport_width)s, %(viewport_height)s
 WHERE NOT EXISTS (SELECT 1 FROM business.site_event_details_s x WHERE x.site_event_hk = %(event_hk)s);
 
 -- name: current_page_details

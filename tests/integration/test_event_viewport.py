@@ -31,6 +31,7 @@ IN_VAULT = (
             {"screen_width": "1920", "screen_height": -1, "viewport_width": 10**9, "viewport_height": None},
             (None, None, None, None),
         ),
+        ({"viewport_width": None, "event_data": {"viewport_width": 800}}, (None, None, 800, None)),
         ({}, (None, None, None, None)),
     ],
 )

@@ -104,6 +104,10 @@ FIRST_ROUND = [
             page_title="Spring",
             user_id="u-1",
             language="en_us",
+            screen_width=1920,
+            screen_height=1080.5,
+            viewport_width=True,
+            viewport_height="720",
         ),
     ),
     Event(
@@ -366,6 +370,8 @@ def test_baseline_enriches_every_event_as_the_service_does(
     assert {r["referrer_class"] for r in ours.values()} == {"direct", "internal", "search", "social", "other"}
     assert {r["device_type"] for r in ours.values()} == {"desktop", "mobile", "tablet", "bot"}
     assert ours["utm-encoded"]["utm_term"] == "café"
+    sizes = ("screen_width", "screen_height", "viewport_width", "viewport_height")
+    assert [ours["utm-encoded"][s] for s in sizes] == [1920, 1081, None, None]
     languages = [ours[e]["language"] for e in ("utm-encoded", "utm-odd", "utm-nul")]
     assert languages == ["en-US", "zh-Hant-TW", None]
     # Client times carry milliseconds, the receipt microseconds: 2 minutes ahead less 0.793 ms.

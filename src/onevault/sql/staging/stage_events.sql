@@ -30,10 +30,10 @@ BEGIN
                coalesce(p ->> 'visitor_id', d ->> 'visitor_id') AS visitor_in,
                coalesce(p ->> 'user_id', d ->> 'user_id') AS user_id,
                util.language_tag(coalesce(p ->> 'language', d ->> 'language')) AS language,
-               util.pixels(coalesce(p -> 'screen_width', d -> 'screen_width')) AS screen_width,
-               util.pixels(coalesce(p -> 'screen_height', d -> 'screen_height')) AS screen_height,
-               util.pixels(coalesce(p -> 'viewport_width', d -> 'viewport_width')) AS viewport_width,
-               util.pixels(coalesce(p -> 'viewport_height', d -> 'viewport_height')) AS viewport_height
+               util.pixels(coalesce(nullif(p -> 'screen_width', 'null'), d -> 'screen_width')) AS screen_width,
+               util.pixels(coalesce(nullif(p -> 'screen_height', 'null'), d -> 'screen_height')) AS screen_height,
+               util.pixels(coalesce(nullif(p -> 'viewport_width', 'null'), d -> 'viewport_width')) AS viewport_width,
+               util.pixels(coalesce(nullif(p -> 'viewport_height', 'null'), d -> 'viewport_height')) AS viewport_height
         FROM src
     ), parsed AS MATERIALIZED (
         SELECT f.*, util.url_parts(f.page_url_in) AS page_parts, util.url_parts(f.referrer_in) AS referrer_parts,
