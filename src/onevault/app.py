@@ -26,6 +26,7 @@ from onevault.monitoring import pipeline as pipeline_routes
 from onevault.pipeline import useragents
 from onevault.pipeline.runner import PipelineRunner
 from onevault.services import Services
+from onevault.web import routes as web_routes
 
 logger = logging.getLogger(__name__)
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -128,4 +129,5 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(health.router)
     app.include_router(ingest_routes.router)
     app.include_router(pipeline_routes.router)
+    app.include_router(web_routes.router)
     return app
