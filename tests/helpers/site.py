@@ -14,8 +14,8 @@ OUTBOUND_URL = "http://example.invalid/x"
 
 HOME_BODY = f"""<h1>Test shop</h1>
 <p><a id="outbound" href="{OUTBOUND_URL}">Our partner</a></p>
-<p><a id="spa" href="/pricing" onclick="event.preventDefault();
-  history.pushState({{}}, '', '/pricing?plan=pro'); document.title = 'Pricing – Test shop';">Pricing</a></p>
+<p><a id="spa" href="/pricing" onclick="event.preventDefault(); document.title = 'Pricing – Test shop';
+  history.pushState({{}}, '', '/pricing?plan=pro');">Pricing</a></p>
 <p><button id="signup" onclick="window.onevault.track('signup', {{plan: 'pro'}})">Sign up</button></p>
 <p><a id="leave" href="/second" onclick="window.onevault.track('leaving', {{to: 'second'}})">Next page</a></p>
 """
