@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -36,6 +36,16 @@ from onevault.auth import store
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CUSTOMER_ID = "bench_co"
+# What a web page's beacon carries besides its body: the page's origin (allowed for the benchmark
+# customer by `browser_token`) and a desktop Chrome's user agent.
+BROWSER_ORIGIN = "https://bench.test"
+BROWSER_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+# Where a request carries its credentials: X-Customer-ID and Authorization headers, or (as
+# navigator.sendBeacon() must) `customer_id` and `token` in its JSON body.
+Credentials = Literal["headers", "body"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,13 @@ def tenant_token(url: str, customer_id: str = CUSTOMER_ID) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         store.create_tenant(conn, customer_id)
         return store.create_token(conn, customer_id, ["track", "read", "process"], "bench").token
+
+
+def browser_token(url: str, customer_id: str = CUSTOMER_ID) -> str:
+    """A `track`-only token of an existing customer, which now allows BROWSER_ORIGIN: a web page's token."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        store.set_origin(conn, customer_id, BROWSER_ORIGIN, True)
+        return store.create_token(conn, customer_id, ["track"], "bench").token
 
 
 def free_port() -> int:
@@ -213,24 +230,34 @@ function init(args)
   prefix = args[1] .. "-" .. id
   events_per_request = tonumber(args[2])
   wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
-  wrk.headers["X-Customer-ID"] = args[3]
-  wrk.headers["Authorization"] = "Bearer " .. args[4]
+  if args[5] == "body" then
+    -- As navigator.sendBeacon() posts a string: text/plain, no headers of its own, so the
+    -- credentials lead the JSON body; the browser adds Origin and its User-Agent.
+    wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
+    wrk.headers["Origin"] = args[6]
+    wrk.headers["User-Agent"] = args[7]
+    credentials = string.format('"customer_id":"%s","token":"%s",', args[3], args[4])
+  else
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.headers["X-Customer-ID"] = args[3]
+    wrk.headers["Authorization"] = "Bearer " .. args[4]
+    credentials = ""
+  end
 end
-local function event()
+local function event(lead)
   counter = counter + 1
   return string.format(
-    '{"event_id":"%s-%d","page_url":"https://bench.test/p%d?utm_source=bench","event_type":"page_view",'
+    '{%s"event_id":"%s-%d","page_url":"https://bench.test/p%d?utm_source=bench","event_type":"page_view",'
     .. '"event_data":{"visitor_id":"v%d","session_id":"s%d"}}',
-    prefix, counter, counter % 200, counter % 1000, counter % 3000)
+    lead, prefix, counter, counter % 200, counter % 1000, counter % 3000)
 end
 function request()
   if events_per_request == 1 then
-    return wrk.format(nil, nil, nil, event())
+    return wrk.format(nil, nil, nil, event(credentials))
   end
   local events = {}
-  for i = 1, events_per_request do events[i] = event() end
-  return wrk.format(nil, nil, nil, '{"events":[' .. table.concat(events, ",") .. ']}')
+  for i = 1, events_per_request do events[i] = event("") end
+  return wrk.format(nil, nil, nil, '{' .. credentials .. '"events":[' .. table.concat(events, ",") .. ']}')
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -251,9 +278,11 @@ def wrk(
     seconds: int,
     events_per_request: int = 1,
     threads: int = 1,
+    credentials: Credentials = "headers",
 ) -> dict[str, Any]:
     """POST unique events to `url` for `seconds` over `connections` keep-alive connections.
 
+    With `credentials="body"` the requests are what a page's beacon sends (see _WRK_SCRIPT).
     Returns requests, events, requests/s, events/s, p50/p99 latency (ms) and errors.
     """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
@@ -279,6 +308,9 @@ def wrk(
                 str(events_per_request),
                 customer_id,
                 token,
+                credentials,
+                BROWSER_ORIGIN,
+                BROWSER_USER_AGENT,
             ],
             capture_output=True,
             text=True,
@@ -294,6 +326,7 @@ def wrk(
     ok = raw["requests"] - raw["non_2xx"]
     return {
         "connections": connections,
+        "credentials": credentials,
         "seconds": round(elapsed, 2),
         "requests": raw["requests"],
         "ok_requests": ok,

@@ -4,7 +4,9 @@
 
 One PostgreSQL, two databases (the service's, the baseline's), both servers with 2 workers, wrk
 as the load generator. Each endpoint and concurrency runs against the service, then against the
-baseline; between runs each server's background backlog is drained. Then /track/batch once more
+baseline; between runs each server's background backlog is drained. /track/async also runs as
+browsers' beacons send it (text/plain, customer_id and a track-only token in the body, Origin and a
+browser User-Agent, no auth headers), against the service only. Then /track/batch once more
 against an ingestion-only node (ONEVAULT_PIPELINE_BACKGROUND=false: processing runs elsewhere).
 Also measured in the same run: a bare uvicorn hello-world and bare PostgreSQL inserts (the
 physical limits), and the peak RSS of every server process.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -28,6 +30,9 @@ ENDPOINTS: list[tuple[str, int]] = [
     ("/api/v1/track", 1),
     ("/api/v1/track/batch", 100),
 ]
+# The endpoint browsers' beacons post to; the baseline has no body credentials, so no beacon run.
+BEACON_ENDPOINT = "/api/v1/track/async"
+BEACON_LABEL = "beacon (text/plain, body credentials)"
 # Events still to be processed: pending, or failed but due for a retry (a row out of retries
 # would otherwise hold every drain for its whole timeout).
 BACKLOG = (
@@ -35,7 +40,11 @@ BACKLOG = (
     " WHERE processing_status <> 'PROCESSED'"
     " AND (processing_status = 'PENDING' OR next_attempt_at IS NOT NULL)"
 )
-ROWS_OF_RUN = "SELECT count(*) FROM raw.site_tracking_events_r WHERE event_id LIKE %s"
+# A run's stored rows, and those still holding a credential (the server must take them out).
+ROWS_OF_RUN = (
+    "SELECT count(*), count(*) FILTER (WHERE raw_payload ?| array['customer_id', 'token'])"
+    " FROM raw.site_tracking_events_r WHERE event_id LIKE %s"
+)
 
 
 def drain(url: str, timeout: float) -> tuple[float, int]:
@@ -49,11 +58,12 @@ def drain(url: str, timeout: float) -> tuple[float, int]:
         time.sleep(0.25)
 
 
-def rows_of_run(url: str, prefix: str) -> int:
-    """Raw rows whose event id carries the run's wrk prefix (`<prefix>-<thread>-<n>`)."""
+def rows_of_run(url: str, prefix: str) -> tuple[int, int]:
+    """Raw rows whose event id carries the run's wrk prefix (`<prefix>-<thread>-<n>`), and how many of
+    them kept a credential."""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(ROWS_OF_RUN, (prefix + "-%",)).fetchone()
-    return int(row[0]) if row else 0
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def measure(
@@ -65,6 +75,7 @@ def measure(
     connections: int,
     seconds: int,
     drain_timeout: float,
+    credentials: harness.Credentials = "headers",
 ) -> dict[str, Any]:
     """One wrk run against `server`, then drain its backlog and check the rows it stored."""
     result = harness.wrk(
@@ -74,9 +85,10 @@ def measure(
         connections,
         seconds,
         events_per_request=per_request,
+        credentials=credentials,
     )
     result["drain_s"], result["backlog_left"] = drain(db_url, drain_timeout)
-    rows = rows_of_run(db_url, result["prefix"])
+    rows, result["rows_with_credentials"] = rows_of_run(db_url, result["prefix"])
     # wrk stops with requests in flight: the server may commit them after wrk stopped counting,
     # so up to one request per connection (and per failed request) may be stored unacknowledged.
     # Every acknowledged event must be there.
@@ -91,6 +103,43 @@ def _ratio(ours: float, base: float) -> float | None:
     return round(ours / base, 1) if base else None
 
 
+def _run(
+    endpoint: str, connections: int, per_request: int, ours: dict[str, Any], base: dict[str, Any] | None
+) -> dict[str, Any]:
+    """One cell of the table: the service's wrk run and, unless it has none, the baseline's."""
+    return {
+        "endpoint": endpoint,
+        "credentials": ours["credentials"],
+        "connections": connections,
+        "events_per_request": per_request,
+        "ratio": _ratio(ours["events_per_s"], base["events_per_s"]) if base else None,
+        "ours": ours,
+        "baseline": base,
+    }
+
+
+def _row(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as a line of the printed table ("-" where the baseline has no run)."""
+    ours, base = run["ours"], run["baseline"]
+
+    def both(cell: Callable[[dict[str, Any]], object]) -> str:
+        return f"{cell(ours)}/{cell(base) if base else '-'}"
+
+    beacon = run["credentials"] == "body"
+    return {
+        "endpoint": f"{run['endpoint']} {BEACON_LABEL}" if beacon else run["endpoint"],
+        "conn": run["connections"],
+        "ours ev/s": f"{ours['events_per_s']:,.0f}",
+        "base ev/s": f"{base['events_per_s']:,.0f}" if base else "-",
+        "ratio": run["ratio"] if base else "-",
+        "ours p50/p99 ms": f"{ours['p50_ms']}/{ours['p99_ms']}",
+        "base p50/p99 ms": f"{base['p50_ms']}/{base['p99_ms']}" if base else "-",
+        "errors ours/base": both(lambda r: r["errors"]),
+        "rows_ok ours/base": both(lambda r: r["rows_ok"]),
+        "drain s ours/base": both(lambda r: r["drain_s"]),
+    }
+
+
 def _peak(peaks: dict[str, float]) -> float:
     return round(max(peaks.values(), default=0.0), 1)
 
@@ -100,8 +149,13 @@ def targets(
 ) -> list[dict[str, Any]]:
     """Issue 5's ingestion targets, each with what was measured and PASS/FAIL."""
 
-    def pick(endpoint: str, connections: int | None = None) -> dict[str, Any] | None:
-        rows = [r for r in runs if r["endpoint"] == endpoint]
+    def of(endpoint: str, credentials: harness.Credentials = "headers") -> list[dict[str, Any]]:
+        return [r for r in runs if r["endpoint"] == endpoint and r["credentials"] == credentials]
+
+    def pick(
+        endpoint: str, connections: int | None = None, credentials: harness.Credentials = "headers"
+    ) -> dict[str, Any] | None:
+        rows = of(endpoint, credentials)
         if connections is not None:
             exact = [r for r in rows if r["connections"] == connections]
             rows = exact or rows
@@ -122,13 +176,33 @@ def targets(
             f"{async_hi['ours']['p99_ms']} ms",
             async_hi["ours"]["p99_ms"] <= 50,
         )
-    async_runs = [r for r in runs if r["endpoint"] == "/api/v1/track/async"]
-    if async_runs:
-        errors = sum(r["ours"]["errors"] for r in async_runs)
-        add("/track/async zero errors (all conn)", str(errors), errors == 0)
-        lost = sum(max(0, r["ours"]["events"] - r["ours"]["rows"]) for r in async_runs)
-        rows_ok = all(r["ours"]["rows_ok"] for r in async_runs)
-        add("/track/async no lost rows (all conn)", f"{lost} lost, rows_ok={rows_ok}", rows_ok and lost == 0)
+    beacon_hi = pick(BEACON_ENDPOINT, 64, credentials="body")
+    if async_hi and beacon_hi:
+        beacon_rate, async_rate = beacon_hi["ours"]["events_per_s"], async_hi["ours"]["events_per_s"]
+        # One-sided: the beacon path fails the target only by being slower than /async.
+        change = (beacon_rate / async_rate - 1) * 100 if async_rate else -100.0
+        add(
+            f"beacon path within 10 % of /async events/s ({beacon_hi['connections']} conn)",
+            f"{beacon_rate:,.0f} vs {async_rate:,.0f} ({change:+.1f} %)",
+            change >= -10,
+        )
+    paths: tuple[tuple[str, harness.Credentials], ...] = (
+        ("/track/async", "headers"),
+        ("beacon /track/async", "body"),
+    )
+    for name, credentials in paths:
+        chosen = of(BEACON_ENDPOINT, credentials)
+        if not chosen:
+            continue
+        errors = sum(r["ours"]["errors"] for r in chosen)
+        add(f"{name} zero errors (all conn)", str(errors), errors == 0)
+        lost = sum(max(0, r["ours"]["events"] - r["ours"]["rows"]) for r in chosen)
+        rows_ok = all(r["ours"]["rows_ok"] for r in chosen)
+        add(f"{name} no lost rows (all conn)", f"{lost} lost, rows_ok={rows_ok}", rows_ok and lost == 0)
+    beacon_runs = of(BEACON_ENDPOINT, "body")
+    if beacon_runs:
+        kept = sum(r["ours"]["rows_with_credentials"] for r in beacon_runs)
+        add("beacon: no credentials stored in raw (all conn)", f"{kept} rows", kept == 0)
     track_hi = pick("/api/v1/track", 64)
     if track_hi:
         ratio = track_hi["ratio"] or 0.0
@@ -184,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_db = harness.create_database(pg, "bench_ingest_naive")
         limits_db = harness.create_database(pg, "bench_ingest_limits")
         ours_token = harness.tenant_token(ours_db)
+        beacon_token = harness.browser_token(ours_db)
         base_token = harness.tenant_token(base_db)
         harness.tenant_token(limits_db)
 
@@ -209,16 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     common = (endpoint, per_request, connections, seconds, args.drain_timeout)
                     ours_run = measure(ours, ours_db, ours_token, *common)
                     base_run = measure(base, base_db, base_token, *common)
-                    runs.append(
-                        {
-                            "endpoint": endpoint,
-                            "connections": connections,
-                            "events_per_request": per_request,
-                            "ratio": _ratio(ours_run["events_per_s"], base_run["events_per_s"]),
-                            "ours": ours_run,
-                            "baseline": base_run,
-                        }
-                    )
+                    runs.append(_run(endpoint, connections, per_request, ours_run, base_run))
+                    if endpoint == BEACON_ENDPOINT:
+                        print(f"{endpoint} {BEACON_LABEL} at {connections} connections ...", file=sys.stderr)
+                        beacon_run = measure(ours, ours_db, beacon_token, *common, credentials="body")
+                        runs.append(_run(endpoint, connections, per_request, beacon_run, None))
             ours_pids, base_pids = ours.pids(), base.pids()
         memory = {"ours_mb": dict(ours_rss), "baseline_mb": dict(base_rss)}
 
@@ -228,26 +298,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"/api/v1/track/batch at {widest} connections, ingestion-only ...", file=sys.stderr)
         with harness.onevault(ours_db, harness.free_port(), ONEVAULT_PIPELINE_BACKGROUND="false") as node:
             ingestion_only = measure(
-                node, ours_db, ours_token, "/api/v1/track/batch", 100, connections, seconds, 0
+                node, ours_db, ours_token, "/api/v1/track/batch", 100, widest, seconds, 0
             )
 
-    rows = [
-        {
-            "endpoint": r["endpoint"],
-            "conn": r["connections"],
-            "ours ev/s": f"{r['ours']['events_per_s']:,.0f}",
-            "base ev/s": f"{r['baseline']['events_per_s']:,.0f}",
-            "ratio": r["ratio"],
-            "ours p50/p99 ms": f"{r['ours']['p50_ms']}/{r['ours']['p99_ms']}",
-            "base p50/p99 ms": f"{r['baseline']['p50_ms']}/{r['baseline']['p99_ms']}",
-            "errors ours/base": f"{r['ours']['errors']}/{r['baseline']['errors']}",
-            "rows_ok ours/base": f"{r['ours']['rows_ok']}/{r['baseline']['rows_ok']}",
-            "drain s ours/base": f"{r['ours']['drain_s']}/{r['baseline']['drain_s']}",
-        }
-        for r in runs
-    ]
+    rows = [_row(r) for r in runs]
     print(f"\nIngestion ({seconds} s per run, wrk, 2 server workers each)")
     print(harness.table(rows, list(rows[0]) if rows else []))
+    print(
+        f"{BEACON_LABEL}: {BEACON_ENDPOINT} as navigator.sendBeacon() posts it: "
+        "Content-Type text/plain;charset=UTF-8, customer_id and a track-only token in the JSON body, "
+        f"Origin {harness.BROWSER_ORIGIN} (allowed for the customer) and a desktop Chrome User-Agent, "
+        "no X-Customer-ID/Authorization. Service only: the baseline has no body credentials."
+    )
     only = ingestion_only
     print(
         f"\n/track/batch, ingestion-only node (ONEVAULT_PIPELINE_BACKGROUND=false), {widest} conn: "
