@@ -301,9 +301,8 @@ def test_page_on_an_origin_not_allowed_stores_nothing(
     with page.expect_response(lambda r: "/api/v1/track" in r.url) as refused:
         page.goto(shop.site.url("/"))
     assert refused.value.status == 403
-    # A beacon from Chromium carries no Origin here: the service judges it by the Referer.
-    sent = refused.value.request.all_headers()
-    assert (sent.get("origin") or sent["referer"]).startswith(shop.site.origin)
+    # Chromium sends the beacon's Origin, but Playwright does not report it; the Referer shows the page.
+    assert refused.value.request.all_headers()["referer"] == shop.site.url("/")
     page.click("#signup")
     with page.expect_response(lambda r: "/api/v1/track" in r.url) as refused_again:
         page.evaluate("onevault.flush()")
