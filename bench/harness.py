@@ -44,8 +44,9 @@ BROWSER_USER_AGENT = (
     "Chrome/131.0.0.0 Safari/537.36"
 )
 # Where a request carries its credentials: X-Customer-ID and Authorization headers, or (as
-# navigator.sendBeacon() must) `customer_id` and `token` in its JSON body.
-Credentials = Literal["headers", "body"]
+# navigator.sendBeacon() must) `customer_id` and `token` in its JSON body; "made-up": headers
+# with a new well-formed token nobody created in every request (a flood).
+Credentials = Literal["headers", "body", "made-up"]
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,12 @@ function init(args)
     wrk.headers["Origin"] = args[6]
     wrk.headers["User-Agent"] = args[7]
     credentials = string.format('"customer_id":"%s","token":"%s",', args[3], args[4])
+  elseif args[5] == "made-up" then
+    -- An attacker's flood: a well-formed token nobody created, a new one in every request.
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.headers["X-Customer-ID"] = args[3]
+    made_up = true
+    credentials = ""
   else
     wrk.headers["Content-Type"] = "application/json"
     wrk.headers["X-Customer-ID"] = args[3]
@@ -252,6 +259,14 @@ local function event(lead)
     lead, prefix, counter, counter % 200, counter % 1000, counter % 3000)
 end
 function request()
+  if made_up then
+    local hex = {}
+    for i = 1, 64 do hex[i] = string.format("%x", math.random(0, 15)) end
+    local headers = {}
+    for k, v in pairs(wrk.headers) do headers[k] = v end
+    headers["Authorization"] = "Bearer ovt_bench_" .. table.concat(hex)
+    return wrk.format(nil, nil, headers, event(""))
+  end
   if events_per_request == 1 then
     return wrk.format(nil, nil, nil, event(credentials))
   end

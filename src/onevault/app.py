@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onevault import __version__, errors, logs, metrics, migrations
-from onevault.auth.caller import TokenResolver
+from onevault.auth.caller import FailureLimiter, TokenResolver
 from onevault.config import Settings, get_settings
 from onevault.db import describe, open_pool, resolve_database_url, tuned_conninfo
 from onevault.ingest import routes as ingest_routes
@@ -93,7 +93,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         app.state.services = Services(
             settings=settings,
             pool=pool,
-            tokens=TokenResolver(pool, settings.auth_cache_seconds),
+            tokens=TokenResolver(
+                pool,
+                settings.auth_cache_seconds,
+                FailureLimiter(settings.auth_failures_per_second, settings.auth_failure_burst),
+            ),
             writer=writer,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             pipeline=pipeline,

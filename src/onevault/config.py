@@ -33,6 +33,10 @@ class Settings(BaseSettings):
 
     token_env: str = Field(default="prod", pattern=r"^[a-z0-9]{1,16}$")
     auth_cache_seconds: float = Field(default=2.0, ge=0, le=5)
+    # Failed authentications a client address may make (per second, and at once) before its
+    # requests with uncached tokens are refused (429) without a database query; 0: no limit.
+    auth_failures_per_second: float = Field(default=10.0, ge=0)
+    auth_failure_burst: int = Field(default=100, ge=1)
 
     pool_min_size: int = Field(default=2, ge=1)
     pool_max_size: int = Field(default=10, ge=1)

@@ -6,7 +6,9 @@ whose only scope is `track` in the body (see `authenticate_body`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +26,10 @@ from onevault.errors import ApiError
 
 logger = logging.getLogger(__name__)
 Q = sqlfile.load(__package__, "queries.sql")
+# How long a request refused for its address's failed authentications waits for its answer.
+REFUSAL_DELAY_SECONDS = 1.0
+# How long a token that resolved to a grant passes the failure limit of its address.
+KNOWN_TOKEN_SECONDS = 600
 # The only scopes a token sent in a request body may have: such a token is in a web page.
 BROWSER_SCOPES = frozenset({"track"})
 _bearer = HTTPBearer(auto_error=False, description="A OneVault API token: `ovt_<env>_<64 hex>`")
@@ -50,17 +56,66 @@ class _Grant:
     origins: tuple[str, ...]
 
 
+class FailureLimiter:
+    """Failed authentications per client address: `rate` a second with bursts up to `burst`.
+
+    An address over its allowance is refused (429) before its token is looked up, so a flood of
+    made-up tokens costs no database query per request; addresses are forgotten when idle.
+    """
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        # address -> (allowance left, when it was counted); bounded, so a flood from many
+        # addresses cannot grow it without end.
+        self._allowance: TTLCache[str, tuple[float, float]] = TTLCache(
+            maxsize=100_000, ttl=burst / rate if rate > 0 else 1
+        )
+
+    def _left(self, address: str, now: float) -> float:
+        left, counted = self._allowance.get(address, (self._burst, now))
+        return min(self._burst, left + (now - counted) * self._rate)
+
+    def wait(self, address: str) -> float:
+        """0 when `address` may try to authenticate, else the seconds until it may."""
+        if self._rate <= 0:
+            return 0.0
+        left = self._left(address, time.monotonic())
+        return 0.0 if left >= 1 else (1 - left) / self._rate
+
+    def failed(self, address: str) -> None:
+        """Count one failed authentication of `address`."""
+        if self._rate > 0:
+            now = time.monotonic()
+            self._allowance[address] = (max(0.0, self._left(address, now) - 1), now)
+
+
 class TokenResolver:
     """Looks tokens up by hash, caching answers (also "unknown") for a few seconds.
 
     The short TTL is what bounds how long a revoked token keeps working on any process.
     """
 
-    def __init__(self, pool: AsyncConnectionPool, ttl_seconds: float) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, ttl_seconds: float, failures: FailureLimiter | None = None
+    ) -> None:
         self._pool = pool
         self._cache: TTLCache[bytes, _Grant | None] | None = (
             TTLCache(maxsize=100_000, ttl=ttl_seconds) if ttl_seconds > 0 else None
         )
+        self.failures = failures or FailureLimiter(0, 1)
+        # Tokens that resolved to a grant lately: looked up again when their cache entry expires
+        # (revocation), but never held back by the failure limit of an address they share.
+        self._recently_valid: TTLCache[bytes, bool] = TTLCache(maxsize=100_000, ttl=KNOWN_TOKEN_SECONDS)
+
+    def may_query(self, token_hash: bytes, address: str) -> float:
+        """0 when a lookup of this token from `address` may proceed, else seconds until it may.
+
+        Cached answers cost nothing, and tokens that were valid lately always go through.
+        """
+        if (self._cache is not None and token_hash in self._cache) or token_hash in self._recently_valid:
+            return 0.0
+        return self.failures.wait(address)
 
     async def lookup(self, token_hash: bytes) -> _Grant | None:
         """What the token with this hash grants, or None if no such token exists."""
@@ -83,6 +138,8 @@ class TokenResolver:
             )
         if self._cache is not None:
             self._cache[token_hash] = grant
+        if grant is not None and not grant.revoked:
+            self._recently_valid[token_hash] = True
         return grant
 
 
@@ -127,10 +184,38 @@ async def authenticate_body(request: Request, customer_id: object, token: object
 
 
 async def _resolve(request: Request, customer_id: str, token: str, scope: str, *, from_body: bool) -> Caller:
+    resolver: TokenResolver = request.app.state.services.tokens
+    address = request.client.host if request.client else ""
+    try:
+        return await _check(request, resolver, address, customer_id, token, scope, from_body)
+    except ApiError as exc:
+        if exc.status in (401, 403):
+            resolver.failures.failed(address)
+        raise
+
+
+async def _check(
+    request: Request,
+    resolver: TokenResolver,
+    address: str,
+    customer_id: str,
+    token: str,
+    scope: str,
+    from_body: bool,
+) -> Caller:
     if not tokens.is_well_formed(token):
         raise _unauthorized("malformed token")
-    resolver: TokenResolver = request.app.state.services.tokens
-    grant = await resolver.lookup(tokens.token_hash(token))
+    token_hash = tokens.token_hash(token)
+    if (wait := resolver.may_query(token_hash, address)) > 0:
+        # Answered late, and the connection closed: a flood's connections then cost the server
+        # a sleeping coroutine each instead of a request's work, whatever their rate.
+        await asyncio.sleep(REFUSAL_DELAY_SECONDS)
+        raise ApiError(
+            429,
+            "too many failed authentications from this address",
+            headers={"Retry-After": str(max(1, math.ceil(wait))), "Connection": "close"},
+        )
+    grant = await resolver.lookup(token_hash)
     if grant is None:
         raise _unauthorized("invalid token")
     if grant.revoked:
