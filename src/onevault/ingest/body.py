@@ -14,6 +14,9 @@ from onevault.ingest.models import InvalidEvent
 
 # sendBeacon() posts strings as text/plain; both carry JSON here.
 ACCEPTED_TYPES = ("application/json", "text/plain")
+# How many arrays and objects an event may nest: the most orjson, which stores it, serialises.
+MAX_DEPTH = 254
+TOO_DEEP = f"JSON nested deeper than {MAX_DEPTH} levels"
 
 
 def _too_large(limit: int) -> ApiError:
@@ -21,7 +24,8 @@ def _too_large(limit: int) -> ApiError:
 
 
 async def read_json(request: Request, limit: int) -> object:
-    """The decoded JSON body; 415 for other media types, 413 over `limit` bytes, 400 if malformed or cut."""
+    """The decoded JSON body; 415 for other media types, 413 over `limit` bytes, 400 if malformed or cut,
+    422 if nested beyond what the parser can follow (far deeper than MAX_DEPTH)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type not in ACCEPTED_TYPES:
         raise ApiError(415, "unsupported content type: send application/json (or text/plain carrying JSON)")
@@ -47,7 +51,7 @@ async def read_json(request: Request, limit: int) -> object:
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
     except RecursionError:
-        raise ApiError(400, "malformed JSON: nested too deeply") from None
+        raise ApiError(422, TOO_DEEP) from None
 
 
 # Numbers are kept exactly as sent: decimals (and integers beyond 64 bits) as Decimal.
@@ -69,5 +73,8 @@ def serialise(event: object) -> str:
     """The decoded event as compact JSON text, numbers exactly as they were sent."""
     try:
         return orjson.dumps(event, default=_exact_number).decode()
-    except TypeError:
+    except orjson.JSONEncodeError as exc:
+        # The decoder yields nothing else orjson refuses: only depth and unpaired surrogates remain.
+        if "recursion" in str(exc).lower():
+            raise InvalidEvent(TOO_DEEP, []) from None
         raise InvalidEvent("strings must be valid Unicode (a lone surrogate was found)", []) from None
