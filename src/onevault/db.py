@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -50,11 +53,40 @@ def start_embedded(data_dir: Path) -> str:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     logger.debug("Starting embedded PostgreSQL", extra={"data_dir": str(data_dir)})
-    server = postgres_server.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    server = postgres_server.get_server(data_dir / "pgdata", cleanup_mode="stop", start=False)
+    # The server is stopped by the process that leaves the list of handles last; a process killed
+    # without its exit handler (kill -9, OOM) stays in that list, and then no one would stop it.
+    _forget_dead_handles(server)
+    server.start()
+    # Registered after start(): exit handlers run last-registered first, so this one runs before
+    # the handler that leaves the list and stops the server if no one else is in it.
+    atexit.register(_forget_dead_handles, server)
     url: str = server.get_uri()
     with psycopg.connect(url, autocommit=True) as conn:
         configure(conn, EMBEDDED_SETTINGS)
     return url
+
+
+def _forget_dead_handles(server: Any) -> None:
+    """Remove processes that no longer exist from the embedded server's list of handles."""
+    with server._lock:
+        handles = server.global_process_id_list
+        pids: list[int] = handles._get()
+        alive = [pid for pid in pids if _process_exists(pid)]
+        if alive != pids:
+            gone = sorted(set(pids) - set(alive))
+            logger.info("Forgetting handles of exited processes", extra={"pids": gone})
+            handles.put(alive)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def configure(conn: psycopg.Connection, settings: dict[str, str]) -> None:
