@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onevault.config import Settings
@@ -76,3 +77,75 @@ def install(app: FastAPI, settings: Settings) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("❌ Unhandled error: %s", type(exc).__name__)
         return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+class ErrorItem(BaseModel):
+    """One problem found in a request."""
+
+    loc: list[str] = Field(description='Where, e.g. `["query", "limit"]` or `["event_type"]`')
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx and 5xx answer of the application."""
+
+    # Some answers add fields, e.g. the ids to retry with when a write's outcome is unknown.
+    model_config = ConfigDict(extra="allow")
+
+    detail: str = Field(description="What went wrong, in one line")
+    errors: list[ErrorItem] = Field(default_factory=list, description="Each problem (validation errors)")
+
+
+_REQUEST_ID = {
+    "description": "The request's id in the service's logs (the client's own `X-Request-ID` if sane)",
+    "schema": {"type": "string"},
+}
+_RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"required": True, "description": "`Bearer`", "schema": {"type": "string"}}},
+    429: {"Retry-After": {"required": True, **_RETRY_AFTER}},
+    503: {"Retry-After": {"required": False, **_RETRY_AFTER}},
+}
+# What the HTTP server answers itself, before the application sees the request: plain text, no request id.
+_SERVER_ERRORS = {
+    400: "Malformed HTTP",
+    431: "Request headers larger than the server's limit",
+    503: "More open connections than the server's limit",
+}
+_PLAIN_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+def responses(
+    errors: dict[int, str],
+    success: dict[int, dict[str, Any]] | None = None,
+    bodies: dict[int, Any] | None = None,
+) -> dict[int | str, dict[str, Any]]:
+    """A route's documented answers: `success` and `errors` (status: when), plus the server's own refusals.
+
+    The application's error bodies are ErrorResponse unless `bodies` names another model for the
+    status; the server's are text/plain. Every answer of the application carries X-Request-ID.
+    """
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status, extra in (success or {200: {}}).items():
+        documented[status] = {**extra, "headers": {"X-Request-ID": {"required": True, **_REQUEST_ID}}}
+    for status in sorted({*errors, *_SERVER_ERRORS}):
+        server = _SERVER_ERRORS.get(status)
+        if server is None:
+            description = errors[status]
+        elif status in errors:
+            also = server[0].lower() + server[1:]
+            description = f"{errors[status]}. From the server itself, in text/plain: {also}"
+        else:
+            description = f"{server} (answered by the server itself, in text/plain)"
+        answer: dict[str, Any] = {
+            "description": description,
+            "headers": {"X-Request-ID": {"required": status not in _SERVER_ERRORS, **_REQUEST_ID}}
+            | _HEADERS.get(status, {}),
+        }
+        if status in errors:
+            answer["model"] = (bodies or {}).get(status, ErrorResponse)
+        if status in _SERVER_ERRORS:
+            answer["content"] = _PLAIN_TEXT
+        documented[status] = answer
+    return documented

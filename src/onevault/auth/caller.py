@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from cachetools import TTLCache
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
 
@@ -253,32 +253,37 @@ def _check_origin(request: Request, allowed: tuple[str, ...]) -> None:
         raise ApiError(403, "this origin is not allowed to send events for this customer")
 
 
-# How the hot ingestion routes, which call `authenticate` themselves, document what it reads.
+def _customer_header(required: bool, when: str) -> dict[str, Any]:
+    return {
+        "name": "X-Customer-ID",
+        "in": "header",
+        "required": required,
+        "schema": {"type": "string", "pattern": tokens.CUSTOMER_ID_RE.pattern},
+        "description": f"The customer (tenant) the request is for, e.g. `one_spa`{when}",
+    }
+
+
+# How routes document the credentials `authenticate` reads itself (not as FastAPI parameters, so a
+# missing X-Customer-ID is answered 400 on every route). The tracking routes also take them from the
+# body: `{}` among the security requirements says a request may carry no Authorization header.
 OPENAPI_AUTH: dict[str, Any] = {
-    "parameters": [
-        {
-            "name": "X-Customer-ID",
-            "in": "header",
-            "required": True,
-            "schema": {"type": "string", "pattern": tokens.CUSTOMER_ID_RE.pattern},
-            "description": "The customer (tenant) the request is for, e.g. `one_spa`",
-        }
-    ],
-    "security": [{"HTTPBearer": []}],
+    "parameters": [_customer_header(False, "; required unless the body carries `customer_id` and `token`")],
+    "security": [{"HTTPBearer": []}, {}],
 }
+OPENAPI_READ_AUTH: dict[str, Any] = {"parameters": [_customer_header(True, "")]}
 
 
 def require(scope: str) -> Callable[..., Awaitable[Caller]]:
-    """A dependency admitting callers whose token belongs to `X-Customer-ID` and has `scope`."""
+    """A dependency admitting callers whose token belongs to `X-Customer-ID` and has `scope`.
+
+    Routes using it declare the header with `openapi_extra=OPENAPI_READ_AUTH`.
+    """
 
     async def dependency(
         request: Request,
-        x_customer_id: Annotated[
-            str | None, Header(description="The customer (tenant) the request is for, e.g. `one_spa`")
-        ] = None,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
     ) -> Caller:
-        # The parameters document the route; `authenticate` reads the same headers.
+        # `credentials` documents the bearer scheme; `authenticate` reads the same headers.
         return await authenticate(request, scope)
 
     return dependency

@@ -16,11 +16,17 @@ _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class TrackEvent(BaseModel):
-    """One event. Unknown fields are accepted and stored verbatim."""
+    """One event. Unknown fields are stored verbatim; no text in it (keys too) may hold U+0000."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    event_type: str = Field(default="page_view", pattern=EVENT_TYPE_PATTERN, examples=["page_view"])
+    # Never None once validated: null counts as absent, as in the pipeline.
+    event_type: str | None = Field(
+        default="page_view",
+        pattern=EVENT_TYPE_PATTERN,
+        examples=["page_view"],
+        description="What happened; null or absent: `page_view`",
+    )
     page_url: str | None = Field(default=None, examples=["https://example.com/pricing?utm_source=news"])
     event_data: dict[str, Any] | None = Field(default=None, description="Free-form properties")
     event_id: str | None = Field(

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from onevault import metrics
 from onevault.auth.caller import OPENAPI_AUTH, Caller, authenticate, authenticate_body, has_header_credentials
-from onevault.errors import ApiError
+from onevault.errors import ApiError, responses
 from onevault.ingest.body import read_json, serialise
 from onevault.ingest.models import (
     BatchResponse,
@@ -38,17 +38,60 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/track", tags=["tracking"])
 
 MAX_USER_AGENT = 1024
+# A beacon cannot set headers: it may carry its credentials in the body (see _caller_and_body).
+# Any value is accepted when the headers authenticate, hence no type.
+_BODY_CREDENTIALS: dict[str, Any] = {
+    "customer_id": {
+        "description": "The customer, for a request without X-Customer-ID and Authorization (a browser's "
+        "beacon); taken out of the event. With those headers it is an ordinary field of the event"
+    },
+    "token": {"description": "With `customer_id`: a token whose only scope is `track`; never stored"},
+}
 _EVENT_SCHEMA = TrackEvent.model_json_schema()
+_ONE_EVENT = _EVENT_SCHEMA | {"properties": _EVENT_SCHEMA["properties"] | _BODY_CREDENTIALS}
+# Each event of a batch is validated on its own: one that is not a valid event is answered
+# "rejected" in `results` and the others are stored, so the request itself admits any value.
+_BATCH_EVENTS = {
+    "type": "array",
+    "minItems": 1,
+    "description": "At most ONEVAULT_BATCH_MAX_EVENTS (default 1000) events; more is refused 413",
+    "items": {"anyOf": [_EVENT_SCHEMA, {"description": "Not an event: rejected in `results`"}]},
+}
+_BATCH = {
+    "anyOf": [
+        {
+            "type": "object",
+            "required": ["events"],
+            "properties": {"events": _BATCH_EVENTS} | _BODY_CREDENTIALS,
+        },
+        _BATCH_EVENTS | {"description": "A bare array of events (credentials in the headers only)"},
+    ]
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Missing X-Customer-ID, malformed JSON or a body that is not an object"},
+    400: {
+        "description": "Missing X-Customer-ID (and customer_id in the body), malformed JSON, "
+        "or a body without headers that is not an object"
+    },
     401: {"description": "Missing, malformed, unknown, revoked or expired token"},
-    403: {"description": "Token of another customer, disabled customer, or missing the `track` scope"},
-    413: {"description": "Body larger than the configured limit"},
+    403: {
+        "description": "Token of another customer, disabled customer, missing the `track` scope, "
+        "an origin the customer does not allow, or a token in the body with more than the `track` scope"
+    },
+    413: {"description": "Body (or batch) larger than the configured limit"},
     415: {"description": "Content type other than application/json or text/plain"},
-    422: {"description": "Fields of the wrong type or format"},
-    429: {"description": "Rate limit of the customer exceeded; see Retry-After"},
+    422: {
+        "description": "Fields of the wrong type or format, JSON nested deeper than 254 levels, "
+        "text PostgreSQL cannot store (U+0000, lone surrogates), an event over the size limit"
+    },
+    429: {
+        "description": "Rate limit of the customer, or of failed authentications from this address, "
+        "exceeded; see Retry-After"
+    },
     503: {"description": "Database unavailable; nothing stored; see Retry-After"},
 }
+
+
+_RESPONSES = responses({int(status): doc["description"] for status, doc in _ERRORS.items()})
 
 
 def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
@@ -178,8 +221,8 @@ def _answer(event: NewEvent, stored: Stored, processing: str, pipeline: Pipeline
     "",
     response_model=TrackResponse,
     response_model_exclude_none=True,
-    responses=_ERRORS,
-    openapi_extra=_body_doc(_EVENT_SCHEMA),
+    responses=_RESPONSES,
+    openapi_extra=_body_doc(_ONE_EVENT),
     summary="Track an event with automatic processing",
 )
 async def track(request: Request) -> Response:
@@ -212,8 +255,8 @@ async def track(request: Request) -> Response:
     "/async",
     response_model=TrackResponse,
     response_model_exclude_none=True,
-    responses=_ERRORS,
-    openapi_extra=_body_doc(_EVENT_SCHEMA),
+    responses=_RESPONSES,
+    openapi_extra=_body_doc(_ONE_EVENT),
     summary="Track an event with background processing",
 )
 async def track_async(request: Request) -> Response:
@@ -229,15 +272,8 @@ async def track_async(request: Request) -> Response:
     "/batch",
     response_model=BatchResponse,
     response_model_exclude_none=True,
-    responses=_ERRORS,
-    openapi_extra=_body_doc(
-        {
-            "type": "object",
-            "required": ["events"],
-            "properties": {"events": {"type": "array", "items": _EVENT_SCHEMA}},
-            "description": "Also accepted: a bare JSON array of events.",
-        }
-    ),
+    responses=_RESPONSES,
+    openapi_extra=_body_doc(_BATCH),
     summary="Track many events in one request",
 )
 async def track_batch(request: Request) -> Response:

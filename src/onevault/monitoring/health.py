@@ -16,6 +16,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
 from onevault import __version__, metrics, sqlfile
+from onevault.errors import ErrorResponse, responses
+from onevault.monitoring.models import Health, HealthDetailed
 from onevault.services import Services, ServicesDep
 
 logger = logging.getLogger(__name__)
@@ -28,7 +30,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-@router.get("/health", summary="Liveness (does not touch the database)")
+@router.get(
+    "/health",
+    summary="Liveness (does not touch the database)",
+    response_model=Health,
+    responses=responses({}),
+)
 async def health() -> dict[str, str]:
     """The process is up and serving."""
     return {"status": "healthy", "service": SERVICE_NAME, "version": __version__, "timestamp": _now()}
@@ -53,7 +60,8 @@ async def _probe(services: Services) -> dict[str, Any]:
 @router.get(
     "/health/detailed",
     summary="Readiness: database connectivity, pool and backlog",
-    responses={503: {"description": "The database is unreachable"}},
+    response_model=HealthDetailed,
+    responses=responses({503: "The database is unreachable"}, bodies={503: HealthDetailed | ErrorResponse}),
 )
 async def health_detailed(services: ServicesDep) -> JSONResponse:
     """Service health including the database; 503 when PostgreSQL does not answer."""
@@ -78,7 +86,12 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses=responses({}, success={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}),
+)
 async def prometheus_metrics(services: ServicesDep) -> Response:
     """Counters, gauges and histograms in the Prometheus text format."""
     try:

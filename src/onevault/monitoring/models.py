@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from onevault.pipeline.result import PipelineResult
 
@@ -120,3 +121,33 @@ class ProcessResponse(BaseModel):
     message: str
     result: TriggerResult
     timestamp: datetime
+
+
+class Health(BaseModel):
+    """Answer of `GET /health`."""
+
+    status: Literal["healthy"]
+    service: str
+    version: str
+    timestamp: datetime
+
+
+class HealthDetailed(BaseModel):
+    """Answer of `GET /health/detailed` (200 when healthy, 503 when PostgreSQL does not answer)."""
+
+    status: Literal["healthy", "unhealthy"]
+    service: str
+    version: str
+    timestamp: datetime
+    pool: dict[str, int]
+    database: dict[str, Any] = Field(description="`status`, and latency, versions and backlog when connected")
+
+
+class DatabaseObjects(BaseModel):
+    """Answer of `GET /health/db`: each named function and view, available or missing."""
+
+    status: Literal["healthy", "unhealthy"]
+    database: str
+    objects: dict[str, Literal["available", "missing"]]
+    timestamp: datetime
+    detail: str | None = Field(default=None, description="What is missing and how to install it")

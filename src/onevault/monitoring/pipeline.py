@@ -12,9 +12,15 @@ from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 
 from onevault import sqlfile
-from onevault.auth.caller import Caller, require
-from onevault.errors import ApiError
-from onevault.monitoring.models import DashboardResponse, ProcessResponse, StatusResponse, TriggerResult
+from onevault.auth.caller import OPENAPI_READ_AUTH, Caller, require
+from onevault.errors import ApiError, ErrorResponse, responses
+from onevault.monitoring.models import (
+    DashboardResponse,
+    DatabaseObjects,
+    ProcessResponse,
+    StatusResponse,
+    TriggerResult,
+)
 from onevault.pipeline.runner import AutomationMissing, ProcessingFailed
 from onevault.services import Services, ServicesDep
 
@@ -31,12 +37,14 @@ AUTOMATION_OBJECTS = (
     "staging.get_pipeline_status",
     "staging.pipeline_dashboard",
 )
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Missing X-Customer-ID"},
-    401: {"description": "Missing, malformed, unknown, revoked or expired token"},
-    403: {"description": "Token of another customer or without the required scope"},
-    503: {"description": "Database unavailable, automation layer not installed, or processing failed"},
+_AUTH_ERRORS = {
+    400: "Missing or invalid X-Customer-ID",
+    401: "Missing, malformed, unknown, revoked or expired token",
+    403: "Token of another customer, disabled customer, or without the required scope",
+    429: "Too many failed authentications from this address; see Retry-After",
+    503: "Database unavailable, automation layer not installed, or processing failed",
 }
+_READ_ANSWERS = responses(_AUTH_ERRORS)
 
 
 def _now() -> str:
@@ -59,7 +67,8 @@ async def _rows(services: Services, name: str, params: dict[str, Any]) -> list[d
 @router.get(
     "/api/v1/track/status",
     response_model=StatusResponse,
-    responses=_AUTH_ERRORS,
+    responses=_READ_ANSWERS,
+    openapi_extra=OPENAPI_READ_AUTH,
     summary="Pipeline status of the caller's events",
 )
 async def status(caller: ReadCaller, services: ServicesDep) -> dict[str, Any]:
@@ -78,7 +87,8 @@ async def status(caller: ReadCaller, services: ServicesDep) -> dict[str, Any]:
 @router.get(
     "/api/v1/track/dashboard",
     response_model=DashboardResponse,
-    responses=_AUTH_ERRORS,
+    responses=responses(_AUTH_ERRORS | {422: "`limit` out of range or not an integer"}),
+    openapi_extra=OPENAPI_READ_AUTH,
     summary="Dashboard data of the caller's events",
 )
 async def dashboard(
@@ -110,7 +120,8 @@ async def dashboard(
 @router.post(
     "/api/v1/track/process",
     response_model=ProcessResponse,
-    responses=_AUTH_ERRORS,
+    responses=_READ_ANSWERS,
+    openapi_extra=OPENAPI_READ_AUTH,
     summary="Process the caller's pending events now",
 )
 async def process(caller: ProcessCaller, services: ServicesDep) -> ProcessResponse:
@@ -140,7 +151,11 @@ async def process(caller: ProcessCaller, services: ServicesDep) -> ProcessRespon
     "/health/db",
     tags=["health"],
     summary="Availability of the pipeline's named functions and view",
-    responses={503: {"description": "Database down, or named objects missing"}},
+    response_model=DatabaseObjects,
+    responses=responses(
+        {503: "Named objects missing (their list), or the database down"},
+        bodies={503: DatabaseObjects | ErrorResponse},
+    ),
 )
 async def health_db(services: ServicesDep) -> JSONResponse:
     """Each named function and the dashboard view: available or missing (503 if any is missing)."""
