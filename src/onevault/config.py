@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     pool_max_size: int = Field(default=10, ge=1)
     db_timeout_seconds: float = Field(default=1.5, gt=0)
     retry_after_seconds: int = Field(default=2, ge=1)
+    # While PostgreSQL is unreachable, requests are answered 503 at once; one request every this
+    # many seconds tries a new connection, and the first that succeeds restores service.
+    db_probe_seconds: float = Field(default=0.25, gt=0, le=5)
 
     writer_batch_size: int = Field(default=500, ge=1)
     writer_concurrency: int = Field(default=2, ge=1)

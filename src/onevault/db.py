@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -11,8 +12,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from onevault.circuit import Circuit
 from onevault.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -23,6 +25,11 @@ APPLICATION_NAME = "onevault"
 EMBEDDED_SETTINGS = {"max_wal_size": "2GB"}
 # The oldest PostgreSQL the SQL is written for (it uses pg_input_is_valid and SQL-standard bodies).
 MIN_SERVER_VERSION = 16
+# How long the pool keeps retrying to replace a connection it lost before giving the slot up
+# (psycopg_pool waits 1, 2, 4, 8... s between tries: with its default of 5 minutes, slots still
+# waiting out their backoff delayed the first success after an outage by up to 8 s). A slot
+# given up is opened again as soon as a request needs it; the circuit breaker detects outages.
+RECONNECT_TIMEOUT_SECONDS = 0.5
 
 
 class DatabaseUnavailable(Exception):
@@ -118,18 +125,54 @@ def describe(url: str) -> str:
     return f"{params.get('user', '')}@{host}:{params.get('port', 5432)}/{params.get('dbname', '')}"
 
 
-def open_pool(url: str, settings: Settings) -> AsyncConnectionPool:
-    """A pool (not yet opened) of autocommit connections.
+class GuardedPool(AsyncConnectionPool):
+    """A connection pool behind a circuit breaker: refuses at once while PostgreSQL is known down."""
+
+    def __init__(self, conninfo: str, *, probe_seconds: float, probe_timeout: float, **kwargs: Any) -> None:
+        super().__init__(conninfo, **kwargs)
+        self._probe_timeout = probe_timeout
+        self.circuit = Circuit(self._probe, interval=probe_seconds)
+
+    async def getconn(self, timeout: float | None = None) -> psycopg.AsyncConnection[Any]:  # noqa: ASYNC109
+        """A connection, or CircuitOpen at once while the breaker is open."""
+        await self.circuit.admit()
+        try:
+            return await super().getconn(timeout)
+        except PoolTimeout:
+            self.circuit.suspect()
+            raise
+
+    async def putconn(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Return `conn`; a broken one makes the breaker check that PostgreSQL is still there."""
+        if conn.broken:
+            self.circuit.suspect()
+        await super().putconn(conn)
+
+    async def _probe(self) -> None:
+        # A connection of its own: the pool's connections may all be stale or waiting out a backoff.
+        conn = await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(str(self.conninfo), autocommit=True), self._probe_timeout
+        )
+        await conn.close()
+        # PostgreSQL answers: replace the pooled connections it closed before requests meet them.
+        await self.check()
+
+
+def open_pool(url: str, settings: Settings) -> GuardedPool:
+    """A pool (not yet opened) of autocommit connections, behind a circuit breaker.
 
     Every statement the service sends is a transaction on its own (the functions it calls do all
     their work in one statement), so autocommit saves the BEGIN and COMMIT round trips. Broken
     connections are discarded when returned; callers that write retry once on a fresh one.
     """
-    return AsyncConnectionPool(
+    return GuardedPool(
         tuned_conninfo(url, settings),
+        probe_seconds=settings.db_probe_seconds,
+        probe_timeout=settings.db_timeout_seconds,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         timeout=settings.db_timeout_seconds,
+        reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
         kwargs={"autocommit": True},
         open=False,
         name="onevault",

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onevault.config import Settings
 from onevault.db import DatabaseUnavailable
+from onevault.ingest.writer import OutcomeUnknown
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,24 @@ class ApiError(Exception):
         self.detail = detail
         self.headers = headers
         self.extra = extra
+
+
+OUTCOME_UNKNOWN = (
+    "outcome unknown: the database did not confirm the write, which may or may not be stored; "
+    "retry with the same event_id"
+)
+
+
+def outcome_unknown(retry_after: int, **ids: Any) -> ApiError:
+    """503 for events sent to PostgreSQL whose commit was not confirmed, with the ids to retry with."""
+    return ApiError(
+        503,
+        OUTCOME_UNKNOWN,
+        headers={"Retry-After": str(retry_after)},
+        outcome="unknown",
+        retry="retry with the same event_id",
+        **ids,
+    )
 
 
 def format_validation_errors(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -72,6 +91,12 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     for exc_type in (DatabaseUnavailable, PoolTimeout, psycopg.OperationalError):
         app.add_exception_handler(exc_type, _db_down)
+
+    @app.exception_handler(OutcomeUnknown)
+    async def _outcome_unknown(_: Request, exc: OutcomeUnknown) -> JSONResponse:
+        # The ingestion routes answer with the ids themselves; this covers any other writer.
+        error = outcome_unknown(settings.retry_after_seconds, event_ids=exc.event_ids)
+        return JSONResponse({"detail": error.detail, **error.extra}, status_code=503, headers=error.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from psycopg_pool import AsyncConnectionPool
 
 from onevault.auth.caller import TokenResolver
 from onevault.config import Settings
+from onevault.db import GuardedPool
 from onevault.ingest.ratelimit import RateLimiter
 from onevault.ingest.writer import EventWriter
 from onevault.pipeline.runner import PipelineRunner
@@ -20,7 +20,7 @@ class Services:
     """Pool, writer, token cache, limiter and pipeline runner of one server process."""
 
     settings: Settings
-    pool: AsyncConnectionPool
+    pool: GuardedPool
     tokens: TokenResolver
     writer: EventWriter
     limiter: RateLimiter

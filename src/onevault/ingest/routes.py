@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from onevault import metrics
 from onevault.auth.caller import OPENAPI_AUTH, Caller, authenticate, authenticate_body, has_header_credentials
-from onevault.errors import ApiError, responses
+from onevault.errors import ApiError, outcome_unknown, responses
 from onevault.ingest.body import read_json, serialise
 from onevault.ingest.models import (
     BatchResponse,
@@ -29,7 +29,7 @@ from onevault.ingest.models import (
     check_storable,
     validate_event,
 )
-from onevault.ingest.writer import EventRejected, NewEvent, Stored
+from onevault.ingest.writer import EventRejected, NewEvent, OutcomeUnknown, Stored
 from onevault.pipeline.result import NOTHING_DUE
 from onevault.pipeline.runner import ProcessingFailed
 from onevault.services import Services, get_services
@@ -87,7 +87,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "Rate limit of the customer, or of failed authentications from this address, "
         "exceeded; see Retry-After"
     },
-    503: {"description": "Database unavailable; nothing stored; see Retry-After"},
+    503: {
+        "description": 'Database unavailable; see Retry-After. With `"outcome": "unknown"` the events '
+        "may be stored: retry with the `event_id`(s) of the answer; otherwise nothing was stored"
+    },
 }
 
 
@@ -189,7 +192,10 @@ async def _store_one(request: Request, services: Services, endpoint: str) -> tup
     except InvalidEvent as exc:
         metrics.EVENTS_RECEIVED.labels(endpoint, "rejected").inc()
         raise ApiError(422, exc.summary, errors=exc.errors) from None
-    (outcome,) = await services.writer.write([event])
+    try:
+        (outcome,) = await services.writer.write([event])
+    except OutcomeUnknown:
+        raise outcome_unknown(services.settings.retry_after_seconds, event_id=event.event_id) from None
     if isinstance(outcome, EventRejected):
         metrics.EVENTS_RECEIVED.labels(endpoint, "rejected").inc()
         raise ApiError(422, "the event could not be stored: it holds text PostgreSQL cannot represent")
@@ -303,7 +309,12 @@ async def track_batch(request: Request) -> Response:
             result = {"index": index, "status": "accepted", "event_id": event.event_id}
             results.append(result)
             ready.append((result, event))
-    outcomes = await services.writer.write([event for _, event in ready]) if ready else []
+    try:
+        outcomes = await services.writer.write([event for _, event in ready]) if ready else []
+    except OutcomeUnknown:
+        for result, _ in ready:
+            result["status"] = "unknown"
+        raise outcome_unknown(settings.retry_after_seconds, results=results) from None
     for (result, _), outcome in zip(ready, outcomes, strict=True):
         if isinstance(outcome, EventRejected):
             result |= {"status": "rejected", "reason": "text PostgreSQL cannot represent"}

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -19,8 +20,28 @@ logger = logging.getLogger(__name__)
 Q = sqlfile.load(__package__, "queries.sql")
 
 
+# How long a write whose transaction outlasts its timeout waits, after PostgreSQL was asked to
+# cancel it, to learn whether it committed (the cancel may lose the race against the commit).
+CANCEL_GRACE_SECONDS = 1.0
+
+
 class EventRejected(Exception):
     """PostgreSQL refused to store this event (e.g. text it cannot represent)."""
+
+
+class OutcomeUnknown(Exception):
+    """The events were sent to PostgreSQL, but whether their transaction committed is not known.
+
+    A retry with the same event ids stores each event at most once.
+    """
+
+    def __init__(self, event_ids: Sequence[str]) -> None:
+        super().__init__("the outcome of the write is unknown")
+        self.event_ids = list(event_ids)
+
+
+class _Lost(Exception):
+    """A statement was sent but its answer never came (the connection broke, or no answer in time)."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +74,19 @@ class _Write:
     """The events of one request, answered together."""
 
     events: Sequence[NewEvent]
+    deadline: float
     future: asyncio.Future[list[Outcome]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    # Set by a writer task when it takes the write (from then on it owes an answer), or by the
+    # request when it stops waiting first (then the write is never sent).
+    taken: bool = False
+    abandoned: bool = False
+
+    def fail(self, exc: Exception) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+            self.future.exception()  # retrieved here too: the request may have stopped waiting
 
 
 class EventWriter:
@@ -70,6 +101,7 @@ class EventWriter:
         self._timeout = timeout
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
+        self._releasing: set[asyncio.Task[None]] = set()
         self._saturated_at = -float("inf")
 
     def saturated(self, within: float = 1.0) -> bool:
@@ -88,22 +120,29 @@ class EventWriter:
             self._queue.put_nowait(None)
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
+        await asyncio.gather(*self._releasing, return_exceptions=True)
 
     async def write(self, events: Sequence[NewEvent]) -> list[Outcome]:
         """Store `events`; returns, in order, after their transaction committed.
 
-        An event PostgreSQL refuses is answered with EventRejected in its place; raises
-        DatabaseUnavailable when the events cannot be confirmed within the timeout.
+        An event PostgreSQL refuses is answered with EventRejected in its place. Raises
+        DatabaseUnavailable when nothing was stored for certain (no connection within the
+        timeout, or the transaction rolled back), and OutcomeUnknown when the events were sent
+        but their commit could not be confirmed.
         """
         if not self._workers:
             raise DatabaseUnavailable("the event writer is not running")
-        write = _Write(events)
+        write = _Write(events, deadline=time.monotonic() + self._timeout)
         self._queue.put_nowait(write)
         done, _ = await asyncio.wait([write.future], timeout=self._timeout)
         if not done:
-            # A cancelled write still queued is skipped by the workers, so a 503 rarely leaves a row.
-            write.future.cancel()
-            raise DatabaseUnavailable("the database did not confirm the write in time")
+            if not write.taken:
+                write.abandoned = True  # the writer tasks skip it: it is never sent
+                raise DatabaseUnavailable("no transaction could take the write in time")
+            # Taken: its task answers by the deadline plus the grace given to a cancel.
+            done, _ = await asyncio.wait([write.future], timeout=2 * CANCEL_GRACE_SECONDS + 0.5)
+            if not done:
+                raise OutcomeUnknown([e.event_id for e in events])
         return write.future.result()
 
     async def _work(self) -> None:
@@ -125,17 +164,24 @@ class EventWriter:
                 size += len(more.events)
             if size >= self._batch_size and not self._queue.empty():
                 self._saturated_at = time.monotonic()
-            live = [w for w in group if not w.future.done()]
+            live = [w for w in group if not w.abandoned]
+            for w in live:
+                w.taken = True
             if live:
                 await self._flush(live)
 
     async def _flush(self, group: list[_Write]) -> None:
+        # The transaction is bounded by the earliest deadline of the requests sharing it.
+        deadline = min(write.deadline for write in group)
         try:
-            outcomes = await self._store([event for write in group for event in write.events])
+            outcomes = await self._store([event for write in group for event in write.events], deadline)
         except DatabaseUnavailable as exc:
             for write in group:
-                if not write.future.done():
-                    write.future.set_exception(exc)
+                write.fail(exc)
+            return
+        except OutcomeUnknown:
+            for write in group:
+                write.fail(OutcomeUnknown([e.event_id for e in write.events]))
             return
         start = 0
         for write in group:
@@ -144,28 +190,45 @@ class EventWriter:
                 write.future.set_result(outcomes[start:end])
             start = end
 
-    async def _store(self, events: list[NewEvent]) -> list[Outcome]:
+    async def _store(self, events: list[NewEvent], deadline: float) -> list[Outcome]:
         try:
             try:
-                return await self._insert(events)
-            except PoolTimeout:
-                raise
-            except psycopg.OperationalError:
-                # Most often a pooled connection the server closed (a restart): once more on a new one.
-                return await self._insert(events)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+                return await self._insert(events, deadline)
+            except _Lost:
+                # Most often a pooled connection the server closed (a restart): once more on a new
+                # one. If the first attempt committed after all, the event ids make this a duplicate.
+                try:
+                    return await self._insert(events, deadline)
+                except DatabaseUnavailable as exc:
+                    raise _Lost from exc
+        except _Lost as exc:
             logger.error(
-                "❌ Could not store %d event(s): database unavailable (%s)", len(events), type(exc).__name__
+                "❌ Could not confirm %d event(s): outcome unknown (%s)",
+                len(events),
+                type(exc.__cause__ or exc).__name__,
             )
-            raise DatabaseUnavailable(type(exc).__name__) from None
+            raise OutcomeUnknown([e.event_id for e in events]) from None
+        except DatabaseUnavailable as exc:
+            logger.error("❌ Could not store %d event(s): nothing stored (%s)", len(events), exc)
+            raise
         except psycopg.Error as exc:
             if len(events) == 1:
                 logger.warning("❌ Event refused by the database (%s)", type(exc).__name__)
                 return [EventRejected(type(exc).__name__)]
         # One bad event must not fail its neighbours: store them one by one.
-        return [outcome for event in events for outcome in await self._store([event])]
+        outcomes: list[Outcome] = []
+        for event in events:
+            try:
+                outcomes += await self._store([event], deadline)
+            except DatabaseUnavailable:
+                if not outcomes:
+                    raise
+                # Some events of the group are stored, the others not: each is retried by its id.
+                raise OutcomeUnknown([e.event_id for e in events]) from None
+        return outcomes
 
-    async def _insert(self, events: list[NewEvent]) -> list[Outcome]:
+    async def _insert(self, events: list[NewEvent], deadline: float) -> list[Outcome]:
+        """Run the statement; DatabaseUnavailable when surely nothing was stored, _Lost when unknown."""
         params = {
             "tenant_hks": [e.tenant_hk for e in events],
             "event_ids": [e.event_id for e in events],
@@ -175,10 +238,75 @@ class EventWriter:
             "received": [e.received_at for e in events],
             "record_sources": [e.record_source for e in events],
         }
-        async with self._pool.connection() as conn:  # autocommit: the statement is the transaction
-            cur = await conn.execute(Q["ingest_events"], params)
-            rows = await cur.fetchall()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DatabaseUnavailable("no time left for the transaction")
+        try:
+            conn = await self._pool.getconn(timeout=remaining)
+        except PoolTimeout as exc:  # nothing was sent
+            raise DatabaseUnavailable(type(exc).__name__) from None
+        # autocommit: the statement is the transaction
+        execution = asyncio.ensure_future(self._fetch(conn, params))
+        done, _ = await asyncio.wait([execution], timeout=deadline - time.monotonic())
+        if not done:
+            rows = await self._cancel(conn, execution)
+        else:
+            await self._pool.putconn(conn)
+            try:
+                rows = execution.result()
+            except psycopg.Error as exc:
+                if conn.broken:
+                    raise _Lost from exc
+                if isinstance(exc, psycopg.OperationalError):
+                    # PostgreSQL answered with an error (lock or statement timeout, shutdown...):
+                    # the statement rolled back.
+                    raise DatabaseUnavailable(type(exc).__name__) from None
+                raise
         by_position = {
             ord_: Stored(raw_event_id, duplicate, lane) for ord_, raw_event_id, duplicate, lane in rows
         }
         return [by_position[n] for n in range(1, len(events) + 1)]
+
+    @staticmethod
+    async def _fetch(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> list[Any]:
+        cur = await conn.execute(Q["ingest_events"], params)
+        return await cur.fetchall()
+
+    async def _cancel(
+        self, conn: psycopg.AsyncConnection[Any], execution: asyncio.Future[list[Any]]
+    ) -> list[Any]:
+        """The statement outlasted its deadline: cancel it and learn whether it committed first."""
+        try:
+            await conn.cancel_safe(timeout=CANCEL_GRACE_SECONDS)
+        except Exception as exc:  # the answer to the statement tells what happened
+            logger.warning("Could not cancel a slow write (%s)", type(exc).__name__)
+        done, _ = await asyncio.wait([execution], timeout=CANCEL_GRACE_SECONDS)
+        # A late cancel could hit the connection's next statement: it is not reused.
+        if not done:
+            execution.cancel()
+            release = asyncio.create_task(self._release_closed(conn, execution))
+            self._releasing.add(release)
+            release.add_done_callback(self._releasing.discard)
+            raise _Lost
+        broken = conn.broken
+        await conn.close()
+        await self._pool.putconn(conn)
+        try:
+            return execution.result()
+        except psycopg.errors.QueryCanceled:
+            raise DatabaseUnavailable("the transaction did not commit in time and was rolled back") from None
+        except psycopg.Error as exc:
+            if broken:
+                raise _Lost from exc
+            if isinstance(exc, psycopg.OperationalError):
+                raise DatabaseUnavailable(type(exc).__name__) from None
+            raise
+
+    async def _release_closed(
+        self, conn: psycopg.AsyncConnection[Any], execution: asyncio.Future[list[Any]]
+    ) -> None:
+        await asyncio.wait([execution])
+        if not execution.cancelled():
+            execution.exception()
+        await conn.close()
+        await self._pool.putconn(conn)

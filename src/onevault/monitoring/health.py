@@ -79,10 +79,16 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
     try:
         database = await asyncio.wait_for(_probe(services), timeout=services.settings.db_timeout_seconds)
     except (psycopg.OperationalError, PoolTimeout, TimeoutError) as exc:
-        body |= {"status": "unhealthy", "database": {"status": "unavailable", "error": type(exc).__name__}}
+        # While the circuit is open this is answered at once, without trying PostgreSQL.
+        status = "unreachable" if services.pool.circuit.state != "closed" else "unavailable"
+        body |= {
+            "status": "unhealthy",
+            "database": {"status": status, "error": type(exc).__name__},
+            "circuit": services.pool.circuit.state,
+        }
         headers = {"Retry-After": str(services.settings.retry_after_seconds)}
         return JSONResponse(body, status_code=503, headers=headers)
-    body |= {"status": "healthy", "database": database}
+    body |= {"status": "healthy", "database": database, "circuit": services.pool.circuit.state}
     return JSONResponse(body)
 
 
