@@ -116,7 +116,7 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Server processes.")
 def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP service (starting the embedded PostgreSQL when no database is configured)."""
-    import uvicorn
+    from onevault import server
 
     settings = _settings()
     with _clear_errors():
@@ -137,16 +137,9 @@ def serve(host: str, port: int, workers: int) -> None:
     # uvicorn re-raises SIGTERM once it has shut down; exiting through SystemExit instead lets the
     # embedded PostgreSQL be stopped cleanly by its exit handler.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        "onevault.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        proxy_headers=True,
-        server_header=False,
-    )
+    server.raise_descriptor_limit(settings)
+    app = "onevault.app:create_app"
+    server.run(server.server_config(app, settings, host=host, port=port, factory=True, workers=workers))
 
 
 @main.group()

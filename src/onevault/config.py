@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -67,6 +68,17 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(default=5000.0, ge=0)
     rate_limit_burst: int = Field(default=10000, ge=1)
 
+    # The HTTP edge, per server process: a client over these limits is disconnected (431 for
+    # headers too large, 503 past max_connections) without costing the others memory or time.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    keepalive_seconds: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=4096, ge=1)
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses or
+    # networks, comma-separated (`*`: any). None by default: the peer's address is the client's.
+    forwarded_allow_ips: Annotated[tuple[str, ...], NoDecode] = ()
+
     # Web origins whose pages may call the read routes (status, dashboard, process), comma-separated
     # (`*`: any). The tracking routes are open to every origin (each customer restricts its own).
     cors_read_origins: Annotated[tuple[str, ...], NoDecode] = ()
@@ -83,6 +95,17 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _proxy_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, tuple | list):
+            for part in value:
+                if part != "*":
+                    ipaddress.ip_network(part, strict=False)  # ValueError: not an address or network
         return value
 
     @field_validator("log_level", mode="before")

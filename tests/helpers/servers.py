@@ -16,18 +16,19 @@ import uvicorn
 
 from onevault.app import create_app
 from onevault.config import Settings
+from onevault.server import server_config
 from tests.helpers.http import free_port
 
 
 class LiveServer:
-    """The real application served by uvicorn over HTTP on loopback, in a background thread."""
+    """The real application served over HTTP on loopback, in a background thread, as `serve` configures it."""
 
     def __init__(self, database_url: str, **settings: Any) -> None:
         self.settings = Settings(**settings)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         app = create_app(self.settings, database_url=database_url)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on")
+        config = server_config(app, self.settings, host="127.0.0.1", port=self.port, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
