@@ -4,6 +4,10 @@ It sends what the OpenAPI document allows (and what it forbids) as a tenant hold
 and every one of its checks must pass: no 5xx, only documented statuses, content types, headers and
 bodies, schema-valid requests accepted and schema-violating ones refused. The tracking routes store
 the events they accept and `/process` runs the pipeline on them, as for any client.
+
+A larger run by hand, against a running service and a token with every scope:
+    schemathesis run http://127.0.0.1:8000/openapi.json -H "X-Customer-ID: <customer>" \
+        -H "Authorization: Bearer <token>" --checks all --max-examples 1000 --generation-allow-x00 false
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from tests.helpers.servers import LiveServer
 from tests.helpers.tenants import make_tenant
 
 # Small enough that all operations take well under a minute on two cores; the seed makes a run
-# repeatable (the CLI's larger runs are described in CONTRIBUTING.md).
+# repeatable.
 MAX_EXAMPLES = 40
 SEED = 20261201
 
