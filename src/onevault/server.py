@@ -100,9 +100,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.limits = config.limits
         self._header_bytes = 0
+        self._chunk_bytes = 0
         self._reading_headers = True
         self._too_large = False
-        self._deadline: asyncio.TimerHandle | None = None
+        # The current deadline (loop time; None: none) and one timer that checks it. Moving the
+        # deadline only moves a number; the timer is re-armed when it fires early, so a request
+        # costs no timer of its own.
+        self._due: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -112,13 +117,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             transport.write(SERVER_BUSY)
             transport.close()
             return
-        self._arm(self.limits.header_timeout)
+        self._deadline(self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._due = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._chunk_bytes = len(data)
         super().data_received(data)
         if self._reading_headers and not self.transport.is_closing():
             self._header_bytes += len(data)
@@ -135,40 +144,46 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._reading_headers = True
         self._header_bytes = 0
-        if self._deadline is None:
-            self._arm(self.limits.header_timeout)
+        if self._due is None:
+            self._deadline(self.limits.header_timeout)
 
     def on_headers_complete(self) -> None:
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.limits.max_header_bytes:
-            self._too_large = True
-            raise _HeadersTooLarge  # the parser stops; send_400_response answers 431
+        # Counted exactly only when the bytes read so far could hold headers over the limit.
+        if self._header_bytes + self._chunk_bytes > self.limits.max_header_bytes:
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > self.limits.max_header_bytes:
+                self._too_large = True
+                raise _HeadersTooLarge  # the parser stops; send_400_response answers 431
         self._reading_headers = False
-        self._arm(self.limits.body_timeout)
+        self._deadline(self.limits.body_timeout)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._due = None
         super().on_message_complete()
 
     def _refuse_headers(self) -> None:
-        self._disarm()
+        self._due = None
         self.logger.warning("Request headers over %d bytes refused", self.limits.max_header_bytes)
         self.transport.write(HEADERS_TOO_LARGE)
         self.transport.close()
 
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired)
+    def _deadline(self, seconds: float) -> None:
+        due = self.loop.time() + seconds
+        self._due = due
+        if self._timer is not None and self._timer.when() > due:
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None:
+            self._timer = self.loop.call_at(due, self._check_deadline)
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expired(self) -> None:
-        self._deadline = None
-        if not self.transport.is_closing():
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self._due is None or self.transport.is_closing():
+            return
+        if self.loop.time() < self._due:
+            self._timer = self.loop.call_at(self._due, self._check_deadline)
+        else:
             # A client this slow is not waited for: the app sees a disconnect if it was reading.
             self.transport.close()
 
