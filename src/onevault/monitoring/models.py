@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from onevault.circuit import State
 from onevault.pipeline.result import PipelineResult
 
 
@@ -141,6 +142,7 @@ class HealthDetailed(BaseModel):
     timestamp: datetime
     pool: dict[str, int]
     database: dict[str, Any] = Field(description="`status`, and latency, versions and backlog when connected")
+    circuit: State = Field(description="The breaker in front of the pool: `open` while PostgreSQL is away")
 
 
 class DatabaseObjects(BaseModel):
