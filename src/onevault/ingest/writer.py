@@ -251,11 +251,12 @@ class EventWriter:
         if not done:
             rows = await self._cancel(conn, execution)
         else:
+            broken = conn.broken  # read first: a closed connection no longer counts as broken
             await self._pool.putconn(conn)
             try:
                 rows = execution.result()
             except psycopg.Error as exc:
-                if conn.broken:
+                if broken:
                     raise _Lost from exc
                 if isinstance(exc, psycopg.OperationalError):
                     # PostgreSQL answered with an error (lock or statement timeout, shutdown...):
