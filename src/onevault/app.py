@@ -122,7 +122,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         version=__version__,
         description=(
             "Multi-tenant site event tracking. Every `/api/v1/track*` request carries `X-Customer-ID` "
-            "and `Authorization: Bearer <token>`."
+            "and `Authorization: Bearer <token>`; web pages may instead send `customer_id` and a "
+            "`track`-only `token` in the JSON body of the tracking routes (no headers, no preflight)."
         ),
         lifespan=lifespan,
     )
