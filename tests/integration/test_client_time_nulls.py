@@ -6,7 +6,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from tests.helpers.pipeline import CUSTOMER, ingest, trigger
 from tests.helpers.tenants import make_tenant
 
