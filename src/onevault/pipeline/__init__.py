@@ -1,1 +1,1 @@
-"""The processing pipeline: the runner that drives the SQL pipeline, and user-agent parsing."""
+"""The processing pipeline: the runner driving the SQL pipeline, user-agent parsing, the vault rebuild."""
