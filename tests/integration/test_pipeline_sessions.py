@@ -95,7 +95,8 @@ def test_url_is_normalised_and_utm_decoded(conn: psycopg.Connection, tenant: Ten
             "utm_campaign": "black friday",
         }
     ]
-    assert scalar(conn, "SELECT site_page_bk FROM business.site_page_h") == "https://example.com/Some/Path"
+    page = "SELECT site_page_bk FROM business.site_page_h WHERE site_page_bk <> '(no page)'"
+    assert scalar(conn, page) == "https://example.com/Some/Path"
     summary = rows(conn, "SELECT utm_source, utm_campaign, entry_page FROM business.site_session_summary_s")
     assert summary[0]["utm_source"] == "news letter"
     assert summary[0]["entry_page"] == s["page_url"]

@@ -3,10 +3,8 @@
 SELECT tenant_hk FROM auth.tenant_current WHERE customer_id = %(customer_id)s;
 
 -- name: visitor_count
--- How many visitors a rebuild of the customer goes through (those of its staged, not quarantined events).
-SELECT count(DISTINCT site_visitor_hk)
-FROM staging.site_tracking_events_s
-WHERE tenant_hk = %(tenant_hk)s AND validation_status <> 'INVALID';
+-- How many visitors a rebuild of the customer goes through (its visitor hubs, as staging.rebuild_vault).
+SELECT count(*) FROM business.site_visitor_h WHERE tenant_hk = %(tenant_hk)s;
 
 -- name: rebuild_chunk
 -- Rebuilds the customer's next visitors after the key `after` (NULL: from the first), at most `limit`:

@@ -1,8 +1,11 @@
 -- Claims up to p_limit due events of one tenant, oldest first, from the lanes (all by default)
 -- no other run holds, and processes them in the caller's transaction. Runs of different lanes
--- proceed in parallel (they share no visitor's sessions); with p_wait a run waits for its lanes
--- instead of skipping busy ones. A batch that fails is retried event by event, so one bad event
--- is marked ERROR (retried later with backoff) without holding back the others.
+-- proceed in parallel (they rarely share a visitor or session, and wait for each other's locks
+-- when they do); with p_wait a run waits for its lanes instead of skipping busy ones. A batch
+-- that fails is retried event by event, so one bad event is marked ERROR (retried later with
+-- backoff) without holding back the others.
+-- requires: staging/visitor_hk.sql
+-- requires: util/lock_key.sql
 CREATE OR REPLACE FUNCTION staging.process_batch(
     p_tenant_hk bytea, p_limit integer DEFAULT 1000, p_lanes smallint[] DEFAULT NULL, p_wait boolean DEFAULT false
 ) RETURNS jsonb
@@ -14,6 +17,7 @@ DECLARE
     v_done bigint[];
     v_id bigint;
     v_staged integer := 0;
+    v_staging record;
     v_loaded integer := 0;
     v_errors integer := 0;
     v_quarantined integer;
@@ -43,9 +47,25 @@ BEGIN
                                   'latencies_ms', '[]'::jsonb);
     END IF;
 
+    -- The visitors and client sessions of the batch, locked in key order (runs never deadlock): a
+    -- run that shares one with another waits, then sees its committed events (docs/vault.md).
+    PERFORM pg_advisory_xact_lock(k.key)
+    FROM (SELECT DISTINCT util.lock_key(x.hk) AS key
+          FROM raw.site_tracking_events_r r
+          CROSS JOIN LATERAL (VALUES
+              (staging.visitor_hk(r.tenant_hk,
+                                  coalesce(r.raw_payload ->> 'visitor_id', r.raw_payload -> 'event_data' ->> 'visitor_id'),
+                                  r.client_ip_hash, r.user_agent)),
+              (util.hash_key(r.tenant_hk, util.canon_id(coalesce(r.raw_payload ->> 'session_id',
+                                                                 r.raw_payload -> 'event_data' ->> 'session_id'))))
+          ) x (hk)
+          WHERE r.raw_event_id = ANY (v_ids) AND x.hk IS NOT NULL
+          ORDER BY 1) k;
+
     BEGIN
-        v_staged := staging.stage_events(v_ids);
-        v_loaded := staging.load_business(v_ids);
+        v_staging := staging.stage_events(v_ids);
+        v_staged := v_staging.staged;
+        v_loaded := staging.load_business(v_ids, v_staging.moved);
         v_done := v_ids;
     EXCEPTION WHEN OTHERS THEN
         v_staged := 0;
@@ -53,8 +73,9 @@ BEGIN
         v_done := '{}';
         FOREACH v_id IN ARRAY v_ids LOOP
             BEGIN
-                v_staged := v_staged + staging.stage_events(ARRAY[v_id]);
-                v_loaded := v_loaded + staging.load_business(ARRAY[v_id]);
+                v_staging := staging.stage_events(ARRAY[v_id]);
+                v_staged := v_staged + v_staging.staged;
+                v_loaded := v_loaded + staging.load_business(ARRAY[v_id], v_staging.moved);
                 v_done := v_done || v_id;
             EXCEPTION WHEN OTHERS THEN
                 v_errors := v_errors + 1;

@@ -1,11 +1,12 @@
 -- raw → staging: validate, normalise and enrich the given raw events (those not staged yet),
--- deriving visitors and 30-minute sessions where the client sent none.
+-- deriving visitors and 30-minute sessions where the client sent none (docs/vault.md). Returns
+-- how many it staged and the staged events it moved to another derived session.
+-- The caller holds the locks of the events' visitors (staging.process_batch).
 -- requires: util/language_tag.sql
 -- requires: util/pixels.sql
-CREATE OR REPLACE FUNCTION staging.stage_events(p_raw_ids bigint[]) RETURNS integer
+-- requires: staging/visitor_hk.sql
+CREATE OR REPLACE FUNCTION staging.stage_events(p_raw_ids bigint[], OUT staged integer, OUT moved bigint[])
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_count integer;
 BEGIN
     WITH src AS (
         SELECT r.raw_event_id, r.tenant_hk, r.event_id, r.record_source, r.received_timestamp AS received_at,
@@ -26,9 +27,10 @@ BEGIN
                coalesce(p ->> 'page_title', d ->> 'page_title') AS page_title,
                coalesce(nullif(p -> 'timestamp', 'null'), nullif(d -> 'timestamp', 'null')) AS ts_in,
                coalesce(nullif(p -> 'sent_at', 'null'), nullif(d -> 'sent_at', 'null')) AS sent_in,
-               coalesce(p ->> 'session_id', d ->> 'session_id') AS session_in,
-               coalesce(p ->> 'visitor_id', d ->> 'visitor_id') AS visitor_in,
-               coalesce(p ->> 'user_id', d ->> 'user_id') AS user_id,
+               util.canon_id(coalesce(p ->> 'session_id', d ->> 'session_id')) AS session_in,
+               util.canon_id(coalesce(p ->> 'visitor_id', d ->> 'visitor_id')) AS visitor_in,
+               coalesce(p ->> 'visitor_id', d ->> 'visitor_id') AS visitor_sent,
+               nullif(btrim(coalesce(p ->> 'user_id', d ->> 'user_id'), E' \t\r\n\f\v'), '') AS user_id,
                util.language_tag(coalesce(p ->> 'language', d ->> 'language')) AS language,
                util.pixels(coalesce(nullif(p -> 'screen_width', 'null'), d -> 'screen_width')) AS screen_width,
                util.pixels(coalesce(nullif(p -> 'screen_height', 'null'), d -> 'screen_height')) AS screen_height,
@@ -56,9 +58,9 @@ BEGIN
                     ELSE f.ts END AS occurred_at,
                CASE WHEN f.sent IS NOT NULL
                     THEN (extract(epoch FROM (f.sent - f.received_at)) * 1000)::bigint END AS clock_skew_ms,
-               coalesce(f.visitor_in, 'anon-' || left(encode(sha256(
-                   f.tenant_hk || coalesce(f.client_ip_hash, '\x'::bytea)
-                   || convert_to(coalesce(f.user_agent, ''), 'UTF8')), 'hex'), 32)) AS visitor_id
+               coalesce(f.visitor_in, staging.derived_visitor_id(f.tenant_hk, f.client_ip_hash, f.user_agent))
+                   AS visitor_id,
+               staging.visitor_hk(f.tenant_hk, f.visitor_sent, f.client_ip_hash, f.user_agent) AS site_visitor_hk
         FROM parsed f
         LEFT JOIN staging.user_agent_parse ua
                ON ua.user_agent_hk = sha256(convert_to(f.user_agent, 'UTF8'))
@@ -77,69 +79,99 @@ BEGIN
                    CASE WHEN e.sent_in IS NOT NULL AND e.sent IS NULL
                         THEN 'sent_at is neither ISO 8601 nor epoch milliseconds' END,
                    CASE WHEN e.occurred_at > e.received_at + interval '1 day' THEN 'timestamp is in the future' END,
-                   CASE WHEN e.occurred_at < timestamptz '2000-01-01' THEN 'timestamp is before 2000' END
+                   CASE WHEN e.occurred_at < timestamptz '2000-01-01 00:00:00+00' THEN 'timestamp is before 2000' END
                ], NULL) AS invalid_reasons,
                array_remove(ARRAY[
                    CASE WHEN e.is_bot THEN 'bot user agent' END,
                    CASE WHEN e.occurred_at < e.received_at - interval '30 days'
-                         AND e.occurred_at >= timestamptz '2000-01-01'
+                         AND e.occurred_at >= timestamptz '2000-01-01 00:00:00+00'
                         THEN 'timestamp more than 30 days before receipt' END
-               ], NULL) AS suspicious_reasons,
-               util.hash_key(e.tenant_hk, e.visitor_id) AS site_visitor_hk
+               ], NULL) AS suspicious_reasons
         FROM enriched e
     ), fresh AS (
-        SELECT c.site_visitor_hk, c.occurred_at, c.raw_event_id, c.visitor_id
+        -- Events without a client session: their sessions are derived per visitor.
+        SELECT c.tenant_hk, c.site_visitor_hk, c.visitor_id, c.occurred_at, c.raw_event_id,
+               util.hash_key(c.tenant_hk, c.event_id) AS site_event_hk
         FROM checked c
         WHERE cardinality(c.invalid_reasons) = 0 AND c.session_in IS NULL
-    ), timeline AS (
-        -- Sessions: the client's, else per visitor a new one after 30 minutes without events.
-        -- Each new event is placed between the visitor's nearest staged events before and after
-        -- it (within 30 minutes), so late events join the session they belong to and sessions
-        -- continue across batches.
-        SELECT f.site_visitor_hk, f.occurred_at, f.raw_event_id, f.visitor_id, NULL::text AS known_session
-        FROM fresh f
-        UNION
-        SELECT f.site_visitor_hk, n.occurred_at, NULL, NULL, n.session_id
+    ), touched AS (
+        -- The visitor's staged sessions within 30 minutes of a new event: the only ones it can
+        -- extend, start earlier or merge.
+        SELECT DISTINCT f.site_visitor_hk, n.site_session_hk
         FROM fresh f
         CROSS JOIN LATERAL (
-            (SELECT s.occurred_at, s.session_id FROM staging.site_tracking_events_s s
+            (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
              WHERE s.site_visitor_hk = f.site_visitor_hk AND s.session_derived
                AND s.occurred_at BETWEEN f.occurred_at - interval '30 minutes' AND f.occurred_at
              ORDER BY s.occurred_at DESC LIMIT 1)
             UNION ALL
-            (SELECT s.occurred_at, s.session_id FROM staging.site_tracking_events_s s
+            (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
              WHERE s.site_visitor_hk = f.site_visitor_hk AND s.session_derived
                AND s.occurred_at BETWEEN f.occurred_at AND f.occurred_at + interval '30 minutes'
              ORDER BY s.occurred_at LIMIT 1)
         ) n
+    ), spans AS (
+        -- Per visitor, the time span re-derived: the new events and the whole of every touched session.
+        SELECT x.site_visitor_hk, min(x.first_at) AS first_at, max(x.last_at) AS last_at
+        FROM (
+            SELECT f.site_visitor_hk, min(f.occurred_at) AS first_at, max(f.occurred_at) AS last_at
+            FROM fresh f GROUP BY f.site_visitor_hk
+            UNION ALL
+            SELECT t.site_visitor_hk, e.first_at, e.last_at
+            FROM touched t
+            CROSS JOIN LATERAL (SELECT min(s.occurred_at) AS first_at, max(s.occurred_at) AS last_at
+                                FROM staging.site_tracking_events_s s
+                                WHERE s.site_session_hk = t.site_session_hk) e
+        ) x
+        GROUP BY x.site_visitor_hk
+    ), timeline AS (
+        SELECT f.tenant_hk, f.site_visitor_hk, f.visitor_id, f.occurred_at, f.raw_event_id, f.site_event_hk,
+               NULL::bytea AS staged_session_hk
+        FROM fresh f
+        UNION ALL
+        SELECT s.tenant_hk, s.site_visitor_hk, s.visitor_id, s.occurred_at, s.raw_event_id, s.site_event_hk,
+               s.site_session_hk
+        FROM spans p
+        JOIN staging.site_tracking_events_s s
+          ON s.site_visitor_hk = p.site_visitor_hk AND s.session_derived
+         AND s.occurred_at BETWEEN p.first_at AND p.last_at
     ), gaps AS (
         SELECT t.*,
-               CASE WHEN lag(t.occurred_at) OVER w IS NULL
-                      OR t.occurred_at > lag(t.occurred_at) OVER w + interval '30 minutes' THEN 1 ELSE 0 END
-                   AS starts_session
+               CASE WHEN t.occurred_at > lag(t.occurred_at) OVER w + interval '30 minutes'
+                    THEN 1 ELSE 0 END AS starts_session
         FROM timeline t
-        WINDOW w AS (PARTITION BY t.site_visitor_hk ORDER BY t.occurred_at, t.raw_event_id NULLS FIRST)
+        WINDOW w AS (PARTITION BY t.site_visitor_hk ORDER BY t.occurred_at, t.site_event_hk)
     ), grouped AS (
         SELECT g.*,
                sum(g.starts_session) OVER (PARTITION BY g.site_visitor_hk
-                                           ORDER BY g.occurred_at, g.raw_event_id NULLS FIRST) AS session_no
+                                           ORDER BY g.occurred_at, g.site_event_hk) AS session_no
         FROM gaps g
-    ), derived AS (
-        SELECT g.raw_event_id,
-               coalesce(
-                   first_value(g.known_session) OVER (
-                       PARTITION BY g.site_visitor_hk, g.session_no
-                       ORDER BY g.known_session IS NULL, g.occurred_at
-                       ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING),
-                   g.visitor_id || ':' || to_char(
+    ), derived AS MATERIALIZED (
+        -- A derived session is named after its visitor and its earliest event: a function of the
+        -- visitor's final timeline, whatever order the events came in.
+        SELECT d.*, util.derived_key(d.tenant_hk, d.session_id) AS site_session_hk
+        FROM (
+            SELECT g.raw_event_id, g.tenant_hk, g.staged_session_hk,
+                   g.visitor_id || '@' || to_char(
                        min(g.occurred_at) OVER (PARTITION BY g.site_visitor_hk, g.session_no) AT TIME ZONE 'UTC',
-                       'YYYYMMDD"T"HH24MISS.MS')) AS session_id
-        FROM grouped g
+                       'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS session_id
+            FROM grouped g
+        ) d
+    ), moved AS (
+        -- Staged events whose derived session changed: the business layer records the move.
+        UPDATE staging.site_tracking_events_s s
+        SET session_id = d.session_id, site_session_hk = d.site_session_hk
+        FROM derived d
+        WHERE d.staged_session_hk IS NOT NULL AND s.raw_event_id = d.raw_event_id
+          AND d.staged_session_hk <> d.site_session_hk
+        RETURNING s.raw_event_id
     ), sessions AS (
         SELECT c.*, d.raw_event_id IS NOT NULL AS derive_session,
-               coalesce(c.session_in, d.session_id) AS session_id
+               coalesce(c.session_in, d.session_id) AS session_id,
+               CASE WHEN d.raw_event_id IS NOT NULL THEN d.site_session_hk
+                    ELSE util.hash_key(c.tenant_hk, c.session_in) END AS site_session_hk
         FROM checked c
-        LEFT JOIN derived d ON d.raw_event_id = c.raw_event_id
+        LEFT JOIN derived d ON d.raw_event_id = c.raw_event_id AND d.staged_session_hk IS NULL
     ), ins AS (
         INSERT INTO staging.site_tracking_events_s (
             raw_event_id, tenant_hk, event_id, record_source, validation_status, validation_reasons, quality_score,
@@ -171,7 +203,7 @@ BEGIN
                s.client_ip_hash, s.received_at, s.occurred_at, s.clock_skew_ms,
                s.session_id, s.derive_session, s.visitor_id, s.visitor_in IS NULL, s.user_id, s.d,
                util.hash_key(s.tenant_hk, s.event_id),
-               util.hash_key(s.tenant_hk, s.session_id),
+               s.site_session_hk,
                s.site_visitor_hk,
                util.hash_key(s.tenant_hk, split_part(s.page_url, '?', 1)),
                -- process_batch loads the business layer in the same transaction, so a loadable
@@ -182,7 +214,7 @@ BEGIN
         ON CONFLICT (raw_event_id) DO NOTHING
         RETURNING raw_event_id
     )
-    SELECT count(*) INTO v_count FROM ins;
-    RETURN v_count;
+    SELECT (SELECT count(*) FROM ins), (SELECT coalesce(array_agg(m.raw_event_id), '{}') FROM moved m)
+    INTO staged, moved;
 END;
 $$;

@@ -1,0 +1,74 @@
+-- An order-independent business vault (docs/vault.md): satellites by applied date, effectivity
+-- of the links derived sessions can change, retired sessions, the ghost page, and indexes for
+-- per-customer queries. Rows loaded before keep their content; their applied date is unknown
+-- ('-infinity'), so any later row supersedes them, and `onevault vault rebuild` recomputes them.
+
+-- Descriptive satellites: the event time a row describes, besides when it was loaded. Several
+-- rows of one key may share a load (A → B → A in one batch), so the key is (hk, applied, load).
+ALTER TABLE business.site_visitor_details_s ADD COLUMN applied_date timestamptz NOT NULL DEFAULT '-infinity';
+ALTER TABLE business.site_visitor_details_s ALTER COLUMN applied_date DROP DEFAULT;
+ALTER TABLE business.site_visitor_details_s DROP CONSTRAINT site_visitor_details_s_pkey;
+ALTER TABLE business.site_visitor_details_s ADD PRIMARY KEY (site_visitor_hk, applied_date, load_date);
+CREATE INDEX site_visitor_details_s_tenant_idx ON business.site_visitor_details_s (tenant_hk);
+
+ALTER TABLE business.site_page_details_s ADD COLUMN applied_date timestamptz NOT NULL DEFAULT '-infinity';
+ALTER TABLE business.site_page_details_s ALTER COLUMN applied_date DROP DEFAULT;
+ALTER TABLE business.site_page_details_s DROP CONSTRAINT site_page_details_s_pkey;
+ALTER TABLE business.site_page_details_s ADD PRIMARY KEY (site_page_hk, applied_date, load_date);
+CREATE INDEX site_page_details_s_tenant_idx ON business.site_page_details_s (tenant_hk);
+
+-- Session summaries are computed; a session whose events all moved into another (sessions merge
+-- when a late event closes the gap between them) gets a last row that is not in force.
+ALTER TABLE business.site_session_summary_s ADD COLUMN in_force boolean NOT NULL DEFAULT true;
+CREATE INDEX site_session_summary_s_tenant_start_idx
+    ON business.site_session_summary_s (tenant_hk, session_start);
+
+-- Driving-key effectivity of event → session: an event's session is its latest row here, or its
+-- only link when it has none (events move only when derived sessions merge or start earlier).
+CREATE TABLE business.site_event_session_eff_s (
+    site_event_hk bytea NOT NULL,
+    load_date timestamptz NOT NULL,
+    link_event_session_hk bytea NOT NULL,
+    site_session_hk bytea NOT NULL,
+    tenant_hk bytea NOT NULL,
+    record_source text NOT NULL,
+    PRIMARY KEY (site_event_hk, load_date)
+);
+
+-- Driving-key effectivity of session → visitor: the visitor of the session's latest event holds
+-- it, from the applied date of that event.
+CREATE TABLE business.site_session_visitor_eff_s (
+    site_session_hk bytea NOT NULL,
+    load_date timestamptz NOT NULL,
+    applied_date timestamptz NOT NULL,
+    link_session_visitor_hk bytea NOT NULL,
+    site_visitor_hk bytea NOT NULL,
+    tenant_hk bytea NOT NULL,
+    record_source text NOT NULL,
+    PRIMARY KEY (site_session_hk, load_date)
+);
+CREATE INDEX site_session_visitor_eff_s_visitor_idx ON business.site_session_visitor_eff_s (site_visitor_hk);
+
+-- Per-customer access to hubs and links that consumers start from.
+CREATE INDEX site_visitor_h_tenant_idx ON business.site_visitor_h (tenant_hk, site_visitor_hk);
+CREATE INDEX site_session_h_tenant_idx ON business.site_session_h (tenant_hk);
+CREATE INDEX site_page_h_tenant_idx ON business.site_page_h (tenant_hk);
+CREATE INDEX site_session_visitor_l_tenant_idx ON business.site_session_visitor_l (tenant_hk);
+CREATE INDEX site_event_details_s_tenant_time_idx ON business.site_event_details_s (tenant_hk, occurred_at);
+
+-- A session's events in staging, which summaries are recomputed from.
+CREATE INDEX site_tracking_events_s_session_idx ON staging.site_tracking_events_s (site_session_hk);
+
+-- The zero key: events without a page link to the ghost page.
+INSERT INTO business.site_page_h (site_page_hk, site_page_bk, tenant_hk, load_date, record_source)
+VALUES ('\x0000000000000000000000000000000000000000000000000000000000000000', '(no page)',
+        '\x0000000000000000000000000000000000000000000000000000000000000000', '-infinity', 'SYSTEM');
+INSERT INTO business.site_page_details_s (site_page_hk, applied_date, load_date, hash_diff, tenant_hk, page_host,
+                                          page_path, page_title, record_source)
+VALUES ('\x0000000000000000000000000000000000000000000000000000000000000000', '-infinity', '-infinity',
+        '\x0000000000000000000000000000000000000000000000000000000000000000',
+        '\x0000000000000000000000000000000000000000000000000000000000000000', NULL, NULL, NULL, 'SYSTEM');
+
+-- The loader's functions changed their signatures; their files create the new ones.
+DROP FUNCTION IF EXISTS staging.stage_events(bigint[]);
+DROP FUNCTION IF EXISTS staging.load_business(bigint[]);
