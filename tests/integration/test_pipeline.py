@@ -388,14 +388,20 @@ def test_parallel_lanes_keep_sessions_whole_and_process_each_event_once(
 
 
 def test_lanes_follow_the_keys_sessions_hang_on(conn: psycopg.Connection, tenant: Tenant) -> None:
-    """A visitor's events share a lane wherever its id is sent; without ids, IP and user agent decide."""
+    """A client session's events share a lane whoever sends them, a visitor's sessionless events too.
+
+    The session id decides (canonical: trimmed, any case), else the visitor id, else IP and user agent.
+    """
 
     def lane(payload: dict[str, Any], ip_hash: bytes | None = None, agent: str | None = None) -> int:
         found: int = scalar(conn, "SELECT raw.processing_lane(%s, %s, %s)", (Jsonb(payload), ip_hash, agent))
         return found
 
     visitor = lane({"visitor_id": "v-1"})
-    assert lane({"event_data": {"visitor_id": "v-1"}, "session_id": "s-9"}, b"\x01", CHROME) == visitor
+    assert lane({"event_data": {"visitor_id": " V-1 "}}, b"\x01", CHROME) == visitor
+    assert lane({"visitor_id": "v-1", "session_id": "  "}) == visitor
+    session = lane({"session_id": "s-9"})
+    assert lane({"event_data": {"visitor_id": "v-1"}, "session_id": "S-9 "}, b"\x01", CHROME) == session
     assert lane({"session_id": "s-9", "event_data": {"session_id": "other"}}) == lane({"session_id": "s-9"})
     assert lane({"page_url": "https://a.test/"}, b"\x01", CHROME) == lane({}, b"\x01", CHROME)
     spread = {lane({"visitor_id": f"v-{n}"}) for n in range(200)}

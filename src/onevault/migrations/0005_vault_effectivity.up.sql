@@ -72,3 +72,19 @@ VALUES ('\x0000000000000000000000000000000000000000000000000000000000000000', '-
 -- The loader's functions changed their signatures; their files create the new ones.
 DROP FUNCTION IF EXISTS staging.stage_events(bigint[]);
 DROP FUNCTION IF EXISTS staging.load_business(bigint[]);
+
+-- Lanes now follow the client session first (raw.processing_lane): due events take their new lane,
+-- so that a session's pending events are never processed by two runs at once.
+UPDATE raw.site_tracking_events_r r
+SET processing_lane = l.lane
+FROM (SELECT x.raw_event_id,
+             (hashtext(coalesce(
+                 nullif(lower(btrim(coalesce(x.raw_payload ->> 'session_id',
+                                             x.raw_payload -> 'event_data' ->> 'session_id'), E' \t\r\n\f\v')), ''),
+                 nullif(lower(btrim(coalesce(x.raw_payload ->> 'visitor_id',
+                                             x.raw_payload -> 'event_data' ->> 'visitor_id'), E' \t\r\n\f\v')), ''),
+                 encode(coalesce(x.client_ip_hash, '\x'::bytea), 'hex') || coalesce(x.user_agent, ''))) & 7)::smallint
+                 AS lane
+      FROM raw.site_tracking_events_r x
+      WHERE x.processing_status <> 'PROCESSED') l
+WHERE r.raw_event_id = l.raw_event_id AND r.processing_lane <> l.lane;

@@ -3,8 +3,8 @@
 -- depends on (docs/vault.md). p_moved: staged events stage_events moved to another derived
 -- session. p_replay: the events were loaded before (staging.rebuild_vault), so their links are
 -- written where missing too. Idempotent: a replay inserts nothing. Returns the events it added.
--- The caller holds the locks of the events' visitors and client sessions (staging.process_batch);
--- this function locks their pages. One load date for the whole batch, taken after the locks.
+-- The caller holds the lanes of the events (staging.process_batch), so no other run touches their
+-- sessions; this function locks their visitors and pages. One load date for the whole batch.
 -- requires: util/hash_diff.sql
 -- requires: util/iso_utc.sql
 CREATE OR REPLACE FUNCTION staging.load_business(
@@ -16,7 +16,20 @@ DECLARE
     v_load timestamptz := clock_timestamp();
     v_ghost CONSTANT bytea := '\x0000000000000000000000000000000000000000000000000000000000000000';
 BEGIN
-    -- Pages are shared by every visitor: their hub rows are the locks of their details.
+    -- Visitors and pages are what runs of different lanes may share: their hub rows, written
+    -- first and locked in key order, are the locks of their details.
+    INSERT INTO business.site_visitor_h (site_visitor_hk, site_visitor_bk, tenant_hk, load_date, record_source)
+    SELECT DISTINCT ON (s.site_visitor_hk) s.site_visitor_hk, s.visitor_id, s.tenant_hk, v_load,
+           substr(s.record_source, 9)
+    FROM staging.site_tracking_events_s s
+    WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
+    ORDER BY s.site_visitor_hk, s.occurred_at, s.site_event_hk
+    ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM business.site_visitor_h h
+    WHERE h.site_visitor_hk IN (SELECT s.site_visitor_hk FROM staging.site_tracking_events_s s
+                                WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID')
+    ORDER BY h.site_visitor_hk
+    FOR NO KEY UPDATE;
     INSERT INTO business.site_page_h (site_page_hk, site_page_bk, tenant_hk, load_date, record_source)
     SELECT DISTINCT ON (s.site_page_hk) s.site_page_hk, split_part(s.page_url, '?', 1), s.tenant_hk, v_load,
            substr(s.record_source, 9)
@@ -36,12 +49,6 @@ BEGIN
         SELECT s.*, substr(s.record_source, 9) AS source, coalesce(s.site_page_hk, v_ghost) AS page_hk
         FROM staging.site_tracking_events_s s
         WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
-    ), visitor_h AS (
-        INSERT INTO business.site_visitor_h (site_visitor_hk, site_visitor_bk, tenant_hk, load_date, record_source)
-        SELECT DISTINCT ON (site_visitor_hk) site_visitor_hk, visitor_id, tenant_hk, v_load, source
-        FROM batch
-        ORDER BY site_visitor_hk, occurred_at, site_event_hk
-        ON CONFLICT DO NOTHING
     ), session_h AS (
         INSERT INTO business.site_session_h (site_session_hk, site_session_bk, tenant_hk, load_date, record_source)
         SELECT DISTINCT ON (site_session_hk) site_session_hk, session_id, tenant_hk, v_load, source

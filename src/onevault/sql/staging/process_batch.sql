@@ -1,11 +1,8 @@
 -- Claims up to p_limit due events of one tenant, oldest first, from the lanes (all by default)
 -- no other run holds, and processes them in the caller's transaction. Runs of different lanes
--- proceed in parallel (they rarely share a visitor or session, and wait for each other's locks
--- when they do); with p_wait a run waits for its lanes instead of skipping busy ones. A batch
--- that fails is retried event by event, so one bad event is marked ERROR (retried later with
--- backoff) without holding back the others.
--- requires: staging/visitor_hk.sql
--- requires: util/lock_key.sql
+-- proceed in parallel (they share no session: see raw.processing_lane); with p_wait a run waits
+-- for its lanes instead of skipping busy ones. A batch that fails is retried event by event, so
+-- one bad event is marked ERROR (retried later with backoff) without holding back the others.
 CREATE OR REPLACE FUNCTION staging.process_batch(
     p_tenant_hk bytea, p_limit integer DEFAULT 1000, p_lanes smallint[] DEFAULT NULL, p_wait boolean DEFAULT false
 ) RETURNS jsonb
@@ -46,21 +43,6 @@ BEGIN
         RETURN jsonb_build_object('claimed', 0, 'staged', 0, 'loaded', 0, 'quarantined', 0, 'errors', 0,
                                   'latencies_ms', '[]'::jsonb);
     END IF;
-
-    -- The visitors and client sessions of the batch, locked in key order (runs never deadlock): a
-    -- run that shares one with another waits, then sees its committed events (docs/vault.md).
-    PERFORM pg_advisory_xact_lock(k.key)
-    FROM (SELECT DISTINCT util.lock_key(x.hk) AS key
-          FROM raw.site_tracking_events_r r
-          CROSS JOIN LATERAL (VALUES
-              (staging.visitor_hk(r.tenant_hk,
-                                  coalesce(r.raw_payload ->> 'visitor_id', r.raw_payload -> 'event_data' ->> 'visitor_id'),
-                                  r.client_ip_hash, r.user_agent)),
-              (util.hash_key(r.tenant_hk, util.canon_id(coalesce(r.raw_payload ->> 'session_id',
-                                                                 r.raw_payload -> 'event_data' ->> 'session_id'))))
-          ) x (hk)
-          WHERE r.raw_event_id = ANY (v_ids) AND x.hk IS NOT NULL
-          ORDER BY 1) k;
 
     BEGIN
         v_staging := staging.stage_events(v_ids);

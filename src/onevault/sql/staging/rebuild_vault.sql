@@ -2,7 +2,7 @@
 -- p_limit visitor hubs after p_after (NULL: from the first), in the caller's transaction.
 -- Re-canonicalises their events' keys, re-derives their sessions on the whole timeline, and
 -- loads what differs (links, effectivity, summaries, satellite rows); a second run inserts
--- nothing. Takes the same locks as staging.process_batch, so it runs beside the pipeline.
+-- nothing. Holds the customer's lanes (staging.process_batch) meanwhile, so it runs beside the pipeline.
 -- Returns {"visitors": n, "events": n, "last": hex of the last visitor hub, or null when done}.
 -- requires: staging/load_business.sql
 CREATE OR REPLACE FUNCTION staging.rebuild_vault(p_tenant_hk bytea, p_after bytea, p_limit integer DEFAULT 200)
@@ -30,19 +30,9 @@ BEGIN
     WHERE l.site_visitor_hk = ANY (v_visitors) AND s.site_visitor_hk = ANY (v_visitors)
       AND s.validation_status <> 'INVALID';
 
-    -- Lock every visitor and client session they have, as keyed now and canonically.
-    PERFORM pg_advisory_xact_lock(k.key)
-    FROM (SELECT DISTINCT util.lock_key(x.hk) AS key
-          FROM staging.site_tracking_events_s s
-          CROSS JOIN LATERAL (VALUES
-              (s.site_visitor_hk),
-              (CASE WHEN s.visitor_derived THEN util.derived_key(s.tenant_hk, s.visitor_id)
-                    ELSE util.hash_key(s.tenant_hk, util.canon_id(s.visitor_id)) END),
-              (CASE WHEN NOT s.session_derived THEN s.site_session_hk END),
-              (CASE WHEN NOT s.session_derived THEN util.hash_key(s.tenant_hk, util.canon_id(s.session_id)) END)
-          ) x (hk)
-          WHERE s.raw_event_id = ANY (v_ids) AND x.hk IS NOT NULL
-          ORDER BY 1) k;
+    -- Their sessions may be in any lane: hold all of the customer's, as a run waiting for them does.
+    PERFORM pg_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex') || '/' || l))
+    FROM generate_series(0, 7) l ORDER BY l;
 
     -- Canonical keys (rows staged before 0.3.0): a client session that changes key moves.
     WITH canonical AS (
