@@ -2,7 +2,10 @@
 
 What the benchmarks compare the service against: a new PostgreSQL connection and a token query
 per request, one single-row statement at a time, and every event processed row by row through
-staging into the business layer (in the request for `/track`, in a background task otherwise).
+staging into the business layer (in the request for `/track`, in a background task otherwise),
+under the locks and with the derived data docs/vault.md describes: sessions re-derived on the
+visitor's timeline, summaries recomputed from all their events, satellites by applied date,
+effectivity rows.
 Run it with `python -m bench.naive_baseline --port N`.
 """
 
@@ -21,6 +24,7 @@ from urllib.parse import unquote_to_bytes
 
 import psycopg
 from fastapi import BackgroundTasks, Body, FastAPI, Header, HTTPException, Request
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from onevault import sqlfile
@@ -41,6 +45,9 @@ _SIZES = ("screen_width", "screen_height", "viewport_width", "viewport_height")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{1,8})*", re.IGNORECASE)
 _NO_AGENT = useragents.ParsedAgent("Other", None, "Other", None, "desktop", False)
 _YEAR_2000 = datetime(2000, 1, 1, tzinfo=UTC)
+_BLANK = " \t\r\n\f\v"  # what util.canon_id and the user id are trimmed of
+_GAP = timedelta(minutes=30)  # inactivity that ends a derived session
+_GHOST_PAGE = bytes(32)  # the zero key: the page of events without one (docs/vault.md)
 
 
 # --- enrichment, in Python, one event at a time ------------------------------------------------
@@ -114,6 +121,22 @@ def _query_param(query: str | None, name: str) -> str | None:
     if query is None or marker not in "&" + query:
         return None
     return _url_decode(("&" + query).split(marker, 2)[1].split("&", 1)[0])
+
+
+def _canon_id(value: Any) -> str | None:
+    """A visitor or session id as a business key: trimmed, lower case, None when blank (util.canon_id)."""
+    text = _text(value)
+    return (text.strip(_BLANK).lower() or None) if text is not None else None
+
+
+def _hash_key(tenant_hk: bytes, business_key: str) -> bytes:
+    """The hash key of a business key (as util.hash_key)."""
+    return hashlib.sha256(tenant_hk + business_key.encode()).digest()
+
+
+def _derived_key(tenant_hk: bytes, business_key: str) -> bytes:
+    """The hash key of a key the service derives itself, in its own namespace (as util.derived_key)."""
+    return hashlib.sha256(tenant_hk + b"\xff" + business_key.encode()).digest()
 
 
 def _milliseconds(delta: timedelta) -> int:
@@ -200,12 +223,13 @@ def enrich(
         )
         if flagged
     ]
-    visitor_in, session_in = _text(known("visitor_id")), _text(known("session_id"))
+    visitor_in, session_in = _canon_id(known("visitor_id")), _canon_id(known("session_id"))
     visitor_id = (
         visitor_in
         or "anon-"
         + hashlib.sha256(tenant_hk + (client_ip_hash or b"") + (user_agent or "").encode()).hexdigest()[:32]
     )
+    user_id = (_text(known("user_id")) or "").strip(_BLANK) or None
     penalties = (
         ("0.15", page is None),
         ("0.1", visitor_in is None),
@@ -228,7 +252,6 @@ def enrich(
         "page_host": page[1] if page else None,
         "page_path": page[2] if page else None,
         "page_query": page[3] if page else None,
-        "page_bk": page[0].split("?", 1)[0] if page else None,
         "page_title": _text(known("page_title")),
         **{name: _query_param(query, name) for name in _UTM},
         "referrer_url": referrer[0] if referrer else None,
@@ -244,21 +267,24 @@ def enrich(
         "received_at": received_at,
         "occurred_at": occurred_at,
         "clock_skew_ms": clock_skew_ms,
-        # A valid event without a session gets one from its neighbours: see _derived_session.
+        # A valid event without a session gets one on its visitor's timeline: see _derive_session.
         "session_id": session_in,
         "session_derived": session_in is None and not invalid,
         "visitor_id": visitor_id,
         "visitor_derived": visitor_in is None,
-        "user_id": _text(known("user_id")),
+        "user_id": user_id,
         "language": _language_tag(_text(known("language"))),
         **{name: _pixels(known(name)) for name in _SIZES},
         "event_properties": Jsonb(data),
+        "event_hk": _hash_key(tenant_hk, event_id),
+        "session_hk": _hash_key(tenant_hk, session_in) if session_in is not None else None,
+        "visitor_hk": (
+            _hash_key(tenant_hk, visitor_id)
+            if visitor_in is not None
+            else _derived_key(tenant_hk, visitor_id)
+        ),
+        "page_hk": _hash_key(tenant_hk, page[0].split("?", 1)[0]) if page else None,
     }
-
-
-def _hash_diff(*values: Any) -> bytes:
-    """SHA-256 of a satellite's attributes."""
-    return hashlib.sha256(json.dumps(values, default=str).encode()).digest()
 
 
 # --- the reference design's storage and processing ---------------------------------------------
@@ -294,10 +320,9 @@ def process_event(conn: Conn, raw_event_id: int) -> None:
     if row is None or row[7] == "PROCESSED":
         return
     tenant_hk, event_id, payload, received_at, user_agent, client_ip_hash, record_source, _ = row
-    tenant_hk = bytes(tenant_hk)
     staged = enrich(
         raw_event_id,
-        tenant_hk,
+        bytes(tenant_hk),
         event_id,
         payload,
         received_at,
@@ -305,117 +330,172 @@ def process_event(conn: Conn, raw_event_id: int) -> None:
         bytes(client_ip_hash) if client_ip_hash is not None else None,
         record_source,
     )
-    if staged["session_derived"]:
-        staged["session_id"] = _derived_session(conn, staged)
-    keys = conn.execute(Q["insert_staging"], staged).fetchone()
-    if keys is not None and staged["validation_status"] != "INVALID":
-        event_hk, session_hk, visitor_hk, page_hk, staged["referrer_class"] = keys
-        _load_business(conn, staged, bytes(event_hk), bytes(session_hk), bytes(visitor_hk), page_hk)
+    # The locks staging.process_batch takes: the event's visitor and client session, in key order
+    # (util.lock_key: a hash key's first 64 bits), so that runs sharing either serialise.
+    locked = {staged["visitor_hk"], staged["session_hk"]} - {None}
+    for key in sorted(int.from_bytes(hk[:8], "big", signed=True) for hk in locked):
+        conn.execute(Q["lock_key"], {"key": key})
+    moved = _derive_session(conn, staged) if staged["session_derived"] else []
+    inserted = conn.execute(Q["insert_staging"], staged).fetchone()
+    if inserted is not None and staged["validation_status"] != "INVALID":
+        staged["referrer_class"] = inserted[0]
+        _load_business(conn, staged, record_source, moved)
     conn.execute(Q["mark_raw_processed"], {"raw_event_id": raw_event_id})
 
 
-def _derived_session(conn: Conn, s: dict[str, Any]) -> str:
-    """The session of a staged event without one: the visitor's, unless 30 minutes passed without events.
-
-    That of the visitor's staged event nearest before it within 30 minutes, else nearest after it,
-    else a new one named after the visitor and its start."""
-    row = conn.execute(Q["adjacent_session"], s).fetchone()
-    if row is not None:
-        return str(row[0])
-    start = s["occurred_at"].astimezone(UTC)
-    return f"{s['visitor_id']}:{start:%Y%m%dT%H%M%S}.{start.microsecond // 1000:03d}"
+def _iso_ms(moment: datetime) -> str:
+    """A moment as UTC ISO 8601 with milliseconds (truncated, as to_char's MS)."""
+    utc = moment.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
-def _load_business(
-    conn: Conn, s: dict[str, Any], event_hk: bytes, session_hk: bytes, visitor_hk: bytes, page_hk: Any
-) -> None:
-    """Hubs, links and satellites of one staged event, one statement at a time."""
-    tenant_hk = s["tenant_hk"]
-    page_hk = bytes(page_hk) if page_hk is not None else None
-    hub = {"tenant_hk": tenant_hk}
-    conn.execute(Q["insert_visitor_hub"], hub | {"hk": visitor_hk, "bk": s["visitor_id"]})
-    conn.execute(Q["insert_session_hub"], hub | {"hk": session_hk, "bk": s["session_id"]})
-    if page_hk is not None:
-        conn.execute(Q["insert_page_hub"], hub | {"hk": page_hk, "bk": s["page_bk"]})
-    conn.execute(Q["insert_event_hub"], hub | {"hk": event_hk, "bk": s["event_id"]})
+def _derive_session(conn: Conn, s: dict[str, Any]) -> list[int]:
+    """Give an event without client session its derived session; the staged events that moved.
 
-    link = {"tenant_hk": tenant_hk, "event_hk": event_hk, "session_hk": session_hk}
-    conn.execute(
-        Q["insert_event_session_link"], link | {"hk": hashlib.sha256(event_hk + session_hk).digest()}
-    )
-    if page_hk is not None:
-        conn.execute(
-            Q["insert_event_page_link"],
-            link | {"page_hk": page_hk, "hk": hashlib.sha256(event_hk + page_hk).digest()},
+    The visitor's staged sessions within 30 minutes of the event (the only ones it can extend,
+    start earlier or merge) are re-derived with it on the visitor's timeline: a gap of more than
+    30 minutes starts a session, named after the visitor and its earliest event. Staged events
+    whose session changed are moved, one UPDATE each."""
+    first_at = last_at = s["occurred_at"]
+    near = {"visitor_hk": s["visitor_hk"], "occurred_at": s["occurred_at"]}
+    touched: set[bytes] = set()
+    for side in ("nearest_session_before", "nearest_session_after"):
+        found = conn.execute(Q[side], near).fetchone()
+        if found is not None:
+            touched.add(bytes(found[0]))
+    for session_hk in sorted(touched):
+        span = conn.execute(Q["session_span"], {"session_hk": session_hk}).fetchone()
+        if span is not None and span[0] is not None:
+            first_at, last_at = min(first_at, span[0]), max(last_at, span[1])
+
+    timeline: list[tuple[datetime, bytes, int, bytes | None, str]] = [
+        (occurred_at, bytes(event_hk), int(raw_event_id), bytes(session_hk), str(visitor_id))
+        for raw_event_id, occurred_at, event_hk, session_hk, visitor_id in conn.execute(
+            Q["visitor_timeline"], {"visitor_hk": s["visitor_hk"], "first_at": first_at, "last_at": last_at}
         )
-    conn.execute(
-        Q["insert_session_visitor_link"],
-        link | {"visitor_hk": visitor_hk, "hk": hashlib.sha256(session_hk + visitor_hk).digest()},
-    )
+    ]
+    timeline.append((s["occurred_at"], s["event_hk"], s["raw_event_id"], None, s["visitor_id"]))
+    timeline.sort(key=lambda event: (event[0], event[1]))
 
-    details = s | {
-        "event_hk": event_hk,
-        "hash_diff": _hash_diff(
-            s["event_type"],
-            s["occurred_at"],
-            s["page_url"],
-            s["referrer_url"],
-            s["user_id"],
-            s["event_properties"].obj,
-        ),
-    }
-    conn.execute(Q["insert_event_details"], details)
+    moved: list[int] = []
+    start = previous = timeline[0][0]
+    for occurred_at, _, raw_event_id, staged_hk, visitor_id in timeline:
+        if occurred_at > previous + _GAP:
+            start = occurred_at
+        previous = occurred_at
+        session_id = f"{visitor_id}@{_iso_ms(start)}"
+        session_hk = _derived_key(s["tenant_hk"], session_id)
+        if staged_hk is None:
+            s["session_id"], s["session_hk"] = session_id, session_hk
+        elif staged_hk != session_hk:
+            moved_to = {"raw_event_id": raw_event_id, "session_id": session_id, "session_hk": session_hk}
+            conn.execute(Q["move_staged_event"], moved_to)
+            moved.append(raw_event_id)
+    return moved
 
+
+def _load_business(conn: Conn, s: dict[str, Any], source: str, moved: list[int]) -> None:
+    """Hubs, links and satellites of one staged event and the sessions it touched, one statement at a time."""
+    found = conn.execute(Q["load_date"]).fetchone()
+    assert found is not None
+    event_hk, session_hk, visitor_hk, page_hk = s["event_hk"], s["session_hk"], s["visitor_hk"], s["page_hk"]
+    row = {"tenant_hk": s["tenant_hk"], "load_date": found[0], "source": source}
     if page_hk is not None:
-        current = conn.execute(Q["current_page_details"], {"page_hk": page_hk}).fetchone()
-        title = s["page_title"] if s["page_title"] is not None else (current[1] if current else None)
-        diff = _hash_diff(s["page_host"], s["page_path"], title)
-        if current is None or bytes(current[0]) != diff:
-            conn.execute(
-                Q["insert_page_details"],
-                s | {"page_hk": page_hk, "hash_diff": diff, "page_title": title},
-            )
+        conn.execute(Q["insert_page_hub"], row | {"hk": page_hk, "bk": s["page_url"].split("?", 1)[0]})
+        if s["page_title"] is not None:
+            conn.execute(Q["lock_page"], {"page_hk": page_hk})
+    conn.execute(Q["insert_visitor_hub"], row | {"hk": visitor_hk, "bk": s["visitor_id"]})
+    conn.execute(Q["insert_session_hub"], row | {"hk": session_hk, "bk": s["session_id"]})
+    new_event = conn.execute(Q["insert_event_hub"], row | {"hk": event_hk, "bk": s["event_id"]}).fetchone()
+    if new_event is not None:
+        link = row | {"event_hk": event_hk, "session_hk": session_hk, "page_hk": page_hk or _GHOST_PAGE}
+        conn.execute(Q["insert_event_session_link"], link | {"hk": _sha256(event_hk, session_hk)})
+        conn.execute(Q["insert_event_page_link"], link | {"hk": _sha256(event_hk, link["page_hk"])})
+        conn.execute(Q["insert_event_details"], s | row)
+    holds = row | {"session_hk": session_hk, "visitor_hk": visitor_hk, "hk": _sha256(session_hk, visitor_hk)}
+    conn.execute(Q["insert_session_visitor_link"], holds)
+    if page_hk is not None and s["page_title"] is not None:
+        conn.execute(Q["insert_page_details"], s | row)
+    conn.execute(Q["insert_visitor_details"], s | row)
 
-    diff = _hash_diff(
-        s["user_id"],
-        s["browser_family"],
-        s["browser_version"],
-        s["os_family"],
-        s["os_version"],
-        s["device_type"],
-        s["is_bot"],
-        s["visitor_derived"],
-    )
-    current = conn.execute(Q["current_visitor_details"], {"visitor_hk": visitor_hk}).fetchone()
-    if current is None or bytes(current[0]) != diff:
-        conn.execute(
-            Q["insert_visitor_details"],
-            s | {"visitor_hk": visitor_hk, "hash_diff": diff, "is_derived": s["visitor_derived"]},
-        )
-
-    cur = conn.execute(Q["session_aggregate"], {"session_hk": session_hk})
-    names = [c.name for c in cur.description or ()]
-    values = cur.fetchone()
-    if values is not None and values[0] is not None:
-        summary = dict(zip(names, values, strict=True))
-        diff = _hash_diff(*summary.values())
-        current = conn.execute(Q["current_session_summary"], {"session_hk": session_hk}).fetchone()
-        if current is None or bytes(current[0]) != diff:
-            conn.execute(
-                Q["insert_session_summary"],
-                summary
-                | {
-                    "session_hk": session_hk,
-                    "hash_diff": diff,
-                    "tenant_hk": tenant_hk,
-                    "duration_seconds": int(
-                        (summary["session_end"] - summary["session_start"]).total_seconds()
-                    ),
-                    "is_bounce": summary["page_views"] <= 1,
-                },
-            )
-
+    touched = {session_hk}
+    for raw_event_id in moved:
+        _move_event(conn, raw_event_id, row["load_date"], touched)
+    for hk in sorted(touched):
+        _summarise_session(conn, hk, row["load_date"])
     conn.execute(Q["mark_staging_loaded"], {"raw_event_id": s["raw_event_id"]})
+
+
+def _sha256(*keys: bytes) -> bytes:
+    """The hash key of a link: SHA-256 of its hubs' keys."""
+    return hashlib.sha256(b"".join(keys)).digest()
+
+
+def _move_event(conn: Conn, raw_event_id: int, load_date: datetime, touched: set[bytes]) -> None:
+    """The link and effectivity row of one staged event moved to another session; both sessions touched."""
+    found = conn.execute(Q["moved_event"], {"raw_event_id": raw_event_id}).fetchone()
+    assert found is not None
+    event_hk, session_hk, tenant_hk = bytes(found[0]), bytes(found[1]), bytes(found[2])
+    previous = bytes(found[4]) if found[4] is not None else None
+    row = {"tenant_hk": tenant_hk, "load_date": load_date, "source": found[3]}
+    link = row | {"event_hk": event_hk, "session_hk": session_hk, "hk": _sha256(event_hk, session_hk)}
+    conn.execute(Q["insert_event_session_link"], link)
+    if previous != session_hk:
+        conn.execute(Q["insert_event_session_eff"], link)
+    touched.add(session_hk)
+    if previous is not None:
+        touched.add(previous)
+
+
+def _summarise_session(conn: Conn, session_hk: bytes, load_date: datetime) -> None:
+    """A session's summary recomputed from all its staged events, and the visitor holding it.
+
+    A session left without events (they moved into another) gets its last summary again, no longer
+    in force."""
+    key = {"session_hk": session_hk}
+    events = conn.cursor(row_factory=dict_row).execute(Q["session_events"], key).fetchall()
+    events.sort(key=lambda e: (e["occurred_at"], bytes(e["site_event_hk"])))
+    previous = conn.cursor(row_factory=dict_row).execute(Q["current_session_summary"], key).fetchone()
+    if events:
+        first, last = events[0], events[-1]
+        pages = [e["page_url"] for e in events if e["page_url"] is not None]
+        summary = {
+            "tenant_hk": first["tenant_hk"],
+            "session_start": first["occurred_at"],
+            "session_end": last["occurred_at"],
+            "page_views": sum(1 for e in events if e["event_type"] == "page_view"),
+            "event_count": len(events),
+            "entry_page": pages[0] if pages else None,
+            "exit_page": pages[-1] if pages else None,
+            "is_bot": any(e["is_bot"] for e in events),
+            **{name: first[name] for name in ("referrer_host", "referrer_class", *_UTM, "record_source")},
+            "in_force": True,
+        }
+    elif previous is not None and previous["in_force"]:
+        summary = previous | {"in_force": False}
+    else:
+        return
+    previous_hash_diff = previous["hash_diff"] if previous is not None else None
+    conn.execute(
+        Q["insert_session_summary"],
+        summary | key | {"load_date": load_date, "previous_hash_diff": previous_hash_diff},
+    )
+    if not events:
+        return
+    # A session belongs to the visitor of its latest event.
+    visitor_hk = bytes(last["site_visitor_hk"])
+    holder = conn.execute(Q["current_session_holder"], key).fetchone()
+    if holder is None or bytes(holder[0]) != visitor_hk:
+        holds = key | {
+            "tenant_hk": first["tenant_hk"],
+            "load_date": load_date,
+            "source": first["record_source"],
+            "visitor_hk": visitor_hk,
+            "applied_date": last["occurred_at"],
+            "hk": _sha256(session_hk, visitor_hk),
+        }
+        conn.execute(Q["insert_session_visitor_link"], holds)
+        conn.execute(Q["insert_session_visitor_eff"], holds)
 
 
 # --- the HTTP side: a new connection and a token query per request ----------------------------

@@ -29,24 +29,49 @@ FROM raw.site_tracking_events_r
 WHERE raw_event_id = %(raw_event_id)s
 FOR UPDATE;
 
--- name: adjacent_session
--- The derived session of the visitor's staged event nearest before an event within 30 minutes,
--- else of the one nearest after it.
-SELECT n.session_id
-FROM ((SELECT s.session_id, 1 AS side FROM staging.site_tracking_events_s s
-       WHERE s.site_visitor_hk = util.hash_key(%(tenant_hk)s, %(visitor_id)s) AND s.session_derived
-         AND s.occurred_at BETWEEN %(occurred_at)s - interval '30 minutes' AND %(occurred_at)s
-       ORDER BY s.occurred_at DESC LIMIT 1)
-      UNION ALL
-      (SELECT s.session_id, 2 AS side FROM staging.site_tracking_events_s s
-       WHERE s.site_visitor_hk = util.hash_key(%(tenant_hk)s, %(visitor_id)s) AND s.session_derived
-         AND s.occurred_at BETWEEN %(occurred_at)s AND %(occurred_at)s + interval '30 minutes'
-       ORDER BY s.occurred_at LIMIT 1)) n
-ORDER BY n.side
+-- name: lock_key
+-- One advisory lock of the event's visitor or client session, held to the end of the transaction,
+-- as staging.process_batch takes them (util.lock_key: the hash key's first 64 bits).
+SELECT pg_advisory_xact_lock(%(key)s);
+
+-- name: load_date
+-- The load date of one event's business rows, taken once, after its locks.
+SELECT clock_timestamp();
+
+-- name: nearest_session_before
+-- The derived session of the visitor's staged event nearest before an event, within 30 minutes.
+SELECT s.site_session_hk FROM staging.site_tracking_events_s s
+WHERE s.site_visitor_hk = %(visitor_hk)s AND s.session_derived
+  AND s.occurred_at BETWEEN %(occurred_at)s - interval '30 minutes' AND %(occurred_at)s
+ORDER BY s.occurred_at DESC
 LIMIT 1;
 
+-- name: nearest_session_after
+-- The derived session of the visitor's staged event nearest after an event, within 30 minutes.
+SELECT s.site_session_hk FROM staging.site_tracking_events_s s
+WHERE s.site_visitor_hk = %(visitor_hk)s AND s.session_derived
+  AND s.occurred_at BETWEEN %(occurred_at)s AND %(occurred_at)s + interval '30 minutes'
+ORDER BY s.occurred_at
+LIMIT 1;
+
+-- name: session_span
+-- When one staged session starts and ends.
+SELECT min(s.occurred_at), max(s.occurred_at) FROM staging.site_tracking_events_s s
+WHERE s.site_session_hk = %(session_hk)s;
+
+-- name: visitor_timeline
+-- The visitor's staged events without a client session within a time span.
+SELECT s.raw_event_id, s.occurred_at, s.site_event_hk, s.site_session_hk, s.visitor_id
+FROM staging.site_tracking_events_s s
+WHERE s.site_visitor_hk = %(visitor_hk)s AND s.session_derived AND s.occurred_at BETWEEN %(first_at)s AND %(last_at)s;
+
+-- name: move_staged_event
+-- One staged event re-assigned to the derived session it is in on the visitor's timeline now.
+UPDATE staging.site_tracking_events_s SET session_id = %(session_id)s, site_session_hk = %(session_hk)s
+WHERE raw_event_id = %(raw_event_id)s;
+
 -- name: insert_staging
--- One enriched event into staging, hash keys computed by the database.
+-- One enriched event into staging, hash keys computed by the baseline.
 INSERT INTO staging.site_tracking_events_s (
     raw_event_id, tenant_hk, event_id, record_source, validation_status, validation_reasons, quality_score,
     event_type, page_url, page_host, page_path, page_query, page_title,
@@ -67,131 +92,167 @@ VALUES (
     %(is_bot)s, %(client_ip_hash)s, %(received_at)s, %(occurred_at)s, %(clock_skew_ms)s,
     %(session_id)s, %(session_derived)s, %(visitor_id)s, %(visitor_derived)s, %(user_id)s,
     %(event_properties)s,
-    util.hash_key(%(tenant_hk)s, %(event_id)s), util.hash_key(%(tenant_hk)s, %(session_id)s),
-    util.hash_key(%(tenant_hk)s, %(visitor_id)s), util.hash_key(%(tenant_hk)s, %(page_bk)s), %(language)s,
+    %(event_hk)s, %(session_hk)s, %(visitor_hk)s, %(page_hk)s, %(language)s,
     %(screen_width)s, %(screen_height)s, %(viewport_width)s, %(viewport_height)s)
 ON CONFLICT (raw_event_id) DO NOTHING
-RETURNING site_event_hk, site_session_hk, site_visitor_hk, site_page_hk, referrer_class;
+RETURNING referrer_class;
+
+-- name: insert_page_hub
+-- One page hub row.
+INSERT INTO business.site_page_h (site_page_hk, site_page_bk, tenant_hk, load_date, record_source)
+VALUES (%(hk)s, %(bk)s, %(tenant_hk)s, %(load_date)s, %(source)s)
+ON CONFLICT DO NOTHING;
+
+-- name: lock_page
+-- One page hub row locked: pages are shared by every visitor, their hub rows lock their details.
+SELECT 1 FROM business.site_page_h WHERE site_page_hk = %(page_hk)s FOR NO KEY UPDATE;
 
 -- name: insert_visitor_hub
 -- One visitor hub row.
-INSERT INTO business.site_visitor_h (site_visitor_hk, site_visitor_bk, tenant_hk, record_source)
-VALUES (%(hk)s, %(bk)s, %(tenant_hk)s, 'naive')
+INSERT INTO business.site_visitor_h (site_visitor_hk, site_visitor_bk, tenant_hk, load_date, record_source)
+VALUES (%(hk)s, %(bk)s, %(tenant_hk)s, %(load_date)s, %(source)s)
 ON CONFLICT DO NOTHING;
 
 -- name: insert_session_hub
 -- One session hub row.
-INSERT INTO business.site_session_h (site_session_hk, site_session_bk, tenant_hk, record_source)
-VALUES (%(hk)s, %(bk)s, %(tenant_hk)s, 'naive')
-ON CONFLICT DO NOTHING;
-
--- name: insert_page_hub
--- One page hub row.
-INSERT INTO business.site_page_h (site_page_hk, site_page_bk, tenant_hk, record_source)
-VALUES (%(hk)s, %(bk)s, %(tenant_hk)s, 'naive')
+INSERT INTO business.site_session_h (site_session_hk, site_session_bk, tenant_hk, load_date, record_source)
+VALUES (%(hk)s, %(bk)s, %(tenant_hk)s, %(load_date)s, %(source)s)
 ON CONFLICT DO NOTHING;
 
 -- name: insert_event_hub
--- One event hub row.
-INSERT INTO business.site_event_h (site_event_hk, site_event_bk, tenant_hk, record_source)
-VALUES (%(hk)s, %(bk)s, %(tenant_hk)s, 'naive')
-ON CONFLICT DO NOTHING;
+-- One event hub row; a row back when the event is new.
+INSERT INTO business.site_event_h (site_event_hk, site_event_bk, tenant_hk, load_date, record_source)
+VALUES (%(hk)s, %(bk)s, %(tenant_hk)s, %(load_date)s, %(source)s)
+ON CONFLICT DO NOTHING
+RETURNING site_event_hk;
 
 -- name: insert_event_session_link
--- One event–session link row.
+-- One event–session link row (of a new event, or of an event moved to another session).
 INSERT INTO business.site_event_session_l (link_event_session_hk, site_event_hk, site_session_hk, tenant_hk,
-                                           record_source)
-VALUES (%(hk)s, %(event_hk)s, %(session_hk)s, %(tenant_hk)s, 'naive')
+                                           load_date, record_source)
+VALUES (%(hk)s, %(event_hk)s, %(session_hk)s, %(tenant_hk)s, %(load_date)s, %(source)s)
 ON CONFLICT DO NOTHING;
 
 -- name: insert_event_page_link
--- One event–page link row.
-INSERT INTO business.site_event_page_l (link_event_page_hk, site_event_hk, site_page_hk, tenant_hk, record_source)
-VALUES (%(hk)s, %(event_hk)s, %(page_hk)s, %(tenant_hk)s, 'naive')
-ON CONFLICT DO NOTHING;
+-- One event–page link row (the ghost page's zero key for an event without page).
+INSERT INTO business.site_event_page_l (link_event_page_hk, site_event_hk, site_page_hk, tenant_hk, load_date,
+                                        record_source)
+VALUES (%(hk)s, %(event_hk)s, %(page_hk)s, %(tenant_hk)s, %(load_date)s, %(source)s);
 
 -- name: insert_session_visitor_link
 -- One session–visitor link row.
 INSERT INTO business.site_session_visitor_l (link_session_visitor_hk, site_session_hk, site_visitor_hk,
-                                             tenant_hk, record_source)
-VALUES (%(hk)s, %(session_hk)s, %(visitor_hk)s, %(tenant_hk)s, 'naive')
+                                             tenant_hk, load_date, record_source)
+VALUES (%(hk)s, %(session_hk)s, %(visitor_hk)s, %(tenant_hk)s, %(load_date)s, %(source)s)
 ON CONFLICT DO NOTHING;
 
 -- name: insert_event_details
--- The details of one event, unless the event already has them.
+-- The details of one new event.
 INSERT INTO business.site_event_details_s (
-    site_event_hk, hash_diff, tenant_hk, raw_event_id, event_type, occurred_at, received_at,
+    site_event_hk, load_date, hash_diff, tenant_hk, raw_event_id, event_type, occurred_at, received_at,
     page_url, referrer_url, referrer_host, referrer_class, utm_source, utm_medium, utm_campaign, utm_term,
     utm_content, user_id, is_bot, validation_status, quality_score, event_properties, record_source, language,
     screen_width, screen_height, viewport_width, viewport_height)
-SELECT %(event_hk)s, %(hash_diff)s, %(tenant_hk)s, %(raw_event_id)s, %(event_type)s, %(occurred_at)s,
-       %(received_at)s, %(page_url)s, %(referrer_url)s, %(referrer_host)s, %(referrer_class)s,
-       %(utm_source)s, %(utm_medium)s, %(utm_campaign)s, %(utm_term)s, %(utm_content)s, %(user_id)s,
-       %(is_bot)s, %(validation_status)s, %(quality_score)s, %(event_properties)s, 'naive', %(language)s,
-       %(screen_width)s, %(screen_height)s, %(viewport_width)s, %(viewport_height)s
-WHERE NOT EXISTS (SELECT 1 FROM business.site_event_details_s x WHERE x.site_event_hk = %(event_hk)s);
-
--- name: current_page_details
--- The latest details row of one page.
-SELECT hash_diff, page_title FROM business.site_page_details_s
-WHERE site_page_hk = %(page_hk)s ORDER BY load_date DESC LIMIT 1;
+VALUES (%(event_hk)s, %(load_date)s,
+        util.hash_diff(%(event_type)s, util.iso_utc(%(occurred_at)s), %(page_url)s, %(referrer_url)s,
+                       %(user_id)s, %(event_properties)s::text),
+        %(tenant_hk)s, %(raw_event_id)s, %(event_type)s, %(occurred_at)s, %(received_at)s, %(page_url)s,
+        %(referrer_url)s, %(referrer_host)s, %(referrer_class)s, %(utm_source)s, %(utm_medium)s,
+        %(utm_campaign)s, %(utm_term)s, %(utm_content)s, %(user_id)s, %(is_bot)s, %(validation_status)s,
+        %(quality_score)s, %(event_properties)s, %(source)s, %(language)s, %(screen_width)s, %(screen_height)s,
+        %(viewport_width)s, %(viewport_height)s);
 
 -- name: insert_page_details
--- A new details row of one page.
-INSERT INTO business.site_page_details_s (site_page_hk, hash_diff, tenant_hk, page_host, page_path, page_title,
-                                          record_source)
-VALUES (%(page_hk)s, %(hash_diff)s, %(tenant_hk)s, %(page_host)s, %(page_path)s, %(page_title)s, 'naive');
-
--- name: current_visitor_details
--- The hash_diff of the latest details row of one visitor.
-SELECT hash_diff FROM business.site_visitor_details_s
-WHERE site_visitor_hk = %(visitor_hk)s ORDER BY load_date DESC LIMIT 1;
+-- A details row of one page at the event's time, unless the page's state just before it is the same.
+INSERT INTO business.site_page_details_s (site_page_hk, applied_date, load_date, hash_diff, tenant_hk, page_host,
+                                          page_path, page_title, record_source)
+SELECT %(page_hk)s, %(occurred_at)s, %(load_date)s, n.hash_diff, %(tenant_hk)s, %(page_host)s, %(page_path)s,
+       %(page_title)s, %(source)s
+FROM (SELECT util.hash_diff(%(page_host)s, %(page_path)s, %(page_title)s) AS hash_diff) n
+WHERE n.hash_diff IS DISTINCT FROM (SELECT x.hash_diff FROM business.site_page_details_s x
+                                    WHERE x.site_page_hk = %(page_hk)s AND x.applied_date <= %(occurred_at)s
+                                    ORDER BY x.applied_date DESC, x.load_date DESC LIMIT 1);
 
 -- name: insert_visitor_details
--- A new details row of one visitor.
-INSERT INTO business.site_visitor_details_s (site_visitor_hk, hash_diff, tenant_hk, user_id, browser_family,
-                                             browser_version, os_family, os_version, device_type, is_bot,
-                                             is_derived, record_source)
-VALUES (%(visitor_hk)s, %(hash_diff)s, %(tenant_hk)s, %(user_id)s, %(browser_family)s, %(browser_version)s,
-        %(os_family)s, %(os_version)s, %(device_type)s, %(is_bot)s, %(is_derived)s, 'naive');
+-- A details row of one visitor at the event's time, unless the visitor's state just before it is the same.
+INSERT INTO business.site_visitor_details_s (site_visitor_hk, applied_date, load_date, hash_diff, tenant_hk,
+                                             user_id, browser_family, browser_version, os_family, os_version,
+                                             device_type, is_bot, is_derived, record_source)
+SELECT %(visitor_hk)s, %(occurred_at)s, %(load_date)s, n.hash_diff, %(tenant_hk)s, %(user_id)s,
+       %(browser_family)s, %(browser_version)s, %(os_family)s, %(os_version)s, %(device_type)s, %(is_bot)s,
+       %(visitor_derived)s, %(source)s
+FROM (SELECT util.hash_diff(%(user_id)s, %(browser_family)s, %(browser_version)s, %(os_family)s,
+                            %(os_version)s, %(device_type)s, %(is_bot)s::text, %(visitor_derived)s::text)
+             AS hash_diff) n
+WHERE n.hash_diff IS DISTINCT FROM (SELECT x.hash_diff FROM business.site_visitor_details_s x
+                                    WHERE x.site_visitor_hk = %(visitor_hk)s AND x.applied_date <= %(occurred_at)s
+                                    ORDER BY x.applied_date DESC, x.load_date DESC LIMIT 1);
 
--- name: session_aggregate
--- The summary of one session, recomputed from all of its events.
-SELECT min(d.occurred_at) AS session_start,
-       max(d.occurred_at) AS session_end,
-       count(*) FILTER (WHERE d.event_type = 'page_view')::integer AS page_views,
-       count(*)::integer AS event_count,
-       (array_agg(d.page_url ORDER BY d.occurred_at, d.raw_event_id)
-            FILTER (WHERE d.page_url IS NOT NULL))[1] AS entry_page,
-       (array_agg(d.page_url ORDER BY d.occurred_at DESC, d.raw_event_id DESC)
-            FILTER (WHERE d.page_url IS NOT NULL))[1] AS exit_page,
-       bool_or(d.is_bot) AS is_bot,
-       (array_agg(d.referrer_host ORDER BY d.occurred_at, d.raw_event_id))[1] AS referrer_host,
-       (array_agg(d.referrer_class ORDER BY d.occurred_at, d.raw_event_id))[1] AS referrer_class,
-       (array_agg(d.utm_source ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_source,
-       (array_agg(d.utm_medium ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_medium,
-       (array_agg(d.utm_campaign ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_campaign,
-       (array_agg(d.utm_term ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_term,
-       (array_agg(d.utm_content ORDER BY d.occurred_at, d.raw_event_id))[1] AS utm_content
-FROM business.site_event_session_l l
-JOIN business.site_event_details_s d ON d.site_event_hk = l.site_event_hk
-WHERE l.site_session_hk = %(session_hk)s;
+-- name: moved_event
+-- A staged event moved to another derived session: its keys, record source and the session it was in.
+SELECT s.site_event_hk, s.site_session_hk, s.tenant_hk, substr(s.record_source, 9),
+       coalesce((SELECT e.site_session_hk FROM business.site_event_session_eff_s e
+                 WHERE e.site_event_hk = s.site_event_hk ORDER BY e.load_date DESC LIMIT 1),
+                (SELECT l.site_session_hk FROM business.site_event_session_l l
+                 WHERE l.site_event_hk = s.site_event_hk ORDER BY l.load_date DESC LIMIT 1))
+FROM staging.site_tracking_events_s s
+WHERE s.raw_event_id = %(raw_event_id)s;
+
+-- name: insert_event_session_eff
+-- The session one moved event is in from this load on.
+INSERT INTO business.site_event_session_eff_s (site_event_hk, load_date, link_event_session_hk, site_session_hk,
+                                               tenant_hk, record_source)
+VALUES (%(event_hk)s, %(load_date)s, %(hk)s, %(session_hk)s, %(tenant_hk)s, %(source)s);
+
+-- name: session_events
+-- The loadable staged events of one session, the summary's input.
+SELECT s.occurred_at, s.site_event_hk, s.event_type, s.page_url, s.is_bot, s.referrer_host, s.referrer_class,
+       s.utm_source, s.utm_medium, s.utm_campaign, s.utm_term, s.utm_content,
+       substr(s.record_source, 9) AS record_source,
+       s.site_visitor_hk, s.tenant_hk
+FROM staging.site_tracking_events_s s
+WHERE s.site_session_hk = %(session_hk)s AND s.validation_status <> 'INVALID';
 
 -- name: current_session_summary
--- The hash_diff of the latest summary row of one session.
-SELECT hash_diff FROM business.site_session_summary_s
-WHERE site_session_hk = %(session_hk)s ORDER BY load_date DESC LIMIT 1;
+-- The latest summary row of one session.
+SELECT hash_diff, tenant_hk, session_start, session_end, page_views, event_count, entry_page, exit_page, is_bot,
+       referrer_host, referrer_class, utm_source, utm_medium, utm_campaign, utm_term, utm_content, record_source,
+       in_force
+FROM business.site_session_summary_s
+WHERE site_session_hk = %(session_hk)s
+ORDER BY load_date DESC
+LIMIT 1;
 
 -- name: insert_session_summary
--- A new summary row of one session.
+-- A summary row of one session, unless it is the same as the latest.
 INSERT INTO business.site_session_summary_s (
-    site_session_hk, hash_diff, tenant_hk, session_start, session_end, page_views, event_count,
+    site_session_hk, load_date, hash_diff, tenant_hk, session_start, session_end, page_views, event_count,
     duration_seconds, entry_page, exit_page, is_bounce, is_bot, referrer_host, referrer_class, utm_source,
-    utm_medium, utm_campaign, utm_term, utm_content, record_source)
-VALUES (%(session_hk)s, %(hash_diff)s, %(tenant_hk)s, %(session_start)s, %(session_end)s, %(page_views)s,
-        %(event_count)s, %(duration_seconds)s, %(entry_page)s, %(exit_page)s, %(is_bounce)s, %(is_bot)s,
-        %(referrer_host)s, %(referrer_class)s, %(utm_source)s, %(utm_medium)s, %(utm_campaign)s, %(utm_term)s,
-        %(utm_content)s, 'naive');
+    utm_medium, utm_campaign, utm_term, utm_content, record_source, in_force)
+SELECT %(session_hk)s, %(load_date)s, n.hash_diff, %(tenant_hk)s, %(session_start)s, %(session_end)s,
+       %(page_views)s, %(event_count)s,
+       extract(epoch FROM %(session_end)s::timestamptz - %(session_start)s::timestamptz)::integer, %(entry_page)s,
+       %(exit_page)s, %(page_views)s <= 1, %(is_bot)s, %(referrer_host)s, %(referrer_class)s, %(utm_source)s,
+       %(utm_medium)s, %(utm_campaign)s, %(utm_term)s, %(utm_content)s, %(record_source)s, %(in_force)s
+FROM (SELECT util.hash_diff(util.iso_utc(%(session_start)s), util.iso_utc(%(session_end)s),
+                            %(page_views)s::text, %(event_count)s::text, %(entry_page)s, %(exit_page)s,
+                            %(is_bot)s::text, %(referrer_host)s, %(referrer_class)s, %(utm_source)s,
+                            %(utm_medium)s, %(utm_campaign)s, %(utm_term)s, %(utm_content)s, %(in_force)s::text)
+             AS hash_diff) n
+WHERE n.hash_diff IS DISTINCT FROM %(previous_hash_diff)s;
+
+-- name: current_session_holder
+-- The visitor holding one session, by effectivity.
+SELECT site_visitor_hk FROM business.site_session_visitor_eff_s
+WHERE site_session_hk = %(session_hk)s
+ORDER BY load_date DESC
+LIMIT 1;
+
+-- name: insert_session_visitor_eff
+-- The visitor holding one session from this load on: that of its latest event.
+INSERT INTO business.site_session_visitor_eff_s (site_session_hk, load_date, applied_date, link_session_visitor_hk,
+                                                 site_visitor_hk, tenant_hk, record_source)
+VALUES (%(session_hk)s, %(load_date)s, %(applied_date)s, %(hk)s, %(visitor_hk)s, %(tenant_hk)s, %(source)s);
 
 -- name: mark_staging_loaded
 -- One staging row loaded into the business layer.
