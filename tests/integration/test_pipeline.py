@@ -29,7 +29,6 @@ SATELLITES = (
     "site_page_details_s",
     "site_visitor_details_s",
     "site_session_summary_s",
-    "site_session_visitor_eff_s",
 )
 BUSINESS_TABLES = (*HUBS, *LINKS, *SATELLITES)
 # The zero key: the ghost page's hub and details rows (docs/vault.md).

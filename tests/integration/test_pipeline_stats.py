@@ -93,6 +93,12 @@ def test_links_and_satellites_always_have_their_hubs(conn: psycopg.Connection) -
                    jsonb_build_object('visitor_id', 'v-merge', 'timestamp', now() - %s * interval '1 minute'))"""
     for minutes in (60, 0):
         conn.execute(merge, (minutes,))
+    # A session seen with two visitors: effectivity says which holds it.
+    for visitor in ("v-anon", "v-known"):
+        conn.execute(
+            "SELECT api.track_site_event('one_spa', 'https://a.test/s', 'page_view', %s::jsonb)",
+            (f'{{"visitor_id": "{visitor}", "session_id": "s-shared"}}',),
+        )
     conn.execute("SELECT staging.trigger_pipeline_now('one_spa')")
     conn.execute(merge, (30,))
     conn.execute("SELECT staging.trigger_pipeline_now('one_spa')")

@@ -15,7 +15,7 @@ SELECT s.tenant_hk,
        s.utm_term, s.utm_content, s.record_source, s.load_date
 FROM business.site_session_summary_s s
 CROSS JOIN LATERAL (
-    -- The holder by effectivity; sessions loaded before 0.3.0 and not rebuilt have only their link.
+    -- The holder by effectivity, else the session's only visitor link (docs/vault.md).
     SELECT coalesce((SELECT e.site_visitor_hk FROM business.site_session_visitor_eff_s e
                      WHERE e.site_session_hk = s.site_session_hk ORDER BY e.load_date DESC LIMIT 1),
                     (SELECT l.site_visitor_hk FROM business.site_session_visitor_l l

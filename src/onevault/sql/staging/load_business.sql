@@ -17,32 +17,22 @@ DECLARE
     v_ghost CONSTANT bytea := '\x0000000000000000000000000000000000000000000000000000000000000000';
 BEGIN
     -- Visitors and pages are what runs of different lanes may share: their hub rows, written
-    -- first and locked in key order, are the locks of their details.
-    INSERT INTO business.site_visitor_h (site_visitor_hk, site_visitor_bk, tenant_hk, load_date, record_source)
+    -- first and locked in key order (a conflict locks the row it does not update), are the locks
+    -- of their details.
+    INSERT INTO business.site_visitor_h AS h (site_visitor_hk, site_visitor_bk, tenant_hk, load_date, record_source)
     SELECT DISTINCT ON (s.site_visitor_hk) s.site_visitor_hk, s.visitor_id, s.tenant_hk, v_load,
            substr(s.record_source, 9)
     FROM staging.site_tracking_events_s s
     WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
     ORDER BY s.site_visitor_hk, s.occurred_at, s.site_event_hk
-    ON CONFLICT DO NOTHING;
-    PERFORM 1 FROM business.site_visitor_h h
-    WHERE h.site_visitor_hk IN (SELECT s.site_visitor_hk FROM staging.site_tracking_events_s s
-                                WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID')
-    ORDER BY h.site_visitor_hk
-    FOR NO KEY UPDATE;
-    INSERT INTO business.site_page_h (site_page_hk, site_page_bk, tenant_hk, load_date, record_source)
+    ON CONFLICT (site_visitor_hk) DO UPDATE SET load_date = h.load_date WHERE false;  -- locks, never updates
+    INSERT INTO business.site_page_h AS h (site_page_hk, site_page_bk, tenant_hk, load_date, record_source)
     SELECT DISTINCT ON (s.site_page_hk) s.site_page_hk, split_part(s.page_url, '?', 1), s.tenant_hk, v_load,
            substr(s.record_source, 9)
     FROM staging.site_tracking_events_s s
     WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID' AND s.page_url IS NOT NULL
     ORDER BY s.site_page_hk, s.occurred_at, s.site_event_hk
-    ON CONFLICT DO NOTHING;
-    PERFORM 1 FROM business.site_page_h h
-    WHERE h.site_page_hk IN (SELECT s.site_page_hk FROM staging.site_tracking_events_s s
-                             WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
-                               AND s.page_title IS NOT NULL AND s.site_page_hk IS NOT NULL)
-    ORDER BY h.site_page_hk
-    FOR NO KEY UPDATE;
+    ON CONFLICT (site_page_hk) DO UPDATE SET load_date = h.load_date WHERE false;
 
     WITH batch AS MATERIALIZED (
         -- Record sources as the raw layer wrote them ('staging:' dropped).
@@ -105,28 +95,38 @@ BEGIN
         FROM new_events s
     ), page_states AS (
         -- Page and visitor details by applied date: a row for each event whose attributes differ
-        -- from the state just before it on the timeline (the batch's earlier events and the
-        -- satellite's rows), so late events never override later states.
+        -- from the state just before it on the timeline of the batch's events and the satellite's
+        -- rows (read from the one before the batch's first event on), so late events never
+        -- override later states.
         SELECT DISTINCT ON (s.site_page_hk, s.occurred_at) s.site_page_hk, s.tenant_hk, s.occurred_at, s.source,
                s.page_host, s.page_path, s.page_title,
                util.hash_diff(s.page_host, s.page_path, s.page_title) AS hash_diff
         FROM batch s WHERE s.page_title IS NOT NULL AND s.site_page_hk IS NOT NULL
         ORDER BY s.site_page_hk, s.occurred_at, s.site_event_hk DESC
+    ), page_timeline AS (
+        SELECT n.site_page_hk, n.occurred_at AS applied_date, v_load AS load_date, n.hash_diff, true AS is_new
+        FROM page_states n
+        UNION ALL
+        SELECT f.site_page_hk, x.applied_date, x.load_date, x.hash_diff, false
+        FROM (SELECT p.site_page_hk, min(p.occurred_at) AS first_at FROM page_states p GROUP BY 1) f
+        CROSS JOIN LATERAL (
+            (SELECT x.applied_date, x.load_date, x.hash_diff FROM business.site_page_details_s x
+             WHERE x.site_page_hk = f.site_page_hk AND x.applied_date <= f.first_at
+             ORDER BY x.applied_date DESC, x.load_date DESC LIMIT 1)
+            UNION ALL
+            SELECT x.applied_date, x.load_date, x.hash_diff FROM business.site_page_details_s x
+            WHERE x.site_page_hk = f.site_page_hk AND x.applied_date > f.first_at
+        ) x
     ), page_details AS (
         INSERT INTO business.site_page_details_s (site_page_hk, applied_date, load_date, hash_diff, tenant_hk,
                                                   page_host, page_path, page_title, record_source)
         SELECT n.site_page_hk, n.occurred_at, v_load, n.hash_diff, n.tenant_hk, n.page_host, n.page_path,
                n.page_title, n.source
-        FROM (
-            SELECT p.*, lag(p.hash_diff) OVER w AS batch_before, lag(p.occurred_at) OVER w AS batch_before_at
-            FROM page_states p WINDOW w AS (PARTITION BY p.site_page_hk ORDER BY p.occurred_at)
-        ) n
-        LEFT JOIN LATERAL (SELECT x.hash_diff, x.applied_date FROM business.site_page_details_s x
-                           WHERE x.site_page_hk = n.site_page_hk AND x.applied_date <= n.occurred_at
-                           ORDER BY x.applied_date DESC, x.load_date DESC LIMIT 1) cur ON true
-        WHERE n.hash_diff IS DISTINCT FROM
-              CASE WHEN n.batch_before_at >= coalesce(cur.applied_date, '-infinity') THEN n.batch_before
-                   ELSE cur.hash_diff END
+        FROM (SELECT t.*, lag(t.hash_diff) OVER (PARTITION BY t.site_page_hk
+                                                 ORDER BY t.applied_date, t.load_date) AS before
+              FROM page_timeline t) c
+        JOIN page_states n ON n.site_page_hk = c.site_page_hk AND n.occurred_at = c.applied_date
+        WHERE c.is_new AND c.hash_diff IS DISTINCT FROM c.before
     ), visitor_states AS (
         SELECT DISTINCT ON (s.site_visitor_hk, s.occurred_at) s.site_visitor_hk, s.tenant_hk, s.occurred_at,
                s.source, s.user_id, s.browser_family, s.browser_version, s.os_family, s.os_version, s.device_type,
@@ -135,22 +135,31 @@ BEGIN
                               s.device_type, s.is_bot::text, s.visitor_derived::text) AS hash_diff
         FROM batch s
         ORDER BY s.site_visitor_hk, s.occurred_at, s.site_event_hk DESC
+    ), visitor_timeline AS (
+        SELECT n.site_visitor_hk, n.occurred_at AS applied_date, v_load AS load_date, n.hash_diff, true AS is_new
+        FROM visitor_states n
+        UNION ALL
+        SELECT f.site_visitor_hk, x.applied_date, x.load_date, x.hash_diff, false
+        FROM (SELECT v.site_visitor_hk, min(v.occurred_at) AS first_at FROM visitor_states v GROUP BY 1) f
+        CROSS JOIN LATERAL (
+            (SELECT x.applied_date, x.load_date, x.hash_diff FROM business.site_visitor_details_s x
+             WHERE x.site_visitor_hk = f.site_visitor_hk AND x.applied_date <= f.first_at
+             ORDER BY x.applied_date DESC, x.load_date DESC LIMIT 1)
+            UNION ALL
+            SELECT x.applied_date, x.load_date, x.hash_diff FROM business.site_visitor_details_s x
+            WHERE x.site_visitor_hk = f.site_visitor_hk AND x.applied_date > f.first_at
+        ) x
     ), visitor_details AS (
         INSERT INTO business.site_visitor_details_s (site_visitor_hk, applied_date, load_date, hash_diff, tenant_hk,
                                                      user_id, browser_family, browser_version, os_family,
                                                      os_version, device_type, is_bot, is_derived, record_source)
         SELECT n.site_visitor_hk, n.occurred_at, v_load, n.hash_diff, n.tenant_hk, n.user_id, n.browser_family,
                n.browser_version, n.os_family, n.os_version, n.device_type, n.is_bot, n.visitor_derived, n.source
-        FROM (
-            SELECT v.*, lag(v.hash_diff) OVER w AS batch_before, lag(v.occurred_at) OVER w AS batch_before_at
-            FROM visitor_states v WINDOW w AS (PARTITION BY v.site_visitor_hk ORDER BY v.occurred_at)
-        ) n
-        LEFT JOIN LATERAL (SELECT x.hash_diff, x.applied_date FROM business.site_visitor_details_s x
-                           WHERE x.site_visitor_hk = n.site_visitor_hk AND x.applied_date <= n.occurred_at
-                           ORDER BY x.applied_date DESC, x.load_date DESC LIMIT 1) cur ON true
-        WHERE n.hash_diff IS DISTINCT FROM
-              CASE WHEN n.batch_before_at >= coalesce(cur.applied_date, '-infinity') THEN n.batch_before
-                   ELSE cur.hash_diff END
+        FROM (SELECT t.*, lag(t.hash_diff) OVER (PARTITION BY t.site_visitor_hk
+                                                 ORDER BY t.applied_date, t.load_date) AS before
+              FROM visitor_timeline t) c
+        JOIN visitor_states n ON n.site_visitor_hk = c.site_visitor_hk AND n.occurred_at = c.applied_date
+        WHERE c.is_new AND c.hash_diff IS DISTINCT FROM c.before
     )
     SELECT count(*) INTO v_loaded FROM event_h;
 
@@ -178,14 +187,57 @@ BEGIN
         FROM moved
         WHERE previous_session_hk IS DISTINCT FROM site_session_hk
     ), touched AS MATERIALIZED (
-        SELECT s.site_session_hk FROM staging.site_tracking_events_s s
-        WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
-        UNION
-        SELECT m.site_session_hk FROM moved m
-        UNION
-        SELECT m.previous_session_hk FROM moved m WHERE m.previous_session_hk IS NOT NULL
-    ), aggregated AS (
+        -- Every session of the batch's events, and both sides of every move, with its latest summary.
+        SELECT t.site_session_hk, t.moved, p.*
+        FROM (
+            SELECT x.site_session_hk, bool_or(x.moved) AS moved
+            FROM (SELECT s.site_session_hk, false AS moved FROM staging.site_tracking_events_s s
+                  WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
+                  UNION ALL
+                  SELECT m.site_session_hk, true FROM moved m
+                  UNION ALL
+                  SELECT m.previous_session_hk, true FROM moved m WHERE m.previous_session_hk IS NOT NULL) x
+            GROUP BY x.site_session_hk
+        ) t
+        LEFT JOIN LATERAL (SELECT x.tenant_hk AS p_tenant_hk, x.hash_diff AS p_hash_diff, x.in_force AS p_in_force,
+                                  x.session_start AS p_start, x.session_end AS p_end, x.page_views AS p_page_views,
+                                  x.event_count AS p_event_count, x.entry_page AS p_entry_page,
+                                  x.exit_page AS p_exit_page, x.is_bot AS p_is_bot,
+                                  ARRAY[ARRAY[x.referrer_host, x.referrer_class, x.utm_source, x.utm_medium,
+                                              x.utm_campaign, x.utm_term, x.utm_content, x.record_source]]
+                                      AS p_first
+                           FROM business.site_session_summary_s x
+                           WHERE x.site_session_hk = t.site_session_hk
+                           ORDER BY x.load_date DESC LIMIT 1) p ON true
+    ), arrived AS (
+        -- The events this batch added (their hub has its load date), per session.
         SELECT s.site_session_hk, min(s.tenant_hk) AS tenant_hk,
+               min(s.occurred_at) AS first_at, max(s.occurred_at) AS last_at,
+               count(*) FILTER (WHERE s.event_type = 'page_view')::integer AS page_views,
+               count(*)::integer AS event_count,
+               (array_agg(s.page_url ORDER BY s.occurred_at, s.site_event_hk)
+                    FILTER (WHERE s.page_url IS NOT NULL))[1] AS entry_page,
+               (array_agg(s.page_url ORDER BY s.occurred_at DESC, s.site_event_hk DESC)
+                    FILTER (WHERE s.page_url IS NOT NULL))[1] AS exit_page,
+               bool_or(s.is_bot) AS is_bot,
+               (array_agg(s.site_visitor_hk ORDER BY s.occurred_at DESC, s.site_event_hk DESC))[1] AS visitor_hk
+        FROM staging.site_tracking_events_s s
+        JOIN business.site_event_h h ON h.site_event_hk = s.site_event_hk AND h.load_date = v_load
+        WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
+        GROUP BY s.site_session_hk
+    ), appended AS MATERIALIZED (
+        -- Sessions the batch only extends (its events all after everything the summary counted,
+        -- which holds every committed event of the session: the lane is held) are the summary plus
+        -- the batch; the others are recomputed from all their events.
+        SELECT t.site_session_hk, a.tenant_hk, true AS in_force, t.p_start AS session_start, a.last_at AS session_end,
+               t.p_page_views + a.page_views AS page_views, t.p_event_count + a.event_count AS event_count,
+               coalesce(t.p_entry_page, a.entry_page) AS entry_page, coalesce(a.exit_page, t.p_exit_page) AS exit_page,
+               t.p_is_bot OR a.is_bot AS is_bot, t.p_first AS first_event, a.visitor_hk, a.last_at AS visitor_at,
+               t.p_hash_diff
+        FROM touched t JOIN arrived a USING (site_session_hk)
+        WHERE NOT p_replay AND NOT t.moved AND t.p_in_force AND a.first_at > t.p_end
+    ), recomputed AS (
+        SELECT s.site_session_hk, min(s.tenant_hk) AS tenant_hk, true AS in_force,
                min(s.occurred_at) AS session_start, max(s.occurred_at) AS session_end,
                count(*) FILTER (WHERE s.event_type = 'page_view')::integer AS page_views,
                count(*)::integer AS event_count,
@@ -198,48 +250,33 @@ BEGIN
                                 s.utm_term, s.utm_content, substr(s.record_source, 9)]
                           ORDER BY s.occurred_at, s.site_event_hk))[1:1] AS first_event,
                (array_agg(s.site_visitor_hk ORDER BY s.occurred_at DESC, s.site_event_hk DESC))[1] AS visitor_hk,
-               max(s.occurred_at) AS visitor_at
+               max(s.occurred_at) AS visitor_at,
+               min(t.p_hash_diff) AS p_hash_diff
         FROM touched t
         JOIN staging.site_tracking_events_s s
           ON s.site_session_hk = t.site_session_hk AND s.validation_status <> 'INVALID'
+        WHERE t.site_session_hk NOT IN (SELECT a.site_session_hk FROM appended a)
         GROUP BY s.site_session_hk
+    ), aggregated AS (
+        SELECT * FROM appended
+        UNION ALL
+        SELECT * FROM recomputed
+        UNION ALL
+        -- A session left without events (they moved into another) keeps its last content, no
+        -- longer in force.
+        SELECT t.site_session_hk, t.p_tenant_hk, false, t.p_start, t.p_end, t.p_page_views, t.p_event_count,
+               t.p_entry_page, t.p_exit_page, t.p_is_bot, t.p_first, NULL, NULL, t.p_hash_diff
+        FROM touched t
+        WHERE t.p_in_force AND t.moved
+          AND NOT EXISTS (SELECT 1 FROM staging.site_tracking_events_s s
+                          WHERE s.site_session_hk = t.site_session_hk AND s.validation_status <> 'INVALID')
     ), summaries AS (
         SELECT c.*,
                util.hash_diff(util.iso_utc(c.session_start), util.iso_utc(c.session_end), c.page_views::text,
-                              c.event_count::text, c.entry_page, c.exit_page, c.is_bot::text, c.referrer_host,
-                              c.referrer_class, c.utm_source, c.utm_medium, c.utm_campaign, c.utm_term,
-                              c.utm_content, c.in_force::text) AS hash_diff
-        FROM (
-            -- A session left without events (they moved into another) keeps its last content,
-            -- no longer in force.
-            SELECT t.site_session_hk, coalesce(a.tenant_hk, p.tenant_hk) AS tenant_hk,
-                   p.hash_diff AS previous_hash_diff, a.site_session_hk IS NOT NULL AS in_force,
-                   coalesce(a.session_start, p.session_start) AS session_start,
-                   coalesce(a.session_end, p.session_end) AS session_end,
-                   coalesce(a.page_views, p.page_views) AS page_views,
-                   coalesce(a.event_count, p.event_count) AS event_count,
-                   CASE WHEN a.site_session_hk IS NULL THEN p.entry_page ELSE a.entry_page END AS entry_page,
-                   CASE WHEN a.site_session_hk IS NULL THEN p.exit_page ELSE a.exit_page END AS exit_page,
-                   coalesce(a.is_bot, p.is_bot) AS is_bot,
-                   CASE WHEN a.site_session_hk IS NULL THEN p.referrer_host ELSE a.first_event[1][1] END
-                       AS referrer_host,
-                   CASE WHEN a.site_session_hk IS NULL THEN p.referrer_class ELSE a.first_event[1][2] END
-                       AS referrer_class,
-                   CASE WHEN a.site_session_hk IS NULL THEN p.utm_source ELSE a.first_event[1][3] END AS utm_source,
-                   CASE WHEN a.site_session_hk IS NULL THEN p.utm_medium ELSE a.first_event[1][4] END AS utm_medium,
-                   CASE WHEN a.site_session_hk IS NULL THEN p.utm_campaign ELSE a.first_event[1][5] END
-                       AS utm_campaign,
-                   CASE WHEN a.site_session_hk IS NULL THEN p.utm_term ELSE a.first_event[1][6] END AS utm_term,
-                   CASE WHEN a.site_session_hk IS NULL THEN p.utm_content ELSE a.first_event[1][7] END
-                       AS utm_content,
-                   coalesce(a.first_event[1][8], p.record_source) AS record_source
-            FROM touched t
-            LEFT JOIN aggregated a USING (site_session_hk)
-            LEFT JOIN LATERAL (SELECT x.* FROM business.site_session_summary_s x
-                               WHERE x.site_session_hk = t.site_session_hk
-                               ORDER BY x.load_date DESC LIMIT 1) p ON true
-            WHERE a.site_session_hk IS NOT NULL OR p.in_force
-        ) c
+                              c.event_count::text, c.entry_page, c.exit_page, c.is_bot::text, c.first_event[1][1],
+                              c.first_event[1][2], c.first_event[1][3], c.first_event[1][4], c.first_event[1][5],
+                              c.first_event[1][6], c.first_event[1][7], c.in_force::text) AS hash_diff
+        FROM aggregated c
     ), summary_s AS (
         INSERT INTO business.site_session_summary_s (
             site_session_hk, load_date, hash_diff, tenant_hk, session_start, session_end, page_views, event_count,
@@ -247,17 +284,23 @@ BEGIN
             utm_medium, utm_campaign, utm_term, utm_content, record_source, in_force)
         SELECT n.site_session_hk, v_load, n.hash_diff, n.tenant_hk, n.session_start, n.session_end, n.page_views,
                n.event_count, extract(epoch FROM n.session_end - n.session_start)::integer, n.entry_page,
-               n.exit_page, n.page_views <= 1, n.is_bot, n.referrer_host, n.referrer_class, n.utm_source,
-               n.utm_medium, n.utm_campaign, n.utm_term, n.utm_content, n.record_source, n.in_force
+               n.exit_page, n.page_views <= 1, n.is_bot, n.first_event[1][1], n.first_event[1][2],
+               n.first_event[1][3], n.first_event[1][4], n.first_event[1][5], n.first_event[1][6],
+               n.first_event[1][7], n.first_event[1][8], n.in_force
         FROM summaries n
-        WHERE n.hash_diff IS DISTINCT FROM n.previous_hash_diff
+        WHERE n.hash_diff IS DISTINCT FROM n.p_hash_diff
     ), holders AS (
-        -- A session belongs to the visitor of its latest event.
+        -- A session belongs to the visitor of its latest event: its latest effectivity row says
+        -- which, or its only link when it has no row (a session seen with one visitor).
         SELECT a.site_session_hk, a.tenant_hk, a.visitor_hk, a.visitor_at, a.first_event[1][8] AS source
         FROM aggregated a
-        WHERE a.visitor_hk IS DISTINCT FROM (SELECT e.site_visitor_hk FROM business.site_session_visitor_eff_s e
-                                             WHERE e.site_session_hk = a.site_session_hk
-                                             ORDER BY e.load_date DESC LIMIT 1)
+        WHERE a.in_force
+          AND a.visitor_hk IS DISTINCT FROM coalesce(
+              (SELECT e.site_visitor_hk FROM business.site_session_visitor_eff_s e
+               WHERE e.site_session_hk = a.site_session_hk ORDER BY e.load_date DESC LIMIT 1),
+              (SELECT CASE WHEN count(*) = 1 THEN (array_agg(l.site_visitor_hk))[1] END
+               FROM (SELECT l.site_visitor_hk FROM business.site_session_visitor_l l
+                     WHERE l.site_session_hk = a.site_session_hk LIMIT 2) l))
     ), holder_l AS (
         INSERT INTO business.site_session_visitor_l (link_session_visitor_hk, site_session_hk, site_visitor_hk,
                                                      tenant_hk, load_date, record_source)
