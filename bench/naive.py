@@ -319,7 +319,7 @@ def process_event(conn: Conn, raw_event_id: int) -> None:
     row = conn.execute(Q["select_raw"], {"raw_event_id": raw_event_id}).fetchone()
     if row is None or row[7] == "PROCESSED":
         return
-    tenant_hk, event_id, payload, received_at, user_agent, client_ip_hash, record_source, _ = row
+    tenant_hk, event_id, payload, received_at, user_agent, client_ip_hash, record_source, _, lane = row
     staged = enrich(
         raw_event_id,
         bytes(tenant_hk),
@@ -330,11 +330,8 @@ def process_event(conn: Conn, raw_event_id: int) -> None:
         bytes(client_ip_hash) if client_ip_hash is not None else None,
         record_source,
     )
-    # The locks staging.process_batch takes: the event's visitor and client session, in key order
-    # (util.lock_key: a hash key's first 64 bits), so that runs sharing either serialise.
-    locked = {staged["visitor_hk"], staged["session_hk"]} - {None}
-    for key in sorted(int.from_bytes(hk[:8], "big", signed=True) for hk in locked):
-        conn.execute(Q["lock_key"], {"key": key})
+    # The lane staging.process_batch holds: runs sharing a session serialise.
+    conn.execute(Q["lock_lane"], {"tenant_hk": bytes(tenant_hk), "lane": lane})
     moved = _derive_session(conn, staged) if staged["session_derived"] else []
     inserted = conn.execute(Q["insert_staging"], staged).fetchone()
     if inserted is not None and staged["validation_status"] != "INVALID":

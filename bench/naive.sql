@@ -24,15 +24,14 @@ SELECT raw_event_id FROM raw.site_tracking_events_r WHERE tenant_hk = %(tenant_h
 -- name: select_raw
 -- One raw event, locked, so two processors of the same event serialise.
 SELECT tenant_hk, event_id, raw_payload, received_timestamp, user_agent, client_ip_hash, record_source,
-       processing_status
+       processing_status, processing_lane
 FROM raw.site_tracking_events_r
 WHERE raw_event_id = %(raw_event_id)s
 FOR UPDATE;
 
--- name: lock_key
--- One advisory lock of the event's visitor or client session, held to the end of the transaction,
--- as staging.process_batch takes them (util.lock_key: the hash key's first 64 bits).
-SELECT pg_advisory_xact_lock(%(key)s);
+-- name: lock_lane
+-- The event's lane, held to the end of the transaction, as staging.process_batch holds it.
+SELECT pg_advisory_xact_lock(7071, hashtext(encode(%(tenant_hk)s, 'hex') || '/' || %(lane)s));
 
 -- name: load_date
 -- The load date of one event's business rows, taken once, after its locks.
@@ -108,10 +107,10 @@ ON CONFLICT DO NOTHING;
 SELECT 1 FROM business.site_page_h WHERE site_page_hk = %(page_hk)s FOR NO KEY UPDATE;
 
 -- name: insert_visitor_hub
--- One visitor hub row.
-INSERT INTO business.site_visitor_h (site_visitor_hk, site_visitor_bk, tenant_hk, load_date, record_source)
+-- One visitor hub row, locked (lanes may share a visitor: its hub row locks its details).
+INSERT INTO business.site_visitor_h AS h (site_visitor_hk, site_visitor_bk, tenant_hk, load_date, record_source)
 VALUES (%(hk)s, %(bk)s, %(tenant_hk)s, %(load_date)s, %(source)s)
-ON CONFLICT DO NOTHING;
+ON CONFLICT (site_visitor_hk) DO UPDATE SET load_date = h.load_date WHERE false;
 
 -- name: insert_session_hub
 -- One session hub row.
