@@ -10,6 +10,7 @@ DELETE FROM business.site_event_page_l WHERE site_page_hk = '\x00000000000000000
 
 DROP INDEX staging.site_tracking_events_s_session_idx;
 DROP INDEX business.site_event_details_s_tenant_time_idx;
+DROP INDEX business.site_session_visitor_l_session_idx;
 DROP INDEX business.site_session_visitor_l_tenant_idx;
 DROP INDEX business.site_page_h_tenant_idx;
 DROP INDEX business.site_session_h_tenant_idx;

@@ -54,6 +54,8 @@ CREATE INDEX site_visitor_h_tenant_idx ON business.site_visitor_h (tenant_hk, si
 CREATE INDEX site_session_h_tenant_idx ON business.site_session_h (tenant_hk);
 CREATE INDEX site_page_h_tenant_idx ON business.site_page_h (tenant_hk);
 CREATE INDEX site_session_visitor_l_tenant_idx ON business.site_session_visitor_l (tenant_hk);
+-- A session's visitors, which the loader reads to tell which visitor holds it.
+CREATE INDEX site_session_visitor_l_session_idx ON business.site_session_visitor_l (site_session_hk);
 CREATE INDEX site_event_details_s_tenant_time_idx ON business.site_event_details_s (tenant_hk, occurred_at);
 
 -- A session's events in staging, which summaries are recomputed from.

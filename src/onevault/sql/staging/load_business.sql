@@ -4,7 +4,9 @@
 -- session. p_replay: the events were loaded before (staging.rebuild_vault), so their links are
 -- written where missing too. Idempotent: a replay inserts nothing. Returns the events it added.
 -- The caller holds the lanes of the events (staging.process_batch), so no other run touches their
--- sessions; this function locks their visitors and pages. One load date for the whole batch.
+-- sessions. Visitors and pages, which runs of different lanes may share, need no lock: their
+-- current details are the latest event's, which the run that loads it always writes. One load
+-- date for the whole batch.
 -- requires: util/hash_diff.sql
 -- requires: util/iso_utc.sql
 CREATE OR REPLACE FUNCTION staging.load_business(
@@ -16,29 +18,23 @@ DECLARE
     v_load timestamptz := clock_timestamp();
     v_ghost CONSTANT bytea := '\x0000000000000000000000000000000000000000000000000000000000000000';
 BEGIN
-    -- Visitors and pages are what runs of different lanes may share: their hub rows, written
-    -- first and locked in key order (a conflict locks the row it does not update), are the locks
-    -- of their details.
-    INSERT INTO business.site_visitor_h AS h (site_visitor_hk, site_visitor_bk, tenant_hk, load_date, record_source)
-    SELECT DISTINCT ON (s.site_visitor_hk) s.site_visitor_hk, s.visitor_id, s.tenant_hk, v_load,
-           substr(s.record_source, 9)
-    FROM staging.site_tracking_events_s s
-    WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
-    ORDER BY s.site_visitor_hk, s.occurred_at, s.site_event_hk
-    ON CONFLICT (site_visitor_hk) DO UPDATE SET load_date = h.load_date WHERE false;  -- locks, never updates
-    INSERT INTO business.site_page_h AS h (site_page_hk, site_page_bk, tenant_hk, load_date, record_source)
-    SELECT DISTINCT ON (s.site_page_hk) s.site_page_hk, split_part(s.page_url, '?', 1), s.tenant_hk, v_load,
-           substr(s.record_source, 9)
-    FROM staging.site_tracking_events_s s
-    WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID' AND s.page_url IS NOT NULL
-    ORDER BY s.site_page_hk, s.occurred_at, s.site_event_hk
-    ON CONFLICT (site_page_hk) DO UPDATE SET load_date = h.load_date WHERE false;
-
     WITH batch AS MATERIALIZED (
         -- Record sources as the raw layer wrote them ('staging:' dropped).
         SELECT s.*, substr(s.record_source, 9) AS source, coalesce(s.site_page_hk, v_ghost) AS page_hk
         FROM staging.site_tracking_events_s s
         WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
+    ), visitor_h AS (
+        INSERT INTO business.site_visitor_h (site_visitor_hk, site_visitor_bk, tenant_hk, load_date, record_source)
+        SELECT DISTINCT ON (site_visitor_hk) site_visitor_hk, visitor_id, tenant_hk, v_load, source
+        FROM batch
+        ORDER BY site_visitor_hk, occurred_at, site_event_hk
+        ON CONFLICT DO NOTHING
+    ), page_h AS (
+        INSERT INTO business.site_page_h (site_page_hk, site_page_bk, tenant_hk, load_date, record_source)
+        SELECT DISTINCT ON (site_page_hk) site_page_hk, split_part(page_url, '?', 1), tenant_hk, v_load, source
+        FROM batch WHERE page_url IS NOT NULL
+        ORDER BY site_page_hk, occurred_at, site_event_hk
+        ON CONFLICT DO NOTHING
     ), session_h AS (
         INSERT INTO business.site_session_h (site_session_hk, site_session_bk, tenant_hk, load_date, record_source)
         SELECT DISTINCT ON (site_session_hk) site_session_hk, session_id, tenant_hk, v_load, source
@@ -96,8 +92,10 @@ BEGIN
     ), page_states AS (
         -- Page and visitor details by applied date: a row for each event whose attributes differ
         -- from the state just before it on the timeline of the batch's events and the satellite's
-        -- rows (read from the one before the batch's first event on), so late events never
-        -- override later states.
+        -- rows (read from the one before the batch's first event on), and one for the latest event
+        -- of all: so the current row (the latest by applied date) is always the latest event's
+        -- state — also when runs of two lanes load a visitor's or a page's events at once — and a
+        -- late event, written in the past, never overrides it.
         SELECT DISTINCT ON (s.site_page_hk, s.occurred_at) s.site_page_hk, s.tenant_hk, s.occurred_at, s.source,
                s.page_host, s.page_path, s.page_title,
                util.hash_diff(s.page_host, s.page_path, s.page_title) AS hash_diff
@@ -122,11 +120,13 @@ BEGIN
                                                   page_host, page_path, page_title, record_source)
         SELECT n.site_page_hk, n.occurred_at, v_load, n.hash_diff, n.tenant_hk, n.page_host, n.page_path,
                n.page_title, n.source
-        FROM (SELECT t.*, lag(t.hash_diff) OVER (PARTITION BY t.site_page_hk
-                                                 ORDER BY t.applied_date, t.load_date) AS before
-              FROM page_timeline t) c
+        FROM (SELECT t.*, lag(t.hash_diff) OVER w AS before, lag(t.applied_date) OVER w AS before_at,
+                     lead(t.applied_date) OVER w IS NULL AS latest
+              FROM page_timeline t
+              WINDOW w AS (PARTITION BY t.site_page_hk ORDER BY t.applied_date, t.load_date)) c
         JOIN page_states n ON n.site_page_hk = c.site_page_hk AND n.occurred_at = c.applied_date
-        WHERE c.is_new AND c.hash_diff IS DISTINCT FROM c.before
+        WHERE c.is_new
+          AND (c.hash_diff IS DISTINCT FROM c.before OR (c.latest AND c.before_at IS DISTINCT FROM c.applied_date))
     ), visitor_states AS (
         SELECT DISTINCT ON (s.site_visitor_hk, s.occurred_at) s.site_visitor_hk, s.tenant_hk, s.occurred_at,
                s.source, s.user_id, s.browser_family, s.browser_version, s.os_family, s.os_version, s.device_type,
@@ -155,11 +155,13 @@ BEGIN
                                                      os_version, device_type, is_bot, is_derived, record_source)
         SELECT n.site_visitor_hk, n.occurred_at, v_load, n.hash_diff, n.tenant_hk, n.user_id, n.browser_family,
                n.browser_version, n.os_family, n.os_version, n.device_type, n.is_bot, n.visitor_derived, n.source
-        FROM (SELECT t.*, lag(t.hash_diff) OVER (PARTITION BY t.site_visitor_hk
-                                                 ORDER BY t.applied_date, t.load_date) AS before
-              FROM visitor_timeline t) c
+        FROM (SELECT t.*, lag(t.hash_diff) OVER w AS before, lag(t.applied_date) OVER w AS before_at,
+                     lead(t.applied_date) OVER w IS NULL AS latest
+              FROM visitor_timeline t
+              WINDOW w AS (PARTITION BY t.site_visitor_hk ORDER BY t.applied_date, t.load_date)) c
         JOIN visitor_states n ON n.site_visitor_hk = c.site_visitor_hk AND n.occurred_at = c.applied_date
-        WHERE c.is_new AND c.hash_diff IS DISTINCT FROM c.before
+        WHERE c.is_new
+          AND (c.hash_diff IS DISTINCT FROM c.before OR (c.latest AND c.before_at IS DISTINCT FROM c.applied_date))
     )
     SELECT count(*) INTO v_loaded FROM event_h;
 
@@ -222,7 +224,8 @@ BEGIN
                bool_or(s.is_bot) AS is_bot,
                (array_agg(s.site_visitor_hk ORDER BY s.occurred_at DESC, s.site_event_hk DESC))[1] AS visitor_hk
         FROM staging.site_tracking_events_s s
-        JOIN business.site_event_h h ON h.site_event_hk = s.site_event_hk AND h.load_date = v_load
+        JOIN business.site_event_h h
+          ON h.site_event_hk = s.site_event_hk AND h.tenant_hk = s.tenant_hk AND h.load_date = v_load
         WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
         GROUP BY s.site_session_hk
     ), appended AS MATERIALIZED (
@@ -237,26 +240,30 @@ BEGIN
         FROM touched t JOIN arrived a USING (site_session_hk)
         WHERE NOT p_replay AND NOT t.moved AND t.p_in_force AND a.first_at > t.p_end
     ), recomputed AS (
-        SELECT s.site_session_hk, min(s.tenant_hk) AS tenant_hk, true AS in_force,
-               min(s.occurred_at) AS session_start, max(s.occurred_at) AS session_end,
-               count(*) FILTER (WHERE s.event_type = 'page_view')::integer AS page_views,
-               count(*)::integer AS event_count,
-               (array_agg(s.page_url ORDER BY s.occurred_at, s.site_event_hk)
-                    FILTER (WHERE s.page_url IS NOT NULL))[1] AS entry_page,
-               (array_agg(s.page_url ORDER BY s.occurred_at DESC, s.site_event_hk DESC)
-                    FILTER (WHERE s.page_url IS NOT NULL))[1] AS exit_page,
-               bool_or(s.is_bot) AS is_bot,
-               (array_agg(ARRAY[s.referrer_host, s.referrer_class, s.utm_source, s.utm_medium, s.utm_campaign,
-                                s.utm_term, s.utm_content, substr(s.record_source, 9)]
-                          ORDER BY s.occurred_at, s.site_event_hk))[1:1] AS first_event,
-               (array_agg(s.site_visitor_hk ORDER BY s.occurred_at DESC, s.site_event_hk DESC))[1] AS visitor_hk,
-               max(s.occurred_at) AS visitor_at,
-               min(t.p_hash_diff) AS p_hash_diff
+        SELECT t.site_session_hk, a.tenant_hk, true AS in_force, a.session_start, a.session_end, a.page_views,
+               a.event_count, a.entry_page, a.exit_page, a.is_bot, a.first_event, a.visitor_hk, a.visitor_at,
+               t.p_hash_diff
         FROM touched t
-        JOIN staging.site_tracking_events_s s
-          ON s.site_session_hk = t.site_session_hk AND s.validation_status <> 'INVALID'
-        WHERE t.site_session_hk NOT IN (SELECT a.site_session_hk FROM appended a)
-        GROUP BY s.site_session_hk
+        CROSS JOIN LATERAL (
+            SELECT min(s.tenant_hk) AS tenant_hk, min(s.occurred_at) AS session_start,
+                   max(s.occurred_at) AS session_end,
+                   count(*) FILTER (WHERE s.event_type = 'page_view')::integer AS page_views,
+                   count(*)::integer AS event_count,
+                   (array_agg(s.page_url ORDER BY s.occurred_at, s.site_event_hk)
+                        FILTER (WHERE s.page_url IS NOT NULL))[1] AS entry_page,
+                   (array_agg(s.page_url ORDER BY s.occurred_at DESC, s.site_event_hk DESC)
+                        FILTER (WHERE s.page_url IS NOT NULL))[1] AS exit_page,
+                   bool_or(s.is_bot) AS is_bot,
+                   (array_agg(ARRAY[s.referrer_host, s.referrer_class, s.utm_source, s.utm_medium, s.utm_campaign,
+                                    s.utm_term, s.utm_content, substr(s.record_source, 9)]
+                              ORDER BY s.occurred_at, s.site_event_hk))[1:1] AS first_event,
+                   (array_agg(s.site_visitor_hk ORDER BY s.occurred_at DESC, s.site_event_hk DESC))[1]
+                       AS visitor_hk,
+                   max(s.occurred_at) AS visitor_at
+            FROM staging.site_tracking_events_s s
+            WHERE s.site_session_hk = t.site_session_hk AND s.validation_status <> 'INVALID'
+        ) a
+        WHERE a.event_count > 0 AND t.site_session_hk NOT IN (SELECT p.site_session_hk FROM appended p)
     ), aggregated AS (
         SELECT * FROM appended
         UNION ALL
