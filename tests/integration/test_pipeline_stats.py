@@ -76,6 +76,7 @@ ORPHAN_CHECKS = {
     "site_session_summary_s": ("site_session_hk", "site_session_h"),
     "site_event_session_eff_s": ("site_session_hk", "site_session_h"),
     "site_session_visitor_eff_s": ("site_visitor_hk", "site_visitor_h"),
+    "site_session_state": ("site_session_hk", "site_session_h"),
 }
 
 

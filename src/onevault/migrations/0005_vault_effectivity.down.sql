@@ -19,7 +19,7 @@ DROP INDEX business.site_visitor_h_tenant_idx;
 DROP TABLE business.site_session_visitor_eff_s;
 DROP TABLE business.site_event_session_eff_s;
 
-DROP INDEX business.site_session_summary_s_tenant_start_idx;
+DROP TABLE business.site_session_state;
 ALTER TABLE business.site_session_summary_s DROP COLUMN in_force;
 
 DROP INDEX business.site_page_details_s_tenant_idx;

@@ -20,8 +20,35 @@ CREATE INDEX site_page_details_s_tenant_idx ON business.site_page_details_s (ten
 -- Session summaries are computed; a session whose events all moved into another (sessions merge
 -- when a late event closes the gap between them) gets a last row that is not in force.
 ALTER TABLE business.site_session_summary_s ADD COLUMN in_force boolean NOT NULL DEFAULT true;
-CREATE INDEX site_session_summary_s_tenant_start_idx
-    ON business.site_session_summary_s (tenant_hk, session_start);
+
+-- The current summary and visitor of every session in force, kept by the loader beside the
+-- insert-only history (a query-assist table of the business vault, like a PIT table: derived,
+-- rebuilt by `onevault vault rebuild`). business.site_session_current reads it, so a customer's
+-- sessions of a date range are one index range, whatever the history holds.
+CREATE TABLE business.site_session_state (
+    site_session_hk bytea PRIMARY KEY,
+    tenant_hk bytea NOT NULL,
+    site_visitor_hk bytea,
+    load_date timestamptz NOT NULL,
+    session_start timestamptz NOT NULL,
+    session_end timestamptz NOT NULL,
+    page_views integer NOT NULL,
+    event_count integer NOT NULL,
+    duration_seconds integer NOT NULL,
+    entry_page text,
+    exit_page text,
+    is_bounce boolean NOT NULL,
+    is_bot boolean NOT NULL,
+    referrer_host text,
+    referrer_class text,
+    utm_source text,
+    utm_medium text,
+    utm_campaign text,
+    utm_term text,
+    utm_content text,
+    record_source text NOT NULL
+) WITH (fillfactor = 85);
+CREATE INDEX site_session_state_tenant_start_idx ON business.site_session_state (tenant_hk, session_start);
 
 -- Driving-key effectivity of event → session: an event's session is its latest row here, or its
 -- only link when it has none (events move only when derived sessions merge or start earlier).
@@ -57,6 +84,17 @@ CREATE INDEX site_session_visitor_l_tenant_idx ON business.site_session_visitor_
 -- A session's visitors, which the loader reads to tell which visitor holds it.
 CREATE INDEX site_session_visitor_l_session_idx ON business.site_session_visitor_l (site_session_hk);
 CREATE INDEX site_event_details_s_tenant_time_idx ON business.site_event_details_s (tenant_hk, occurred_at);
+
+-- Sessions loaded before: their latest summary, held by the visitor of their latest link.
+INSERT INTO business.site_session_state
+SELECT s.site_session_hk, s.tenant_hk,
+       (SELECT l.site_visitor_hk FROM business.site_session_visitor_l l
+        WHERE l.site_session_hk = s.site_session_hk ORDER BY l.load_date DESC LIMIT 1),
+       s.load_date, s.session_start, s.session_end, s.page_views, s.event_count, s.duration_seconds, s.entry_page,
+       s.exit_page, s.is_bounce, s.is_bot, s.referrer_host, s.referrer_class, s.utm_source, s.utm_medium,
+       s.utm_campaign, s.utm_term, s.utm_content, s.record_source
+FROM (SELECT DISTINCT ON (x.site_session_hk) x.* FROM business.site_session_summary_s x
+      ORDER BY x.site_session_hk, x.load_date DESC) s;
 
 -- A session's events in staging, which summaries are recomputed from.
 CREATE INDEX site_tracking_events_s_session_idx ON staging.site_tracking_events_s (site_session_hk);

@@ -308,6 +308,34 @@ BEGIN
               (SELECT CASE WHEN count(*) = 1 THEN (array_agg(l.site_visitor_hk))[1] END
                FROM (SELECT l.site_visitor_hk FROM business.site_session_visitor_l l
                      WHERE l.site_session_hk = a.site_session_hk LIMIT 2) l))
+    ), state AS (
+        -- The current summary and holder of each session in force (business.site_session_current).
+        INSERT INTO business.site_session_state AS x (
+            site_session_hk, tenant_hk, site_visitor_hk, load_date, session_start, session_end, page_views,
+            event_count, duration_seconds, entry_page, exit_page, is_bounce, is_bot, referrer_host, referrer_class,
+            utm_source, utm_medium, utm_campaign, utm_term, utm_content, record_source)
+        SELECT n.site_session_hk, n.tenant_hk, n.visitor_hk, v_load, n.session_start, n.session_end, n.page_views,
+               n.event_count, extract(epoch FROM n.session_end - n.session_start)::integer, n.entry_page,
+               n.exit_page, n.page_views <= 1, n.is_bot, n.first_event[1][1], n.first_event[1][2],
+               n.first_event[1][3], n.first_event[1][4], n.first_event[1][5], n.first_event[1][6],
+               n.first_event[1][7], n.first_event[1][8]
+        FROM summaries n
+        WHERE n.in_force
+          AND (n.hash_diff IS DISTINCT FROM n.p_hash_diff
+               OR n.site_session_hk IN (SELECT h.site_session_hk FROM holders h))
+        ON CONFLICT (site_session_hk) DO UPDATE
+        SET site_visitor_hk = EXCLUDED.site_visitor_hk, load_date = EXCLUDED.load_date,
+            session_start = EXCLUDED.session_start, session_end = EXCLUDED.session_end,
+            page_views = EXCLUDED.page_views, event_count = EXCLUDED.event_count,
+            duration_seconds = EXCLUDED.duration_seconds, entry_page = EXCLUDED.entry_page,
+            exit_page = EXCLUDED.exit_page, is_bounce = EXCLUDED.is_bounce, is_bot = EXCLUDED.is_bot,
+            referrer_host = EXCLUDED.referrer_host, referrer_class = EXCLUDED.referrer_class,
+            utm_source = EXCLUDED.utm_source, utm_medium = EXCLUDED.utm_medium,
+            utm_campaign = EXCLUDED.utm_campaign, utm_term = EXCLUDED.utm_term, utm_content = EXCLUDED.utm_content,
+            record_source = EXCLUDED.record_source
+    ), retired AS (
+        DELETE FROM business.site_session_state x USING summaries n
+        WHERE x.site_session_hk = n.site_session_hk AND NOT n.in_force
     ), holder_l AS (
         INSERT INTO business.site_session_visitor_l (link_session_visitor_hk, site_session_hk, site_visitor_hk,
                                                      tenant_hk, load_date, record_source)
