@@ -9,11 +9,8 @@ DELETE FROM business.site_page_h WHERE site_page_hk = '\x00000000000000000000000
 DELETE FROM business.site_event_page_l WHERE site_page_hk = '\x0000000000000000000000000000000000000000000000000000000000000000';
 
 DROP INDEX staging.site_tracking_events_s_session_idx;
-DROP INDEX business.site_event_details_s_tenant_time_idx;
 DROP INDEX business.site_session_visitor_l_session_idx;
-DROP INDEX business.site_session_visitor_l_tenant_idx;
 DROP INDEX business.site_page_h_tenant_idx;
-DROP INDEX business.site_session_h_tenant_idx;
 DROP INDEX business.site_visitor_h_tenant_idx;
 
 DROP TABLE business.site_session_visitor_eff_s;
@@ -30,7 +27,6 @@ WHERE EXISTS (SELECT 1 FROM business.site_page_details_s n
 ALTER TABLE business.site_page_details_s DROP COLUMN applied_date;
 ALTER TABLE business.site_page_details_s ADD PRIMARY KEY (site_page_hk, load_date);
 
-DROP INDEX business.site_visitor_details_s_tenant_idx;
 ALTER TABLE business.site_visitor_details_s DROP CONSTRAINT site_visitor_details_s_pkey;
 DELETE FROM business.site_visitor_details_s d
 WHERE EXISTS (SELECT 1 FROM business.site_visitor_details_s n

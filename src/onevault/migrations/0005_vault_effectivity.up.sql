@@ -9,7 +9,6 @@ ALTER TABLE business.site_visitor_details_s ADD COLUMN applied_date timestamptz 
 ALTER TABLE business.site_visitor_details_s ALTER COLUMN applied_date DROP DEFAULT;
 ALTER TABLE business.site_visitor_details_s DROP CONSTRAINT site_visitor_details_s_pkey;
 ALTER TABLE business.site_visitor_details_s ADD PRIMARY KEY (site_visitor_hk, applied_date, load_date);
-CREATE INDEX site_visitor_details_s_tenant_idx ON business.site_visitor_details_s (tenant_hk);
 
 ALTER TABLE business.site_page_details_s ADD COLUMN applied_date timestamptz NOT NULL DEFAULT '-infinity';
 ALTER TABLE business.site_page_details_s ALTER COLUMN applied_date DROP DEFAULT;
@@ -76,14 +75,12 @@ CREATE TABLE business.site_session_visitor_eff_s (
 );
 CREATE INDEX site_session_visitor_eff_s_visitor_idx ON business.site_session_visitor_eff_s (site_visitor_hk);
 
--- Per-customer access to hubs and links that consumers start from.
+-- Per-customer access starts from the hubs (a customer's events: site_event_h's (tenant_hk,
+-- load_date); its sessions: site_session_state); links and satellites are reached by hub key.
 CREATE INDEX site_visitor_h_tenant_idx ON business.site_visitor_h (tenant_hk, site_visitor_hk);
-CREATE INDEX site_session_h_tenant_idx ON business.site_session_h (tenant_hk);
 CREATE INDEX site_page_h_tenant_idx ON business.site_page_h (tenant_hk);
-CREATE INDEX site_session_visitor_l_tenant_idx ON business.site_session_visitor_l (tenant_hk);
 -- A session's visitors, which the loader reads to tell which visitor holds it.
 CREATE INDEX site_session_visitor_l_session_idx ON business.site_session_visitor_l (site_session_hk);
-CREATE INDEX site_event_details_s_tenant_time_idx ON business.site_event_details_s (tenant_hk, occurred_at);
 
 -- Sessions loaded before: their latest summary, held by the visitor of their latest link.
 INSERT INTO business.site_session_state
