@@ -33,7 +33,9 @@ BUSINESS_TABLES = (
 def _business_counts(conn: psycopg.Connection) -> dict[str, int]:
     return {
         # The ghost page's rows (the zero key, docs/vault.md) belong to no customer.
-        t: conn.execute(f"SELECT count(*) FROM business.{t} WHERE tenant_hk <> %s", (bytes(32),)).fetchone()[0]  # type: ignore[index]
+        t: conn.execute(f"SELECT count(*) FROM business.{t} WHERE tenant_hk <> %s", (bytes(32),)).fetchone()[
+            0
+        ]  # type: ignore[index]
         for t in BUSINESS_TABLES
     }
 

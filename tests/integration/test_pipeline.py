@@ -82,7 +82,9 @@ def table_counts(conn: psycopg.Connection) -> dict[str, int]:
     """Row count of the staging table and of every business table (the ghost page's rows aside)."""
     counts = {"staging": scalar(conn, "SELECT count(*) FROM staging.site_tracking_events_s")}
     for table in BUSINESS_TABLES:
-        counts[table] = scalar(conn, f"SELECT count(*) FROM business.{table} WHERE tenant_hk <> %s", (GHOST_KEY,))
+        counts[table] = scalar(
+            conn, f"SELECT count(*) FROM business.{table} WHERE tenant_hk <> %s", (GHOST_KEY,)
+        )
     return counts
 
 
@@ -162,7 +164,9 @@ def test_event_flows_from_raw_to_business(conn: psycopg.Connection, tenant: Tena
     for hub, (bk_col, bk) in keys.items():
         hk_col = bk_col.replace("_bk", "_hk")
         hub_row = rows(
-            conn, f"SELECT {hk_col} AS hk, {bk_col} AS bk, tenant_hk FROM business.{hub} WHERE tenant_hk <> %s", (GHOST_KEY,)
+            conn,
+            f"SELECT {hk_col} AS hk, {bk_col} AS bk, tenant_hk FROM business.{hub} WHERE tenant_hk <> %s",
+            (GHOST_KEY,),
         )[0]
         assert hub_row["bk"] == bk, hub
         assert hub_row["tenant_hk"] == tenant_hk, hub

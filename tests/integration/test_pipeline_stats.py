@@ -90,8 +90,8 @@ def test_links_and_satellites_always_have_their_hubs(conn: psycopg.Connection) -
         )
     conn.execute("SELECT api.track_site_event('one_spa', 'not a url')")
     # Two sessions of one visitor, merged by a late event between them: effectivity rows.
-    merge = """SELECT api.track_site_event('one_spa', 'https://a.test/m', 'page_view',
-                   jsonb_build_object('visitor_id', 'v-merge', 'timestamp', now() - %s * interval '1 minute'))"""
+    merge = """SELECT api.track_site_event('one_spa', 'https://a.test/m', 'page_view', jsonb_build_object(
+                   'visitor_id', 'v-merge', 'timestamp', now() - %s * interval '1 minute'))"""
     for minutes in (60, 0):
         conn.execute(merge, (minutes,))
     # A session seen with two visitors: effectivity says which holds it.

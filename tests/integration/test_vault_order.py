@@ -195,7 +195,7 @@ def assert_matches_design(state: VaultState, events: Sequence[Event]) -> None:
             "entry_page": pages[0] if pages else None,
             "exit_page": pages[-1] if pages else None,
         }, key
-    # Visitors in force are those holding a session (a visitor whose sessions all belong to another is history).
+    # Visitors in force hold a session (one whose sessions all belong to another is history).
     holders = {names[identity(mine[-1])] for mine in sessions.values()}
     visitors = {k: v for k, v in expected_visitors(events).items() if k in holders}
     assert {k: {f: v[f] for f in visitors.get(k, {})} for k, v in state.visitors.items()} == visitors
