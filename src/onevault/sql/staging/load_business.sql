@@ -222,6 +222,9 @@ BEGIN
                (array_agg(s.page_url ORDER BY s.occurred_at DESC, s.site_event_hk DESC)
                     FILTER (WHERE s.page_url IS NOT NULL))[1] AS exit_page,
                bool_or(s.is_bot) AS is_bot,
+               (array_agg(ARRAY[s.referrer_host, s.referrer_class, s.utm_source, s.utm_medium, s.utm_campaign,
+                                s.utm_term, s.utm_content, substr(s.record_source, 9)]
+                          ORDER BY s.occurred_at, s.site_event_hk))[1:1] AS first_event,
                (array_agg(s.site_visitor_hk ORDER BY s.occurred_at DESC, s.site_event_hk DESC))[1] AS visitor_hk
         FROM staging.site_tracking_events_s s
         JOIN business.site_event_h h
@@ -229,16 +232,19 @@ BEGIN
         WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
         GROUP BY s.site_session_hk
     ), appended AS MATERIALIZED (
-        -- Sessions the batch only extends (its events all after everything the summary counted,
-        -- which holds every committed event of the session: the lane is held) are the summary plus
-        -- the batch; the others are recomputed from all their events.
-        SELECT t.site_session_hk, a.tenant_hk, true AS in_force, t.p_start AS session_start, a.last_at AS session_end,
-               t.p_page_views + a.page_views AS page_views, t.p_event_count + a.event_count AS event_count,
+        -- Sessions the batch starts (no summary yet, no moves) are the batch's events; sessions it
+        -- only extends (its events all after everything the summary counted, which holds every
+        -- committed event of the session: the lane is held) are the summary plus the batch; the
+        -- others are recomputed from all their events.
+        SELECT t.site_session_hk, a.tenant_hk, true AS in_force, coalesce(t.p_start, a.first_at) AS session_start,
+               a.last_at AS session_end, coalesce(t.p_page_views, 0) + a.page_views AS page_views,
+               coalesce(t.p_event_count, 0) + a.event_count AS event_count,
                coalesce(t.p_entry_page, a.entry_page) AS entry_page, coalesce(a.exit_page, t.p_exit_page) AS exit_page,
-               t.p_is_bot OR a.is_bot AS is_bot, t.p_first AS first_event, a.visitor_hk, a.last_at AS visitor_at,
-               t.p_hash_diff
+               coalesce(t.p_is_bot, false) OR a.is_bot AS is_bot, coalesce(t.p_first, a.first_event) AS first_event,
+               a.visitor_hk, a.last_at AS visitor_at, t.p_hash_diff
         FROM touched t JOIN arrived a USING (site_session_hk)
-        WHERE NOT p_replay AND NOT t.moved AND t.p_in_force AND a.first_at > t.p_end
+        WHERE NOT p_replay AND NOT t.moved
+          AND (t.p_hash_diff IS NULL OR (t.p_in_force AND a.first_at > t.p_end))
     ), recomputed AS (
         SELECT t.site_session_hk, a.tenant_hk, true AS in_force, a.session_start, a.session_end, a.page_views,
                a.event_count, a.entry_page, a.exit_page, a.is_bot, a.first_event, a.visitor_hk, a.visitor_at,
