@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from psycopg import sql
 from tests.helpers.cli import Cli
 from tests.helpers.pipeline import CUSTOMER, ingest, trigger
 from tests.helpers.queries import scalar
 from tests.helpers.tenants import Tenant, make_tenant
+from tests.helpers.vault_load import business_counts
 
 OTHER = "other_shop"
 # Events per visitor of the customer rebuilt.
@@ -48,22 +48,6 @@ def populated(conn: psycopg.Connection, tenant: Tenant) -> None:
     assert scalar(conn, "SELECT count(*) FROM business.site_event_h") == len(payloads) + 4
 
 
-def _business_rows(conn: psycopg.Connection) -> dict[str, int]:
-    """Rows in each table of the business schema."""
-    tables = [
-        row[0]
-        for row in conn.execute(
-            "SELECT table_name FROM information_schema.tables"
-            " WHERE table_schema = 'business' AND table_type = 'BASE TABLE' ORDER BY 1"
-        )
-    ]
-    counts = sql.SQL(" UNION ALL ").join(
-        sql.SQL("SELECT {}, count(*) FROM business.{}").format(sql.Literal(name), sql.Identifier(name))
-        for name in tables
-    )
-    return {table: int(n) for table, n in conn.execute(counts)}
-
-
 def _report(output: str) -> tuple[int, int, str]:
     """(visitors, events, customer) of the command's one line of standard output."""
     lines = output.splitlines()
@@ -77,11 +61,11 @@ def test_unknown_customer_is_refused(
     conn: psycopg.Connection, db_url: str, cli_for: Callable[[str], Cli], populated: None
 ) -> None:
     """A customer that is not registered: exit status 1, one line naming it, and nothing written."""
-    before = _business_rows(conn)
+    before = business_counts(conn)
     result = cli_for(db_url)("vault", "rebuild", "--customer-id", "no_such_shop")
     assert result.exit_code == 1
     assert result.output == "Error: no tenant 'no_such_shop' (see `onevault tenant list`)\n"
-    assert _business_rows(conn) == before
+    assert business_counts(conn) == before
 
 
 def test_rebuild_reports_the_customers_visitors_and_a_second_run_the_same(
@@ -97,12 +81,12 @@ def test_rebuild_reports_the_customers_visitors_and_a_second_run_the_same(
     assert first.exit_code == 0, first.output
     expected = (len(VISITORS), sum(VISITORS.values()), CUSTOMER)
     assert _report(first.stdout) == expected
-    settled = _business_rows(conn)
+    settled = business_counts(conn)
 
     second = cli("vault", "rebuild", "--customer-id", CUSTOMER)
     assert second.exit_code == 0, second.output
     assert _report(second.stdout) == expected
-    assert _business_rows(conn) == settled
+    assert business_counts(conn) == settled
 
 
 def test_progress_bar_on_a_terminal(db_url: str, populated: None) -> None:
