@@ -165,8 +165,11 @@ BEGIN
     )
     SELECT count(*) INTO v_loaded FROM event_h;
 
-    -- Sessions: the moves stage_events made, then every touched session recomputed from all its
-    -- events (sees the rows written above: a new statement).
+    -- Sessions: the moves stage_events made, then the summary, state and holder of every session
+    -- the batch touches (a new statement: it sees the rows written above). Run with EXECUTE, so
+    -- it is planned for this batch's values each time: a cached generic plan joins all of staging
+    -- instead of reading the batch's sessions by index (48 → 16 ms per 1,000 events).
+    EXECUTE $sessions$
     WITH moved AS MATERIALIZED (
         SELECT s.site_event_hk, s.site_session_hk, s.tenant_hk, substr(s.record_source, 9) AS source,
                coalesce((SELECT e.site_session_hk FROM business.site_event_session_eff_s e
@@ -175,17 +178,17 @@ BEGIN
                          WHERE l.site_event_hk = s.site_event_hk ORDER BY l.load_date DESC LIMIT 1))
                    AS previous_session_hk
         FROM staging.site_tracking_events_s s
-        WHERE s.raw_event_id = ANY (p_moved)
+        WHERE s.raw_event_id = ANY ($2)
     ), moved_l AS (
         INSERT INTO business.site_event_session_l (link_event_session_hk, site_event_hk, site_session_hk,
                                                    tenant_hk, load_date, record_source)
-        SELECT sha256(site_event_hk || site_session_hk), site_event_hk, site_session_hk, tenant_hk, v_load, source
+        SELECT sha256(site_event_hk || site_session_hk), site_event_hk, site_session_hk, tenant_hk, $4, source
         FROM moved
         ON CONFLICT DO NOTHING
     ), moved_eff AS (
         INSERT INTO business.site_event_session_eff_s (site_event_hk, load_date, link_event_session_hk,
                                                        site_session_hk, tenant_hk, record_source)
-        SELECT site_event_hk, v_load, sha256(site_event_hk || site_session_hk), site_session_hk, tenant_hk, source
+        SELECT site_event_hk, $4, sha256(site_event_hk || site_session_hk), site_session_hk, tenant_hk, source
         FROM moved
         WHERE previous_session_hk IS DISTINCT FROM site_session_hk
     ), touched AS MATERIALIZED (
@@ -194,7 +197,7 @@ BEGIN
         FROM (
             SELECT x.site_session_hk, bool_or(x.moved) AS moved
             FROM (SELECT s.site_session_hk, false AS moved FROM staging.site_tracking_events_s s
-                  WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
+                  WHERE s.raw_event_id = ANY ($1) AND s.validation_status <> 'INVALID'
                   UNION ALL
                   SELECT m.site_session_hk, true FROM moved m
                   UNION ALL
@@ -228,8 +231,8 @@ BEGIN
                (array_agg(s.site_visitor_hk ORDER BY s.occurred_at DESC, s.site_event_hk DESC))[1] AS visitor_hk
         FROM staging.site_tracking_events_s s
         JOIN business.site_event_h h
-          ON h.site_event_hk = s.site_event_hk AND h.tenant_hk = s.tenant_hk AND h.load_date = v_load
-        WHERE s.raw_event_id = ANY (p_raw_ids) AND s.validation_status <> 'INVALID'
+          ON h.site_event_hk = s.site_event_hk AND h.tenant_hk = s.tenant_hk AND h.load_date = $4
+        WHERE s.raw_event_id = ANY ($1) AND s.validation_status <> 'INVALID'
         GROUP BY s.site_session_hk
     ), appended AS MATERIALIZED (
         -- Sessions the batch starts (no summary yet, no moves) are the batch's events; sessions it
@@ -243,7 +246,7 @@ BEGIN
                coalesce(t.p_is_bot, false) OR a.is_bot AS is_bot, coalesce(t.p_first, a.first_event) AS first_event,
                a.visitor_hk, a.last_at AS visitor_at, t.p_hash_diff
         FROM touched t JOIN arrived a USING (site_session_hk)
-        WHERE NOT p_replay AND NOT t.moved
+        WHERE NOT $3 AND NOT t.moved
           AND (t.p_hash_diff IS NULL OR (t.p_in_force AND a.first_at > t.p_end))
     ), recomputed AS (
         SELECT t.site_session_hk, a.tenant_hk, true AS in_force, a.session_start, a.session_end, a.page_views,
@@ -295,7 +298,7 @@ BEGIN
             site_session_hk, load_date, hash_diff, tenant_hk, session_start, session_end, page_views, event_count,
             duration_seconds, entry_page, exit_page, is_bounce, is_bot, referrer_host, referrer_class, utm_source,
             utm_medium, utm_campaign, utm_term, utm_content, record_source, in_force)
-        SELECT n.site_session_hk, v_load, n.hash_diff, n.tenant_hk, n.session_start, n.session_end, n.page_views,
+        SELECT n.site_session_hk, $4, n.hash_diff, n.tenant_hk, n.session_start, n.session_end, n.page_views,
                n.event_count, extract(epoch FROM n.session_end - n.session_start)::integer, n.entry_page,
                n.exit_page, n.page_views <= 1, n.is_bot, n.first_event[1][1], n.first_event[1][2],
                n.first_event[1][3], n.first_event[1][4], n.first_event[1][5], n.first_event[1][6],
@@ -320,7 +323,7 @@ BEGIN
             site_session_hk, tenant_hk, site_visitor_hk, load_date, session_start, session_end, page_views,
             event_count, duration_seconds, entry_page, exit_page, is_bounce, is_bot, referrer_host, referrer_class,
             utm_source, utm_medium, utm_campaign, utm_term, utm_content, record_source)
-        SELECT n.site_session_hk, n.tenant_hk, n.visitor_hk, v_load, n.session_start, n.session_end, n.page_views,
+        SELECT n.site_session_hk, n.tenant_hk, n.visitor_hk, $4, n.session_start, n.session_end, n.page_views,
                n.event_count, extract(epoch FROM n.session_end - n.session_start)::integer, n.entry_page,
                n.exit_page, n.page_views <= 1, n.is_bot, n.first_event[1][1], n.first_event[1][2],
                n.first_event[1][3], n.first_event[1][4], n.first_event[1][5], n.first_event[1][6],
@@ -345,15 +348,16 @@ BEGIN
     ), holder_l AS (
         INSERT INTO business.site_session_visitor_l (link_session_visitor_hk, site_session_hk, site_visitor_hk,
                                                      tenant_hk, load_date, record_source)
-        SELECT sha256(site_session_hk || visitor_hk), site_session_hk, visitor_hk, tenant_hk, v_load, source
+        SELECT sha256(site_session_hk || visitor_hk), site_session_hk, visitor_hk, tenant_hk, $4, source
         FROM holders
         ON CONFLICT DO NOTHING
     )
     INSERT INTO business.site_session_visitor_eff_s (site_session_hk, load_date, applied_date,
                                                      link_session_visitor_hk, site_visitor_hk, tenant_hk,
                                                      record_source)
-    SELECT site_session_hk, v_load, visitor_at, sha256(site_session_hk || visitor_hk), visitor_hk, tenant_hk, source
-    FROM holders;
+    SELECT site_session_hk, $4, visitor_at, sha256(site_session_hk || visitor_hk), visitor_hk, tenant_hk, source
+    FROM holders
+    $sessions$ USING p_raw_ids, p_moved, p_replay, v_load;
 
     RETURN v_loaded;
 END;
