@@ -215,7 +215,8 @@ BEGIN
                            WHERE x.site_session_hk = t.site_session_hk
                            ORDER BY x.load_date DESC LIMIT 1) p ON true
     ), arrived AS (
-        -- The events this batch added (their hub has its load date), per session.
+        -- The events this batch added, per session: staged by this transaction (stage_events marks a
+        -- loadable row loaded as it stages it, at or after the transaction's start).
         SELECT s.site_session_hk, min(s.tenant_hk) AS tenant_hk,
                min(s.occurred_at) AS first_at, max(s.occurred_at) AS last_at,
                count(*) FILTER (WHERE s.event_type = 'page_view')::integer AS page_views,
@@ -230,9 +231,7 @@ BEGIN
                           ORDER BY s.occurred_at, s.site_event_hk))[1:1] AS first_event,
                (array_agg(s.site_visitor_hk ORDER BY s.occurred_at DESC, s.site_event_hk DESC))[1] AS visitor_hk
         FROM staging.site_tracking_events_s s
-        JOIN business.site_event_h h
-          ON h.site_event_hk = s.site_event_hk AND h.tenant_hk = s.tenant_hk AND h.load_date = $4
-        WHERE s.raw_event_id = ANY ($1) AND s.validation_status <> 'INVALID'
+        WHERE s.raw_event_id = ANY ($1) AND s.validation_status <> 'INVALID' AND s.business_loaded_at >= now()
         GROUP BY s.site_session_hk
     ), appended AS MATERIALIZED (
         -- Sessions the batch starts (no summary yet, no moves) are the batch's events; sessions it
