@@ -5,6 +5,7 @@
 -- nothing. Holds the customer's lanes (staging.process_batch) meanwhile, so it runs beside the pipeline.
 -- Returns {"visitors": n, "events": n, "last": hex of the last visitor hub, or null when done}.
 -- requires: staging/load_business.sql
+-- requires: staging/derived_session_id.sql
 CREATE OR REPLACE FUNCTION staging.rebuild_vault(p_tenant_hk bytea, p_after bytea, p_limit integer DEFAULT 200)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
@@ -77,9 +78,8 @@ BEGIN
     ), derived AS (
         SELECT d.*, util.derived_key(d.tenant_hk, d.session_id) AS new_session_hk
         FROM (SELECT g.raw_event_id, g.tenant_hk, g.site_session_hk,
-                     g.visitor_id || '@' || to_char(
-                         min(g.occurred_at) OVER (PARTITION BY g.site_visitor_hk, g.session_no) AT TIME ZONE 'UTC',
-                         'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS session_id
+                     staging.derived_session_id(
+                         g.visitor_id, min(g.occurred_at) OVER (PARTITION BY g.site_visitor_hk, g.session_no)) AS session_id
               FROM grouped g) d
     ), updated AS (
         UPDATE staging.site_tracking_events_s s

@@ -5,6 +5,7 @@
 -- requires: util/language_tag.sql
 -- requires: util/pixels.sql
 -- requires: staging/visitor_hk.sql
+-- requires: staging/derived_session_id.sql
 CREATE OR REPLACE FUNCTION staging.stage_events(p_raw_ids bigint[], OUT staged integer, OUT moved bigint[])
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -152,9 +153,8 @@ BEGIN
         SELECT d.*, util.derived_key(d.tenant_hk, d.session_id) AS site_session_hk
         FROM (
             SELECT g.raw_event_id, g.tenant_hk, g.staged_session_hk,
-                   g.visitor_id || '@' || to_char(
-                       min(g.occurred_at) OVER (PARTITION BY g.site_visitor_hk, g.session_no) AT TIME ZONE 'UTC',
-                       'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS session_id
+                   staging.derived_session_id(
+                       g.visitor_id, min(g.occurred_at) OVER (PARTITION BY g.site_visitor_hk, g.session_no)) AS session_id
             FROM grouped g
         ) d
     ), moved AS (
