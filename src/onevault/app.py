@@ -26,6 +26,7 @@ from onevault.monitoring import pipeline as pipeline_routes
 from onevault.pipeline import useragents
 from onevault.pipeline.runner import PipelineRunner
 from onevault.services import Services
+from onevault.stats import source as stats_source
 from onevault.web import routes as web_routes
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,13 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             logger.info("Applied %d migration(s)", len(applied))
         pool = open_pool(url, settings)
         await pool.open(wait=True, timeout=max(10.0, settings.db_timeout_seconds))
+        read_pool = pool
+        if settings.read_database_url:
+            logger.info("Reading stats from the replica at %s", describe(settings.read_database_url))
+            read_pool = open_pool(settings.read_database_url, settings, name="onevault-read")
+            # Not waited for: ingestion starts whether or not the replica answers; while it does not,
+            # the reads it serves are answered 503 by its own circuit breaker.
+            await read_pool.open(wait=False)
         writer = EventWriter(
             pool,
             batch_size=settings.writer_batch_size,
@@ -101,6 +109,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             writer=writer,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             pipeline=pipeline,
+            read_pool=read_pool,
         )
         # Long-lived start-up objects leave the collector's generations, and young collections run
         # less often: fewer pauses in the middle of requests.
@@ -113,6 +122,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         finally:
             await writer.close()
             await pipeline.close()
+            if read_pool is not pool:
+                await read_pool.close()
             await pool.close()
             metrics.process_stopped()
             logger.info("OneVault Site Tracking stopped")
@@ -135,4 +146,5 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(ingest_routes.router)
     app.include_router(pipeline_routes.router)
     app.include_router(web_routes.router)
+    app.include_router(stats_source.router)
     return app

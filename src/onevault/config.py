@@ -26,6 +26,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SYSTEM_DATABASE_URL", "ONEVAULT_DATABASE_URL"),
         description="PostgreSQL to use; when unset an embedded server is started in data_dir.",
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description=(
+            "A streaming replica of the database (postgresql:// URL) that serves the stats API and the "
+            "dashboard's data, in a second pool sized like the first; never migrated. When unset they "
+            "read the primary."
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "ONEVAULT_LOG_LEVEL")
     )
@@ -83,7 +91,7 @@ class Settings(BaseSettings):
     # (`*`: any). The tracking routes are open to every origin (each customer restricts its own).
     cors_read_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
-    @field_validator("database_url")
+    @field_validator("database_url", "read_database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("postgresql://", "postgres://")):

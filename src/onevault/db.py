@@ -158,7 +158,7 @@ class GuardedPool(AsyncConnectionPool):
         await self.check()
 
 
-def open_pool(url: str, settings: Settings) -> GuardedPool:
+def open_pool(url: str, settings: Settings, name: str = "onevault") -> GuardedPool:
     """A pool (not yet opened) of autocommit connections, behind a circuit breaker.
 
     Every statement the service sends is a transaction on its own (the functions it calls do all
@@ -175,7 +175,7 @@ def open_pool(url: str, settings: Settings) -> GuardedPool:
         reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
         kwargs={"autocommit": True},
         open=False,
-        name="onevault",
+        name=name,
     )
 
 

@@ -17,7 +17,7 @@ from onevault.pipeline.runner import PipelineRunner
 
 @dataclass
 class Services:
-    """Pool, writer, token cache, limiter and pipeline runner of one server process."""
+    """Pools, writer, token cache, limiter and pipeline runner of one server process."""
 
     settings: Settings
     pool: GuardedPool
@@ -25,6 +25,9 @@ class Services:
     writer: EventWriter
     limiter: RateLimiter
     pipeline: PipelineRunner
+    # Where the stats API and the dashboard read: the replica of ONEVAULT_READ_DATABASE_URL, or
+    # `pool` itself when none is set. Everything that writes, or must see its own writes, uses `pool`.
+    read_pool: GuardedPool
 
 
 def get_services(request: Request) -> Services:
