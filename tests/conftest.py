@@ -6,5 +6,6 @@ pytest_plugins = [
     "tests.fixtures.server",
     "tests.fixtures.cli",
     "tests.fixtures.old_postgres",
+    "tests.fixtures.replica",
     "tests.fixtures.browser",
 ]
