@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from onevault.db import (
     tuned_conninfo,
 )
 from onevault.monitoring.pipeline import AUTOMATION_OBJECTS
-from onevault.pipeline import rebuild
+from onevault.pipeline import marts, rebuild
 from onevault.pipeline.result import NOTHING_DUE, PipelineResult
 from onevault.pipeline.runner import PipelineRunner, ProcessingFailed
 from onevault.smoketest import smoke_test
@@ -104,6 +104,39 @@ def _table(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> None
 
 def _progress(message: str) -> None:
     click.echo(message, err=True)
+
+
+def _progress_bar(total: int, label: str) -> AbstractContextManager[Any]:
+    """A bar of `total` steps on stderr if it is a terminal (redirected output gets the result alone)."""
+    if sys.stderr.isatty():
+        return click.progressbar(length=total, label=label, show_pos=True, file=sys.stderr)
+    return nullcontext()
+
+
+def _tenant_key(conn: psycopg.Connection, customer_id: str) -> bytes:
+    tenant_hk = rebuild.tenant_key(conn, customer_id)
+    if tenant_hk is None:
+        raise click.ClickException(f"no tenant {customer_id!r} (see `onevault tenant list`)")
+    return tenant_hk
+
+
+def _rebuild_marts(conn: psycopg.Connection, customer_id: str, chunk_size: int) -> None:
+    started = time.monotonic()
+    tenant_hk = _tenant_key(conn, customer_id)
+    with _progress_bar(
+        marts.visitor_count(conn, tenant_hk), f"Rebuilding the marts of {customer_id}"
+    ) as progress:
+        try:
+            for visitors in marts.rebuild(conn, tenant_hk, chunk_size):
+                if progress is not None:
+                    progress.update(visitors)
+        except psycopg.errors.UndefinedFunction as exc:
+            raise click.ClickException(f"{exc.diag.message_primary}: run `onevault db upgrade`") from None
+    done = marts.counted(conn, tenant_hk)
+    click.echo(
+        f"rebuilt the marts of customer {customer_id}: {done.sessions} visits, {done.events} events"
+        f" in {time.monotonic() - started:.1f} s"
+    )
 
 
 @click.group()
@@ -300,6 +333,30 @@ def tenant_disallow_origin(customer_id: str, origin: str) -> None:
         click.echo(f"{customer_id} has no allowed origins left: browser events from any origin are accepted")
 
 
+@tenant.command("set-timezone")
+@click.argument("customer_id")
+@click.argument("time_zone")
+@click.option(
+    "--chunk-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Visitors per transaction.",
+)
+def tenant_set_timezone(customer_id: str, time_zone: str, chunk_size: int) -> None:
+    """Count the customer's analytics in TIME_ZONE (an IANA name: Europe/Berlin, America/New_York, UTC).
+
+    The customer's marts are rebuilt in the new zone (`onevault mart rebuild`).
+    """
+    with _admin_connection() as conn:
+        canonical, changed = store.set_time_zone(conn, customer_id, time_zone)
+        if not changed:
+            click.echo(f"{customer_id} already counts in {canonical}")
+            return
+        click.echo(f"{customer_id} counts in {canonical} from now on; rebuilding its marts")
+        _rebuild_marts(conn, customer_id, chunk_size)
+
+
 @tenant.command("disable")
 @click.argument("customer_id")
 def tenant_disable(customer_id: str) -> None:
@@ -393,18 +450,9 @@ def vault_rebuild(customer_id: str, chunk_size: int) -> None:
     started = time.monotonic()
     visitors = events = 0
     with _admin_connection() as conn:
-        tenant_hk = rebuild.tenant_key(conn, customer_id)
-        if tenant_hk is None:
-            raise click.ClickException(f"no tenant {customer_id!r} (see `onevault tenant list`)")
+        tenant_hk = _tenant_key(conn, customer_id)
         total = rebuild.visitor_count(conn, tenant_hk)
-        # The bar goes where the other progress messages go, and only to a terminal: redirected
-        # output gets the result line alone.
-        bar = (
-            click.progressbar(length=total, label=f"Rebuilding {customer_id}", show_pos=True, file=sys.stderr)
-            if sys.stderr.isatty()
-            else nullcontext()
-        )
-        with bar as progress:
+        with _progress_bar(total, f"Rebuilding {customer_id}") as progress:
             try:
                 for chunk in rebuild.rebuild(conn, tenant_hk, chunk_size):
                     visitors += chunk.visitors
@@ -419,6 +467,26 @@ def vault_rebuild(customer_id: str, chunk_size: int) -> None:
         f"rebuilt {visitors} visitors ({events} events) of customer {customer_id}"
         f" in {time.monotonic() - started:.1f} s"
     )
+
+
+@main.group()
+def mart() -> None:
+    """The information marts (analytics)."""
+
+
+@mart.command("rebuild")
+@click.option("--customer-id", required=True, help="The customer whose marts are rebuilt.")
+@click.option(
+    "--chunk-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Visitors per transaction.",
+)
+def mart_rebuild(customer_id: str, chunk_size: int) -> None:
+    """Recompute a customer's marts from the business vault, visitor by visitor; safe while events arrive."""
+    with _admin_connection() as conn:
+        _rebuild_marts(conn, customer_id, chunk_size)
 
 
 _COUNTS = ("processed", "loaded", "quarantined", "errors")

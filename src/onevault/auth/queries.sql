@@ -96,3 +96,20 @@ SELECT t.customer_id, t.tenant_hk, t.is_active, k.scopes, k.expires_at, k.revoke
 FROM auth.api_token_current k
 JOIN auth.tenant_current t ON t.tenant_hk = k.tenant_hk
 WHERE k.api_token_hk = %(token_hash)s;
+
+-- name: set_time_zone
+-- Records a tenant's time zone (an IANA name PostgreSQL knows, in its canonical spelling) when
+-- it changes; returns the canonical name (NULL: unknown zone) and whether anything changed (no
+-- row: unknown customer).
+WITH tenant AS (
+    SELECT tenant_hk FROM auth.tenant_current WHERE customer_id = %(customer_id)s
+), zone AS (
+    SELECT min(z.name) AS name FROM pg_timezone_names z WHERE lower(z.name) = lower(%(time_zone)s)
+), ins AS (
+    INSERT INTO auth.tenant_zone_s (tenant_hk, time_zone, record_source)
+    SELECT tenant.tenant_hk, zone.name, %(record_source)s
+    FROM tenant, zone
+    WHERE zone.name IS NOT NULL AND zone.name IS DISTINCT FROM mart.tenant_zone(tenant.tenant_hk)
+    RETURNING 1
+)
+SELECT zone.name, EXISTS (SELECT 1 FROM ins) AS changed FROM tenant, zone;

@@ -69,6 +69,19 @@ def set_origin(conn: psycopg.Connection, customer_id: str, origin: str, allowed:
     return canonical, bool(row[0])
 
 
+def set_time_zone(conn: psycopg.Connection, customer_id: str, time_zone: str) -> tuple[str, bool]:
+    """Set the zone of a tenant's analytics days and hours; its canonical name and whether it changed."""
+    row = conn.execute(
+        Q["set_time_zone"],
+        {"customer_id": customer_id, "time_zone": time_zone, "record_source": RECORD_SOURCE},
+    ).fetchone()
+    if row is None:
+        raise AdminError(f"no tenant {customer_id!r}")
+    if row[0] is None:
+        raise AdminError(f"unknown time zone {time_zone!r}: use an IANA name such as Europe/Berlin or UTC")
+    return str(row[0]), bool(row[1])
+
+
 def list_tenants(conn: psycopg.Connection) -> list[dict[str, object]]:
     """All tenants with their state."""
     with conn.cursor(row_factory=dict_row) as cur:

@@ -1,0 +1,353 @@
+"""The information marts are a function of the vault (docs/analytics.md): kept live by the pipeline in
+any order, grouping and concurrency, they equal a rebuild (`onevault mart rebuild`) and one batch.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from tests.helpers.cli import Cli
+from tests.helpers.mart_state import MartState, mart_state, rebuild_marts, set_zone
+from tests.helpers.queries import rows, scalar
+from tests.helpers.vault_load import (
+    DESKTOP,
+    IPHONE,
+    Event,
+    Group,
+    assert_all_processed,
+    ingest_events,
+    load_one_batch,
+    new_customer,
+    process_all,
+    run_concurrently,
+)
+
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+# Four days back from a recent whole hour, on a 5-minute grid: sessions (30 minutes of inactivity)
+# split and merge, visitors come back on other days, and local days differ from UTC days.
+BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=4)
+STEP = timedelta(minutes=5)
+TICKS = int(timedelta(days=4) / STEP)
+ZONES = ("UTC", "Europe/Berlin", "America/New_York")
+VISITORS = ("v0", "v1", "v2", None)
+SESSIONS = (None, None, None, "s0", "s1")
+PAGES = ("/", "/a", "/b?utm_source=news&utm_medium=mail&utm_campaign=fall", "/c", None)
+REFERRERS = (None, None, "https://www.google.com/search?q=x", "https://t.co/x", "https://example.com/a")
+AGENTS = (DESKTOP, DESKTOP, IPHONE, GOOGLEBOT)
+REPORT = re.compile(r"rebuilt the marts of customer (\S+): (\d+) visits, (\d+) events in \d+\.\d s")
+
+
+def assert_same_marts(actual: MartState, expected: MartState) -> None:
+    """Equal marts, compared table by table so that a failure shows the difference."""
+    assert actual.sessions == expected.sessions
+    assert actual.events == expected.events
+    assert actual.hourly == expected.hourly
+    assert actual.daily == expected.daily
+    assert actual.visitor_days == expected.visitor_days
+
+
+@st.composite
+def event_sets(draw: st.DrawFn) -> list[Event]:
+    """4 to 30 events of a few visitors over four days, some sent twice."""
+    n = draw(st.integers(4, 30))
+    ticks = draw(st.lists(st.integers(0, TICKS - 1), min_size=n, max_size=n, unique=True))
+    events = []
+    for i, tick in enumerate(ticks):
+        page = draw(st.sampled_from(PAGES))
+        events.append(
+            Event(
+                event_id=f"e{i}",
+                at=BASE + tick * STEP,
+                visitor_id=draw(st.sampled_from(VISITORS)),
+                session_id=draw(st.sampled_from(SESSIONS)),
+                page=page,
+                event_type=draw(
+                    st.sampled_from(("page_view", "page_view", "click") if page else ("purchase",))
+                ),
+                user_agent=draw(st.sampled_from(AGENTS)),
+                client_ip=draw(st.sampled_from(("203.0.113.7", "198.51.100.2"))),
+                referrer=draw(st.sampled_from(REFERRERS)),
+            )
+        )
+    return events + draw(st.lists(st.sampled_from(events), max_size=3))
+
+
+@st.composite
+def arrivals(draw: st.DrawFn, events: list[Event]) -> list[list[Group]]:
+    """The events in a random order, cut into groups, run in waves of up to three concurrent groups."""
+    order = draw(st.permutations(events))
+    count = draw(st.integers(1, min(6, len(order))))
+    cuts = sorted(
+        draw(st.lists(st.integers(1, len(order) - 1), min_size=count - 1, max_size=count - 1, unique=True))
+    )
+    groups = [
+        Group(tuple(order[a:b]), limit=draw(st.integers(1, 10))) for a, b in pairwise([0, *cuts, len(order)])
+    ]
+    waves: list[list[Group]] = []
+    while groups:
+        size = draw(st.integers(1, 3))
+        waves.append(groups[:size])
+        groups = groups[size:]
+    return waves
+
+
+@st.composite
+def loads(draw: st.DrawFn) -> tuple[str, list[Event], list[list[Group]]]:
+    """A time zone, an event set and a way for it to arrive."""
+    events = draw(event_sets())
+    return draw(st.sampled_from(ZONES)), events, draw(arrivals(events))
+
+
+def describe(zone: str, events: Sequence[Event], waves: Sequence[Sequence[Group]]) -> str:
+    """The load, one line per event and per group, as a failure report shows it."""
+    agents = {DESKTOP: "desktop", IPHONE: "iphone", GOOGLEBOT: "bot"}
+    lines = [f"zone {zone}"] + [
+        f"{e.event_id}: {e.at:%m-%d %H:%M} visitor={e.visitor_id!r} session={e.session_id!r} {e.event_type}"
+        f" page={e.page!r} {agents[e.user_agent]} ip={e.client_ip} referrer={e.referrer!r}"
+        for e in events
+    ]
+    for n, wave in enumerate(waves):
+        lines += [f"wave {n}: [{' '.join(e.event_id for e in g.events)}] limit={g.limit}" for g in wave]
+    return "\n".join(lines)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(load=loads())
+def test_live_marts_equal_a_rebuild_and_one_batch(
+    db_url: str, conn: psycopg.Connection, load: tuple[str, list[Event], list[list[Group]]]
+) -> None:
+    """Random batches, order and concurrency: the marts of one batch, and a rebuild changes nothing."""
+    zone, events, waves = load
+    note(describe(zone, events, waves))
+    single = new_customer(conn, "one")
+    set_zone(conn, single, zone)
+    load_one_batch(conn, single, events)
+    expected = mart_state(conn, single)
+
+    customer_id = new_customer(conn, "many")
+    set_zone(conn, customer_id, zone)
+    for wave in waves:
+        run_concurrently(db_url, customer_id, wave)
+    process_all(conn, customer_id)
+    assert_all_processed(conn, customer_id)
+    assert_same_marts(mart_state(conn, customer_id), expected)
+
+    rebuild_marts(conn, customer_id, limit=2)
+    assert_same_marts(mart_state(conn, customer_id), expected)
+
+
+def _day(conn: psycopg.Connection, customer_id: str) -> list[tuple[str, int]]:
+    return [
+        (str(r["day"]), int(r["visitors"]))
+        for r in rows(
+            conn,
+            "SELECT day, sum(visitors) AS visitors FROM mart.visitor_days"
+            " WHERE tenant_hk = util.tenant_hk(%s) AND dimension = 0 GROUP BY day ORDER BY day",
+            (customer_id,),
+        )
+    ]
+
+
+@pytest.fixture
+def late_evening(conn: psycopg.Connection) -> str:
+    """A customer with one visit at 23:30 UTC two days ago, and one an hour later."""
+    customer_id = new_customer(conn, "tz")
+    evening = datetime.now(UTC).replace(hour=23, minute=30, second=0, microsecond=0) - timedelta(days=2)
+    load_one_batch(
+        conn,
+        customer_id,
+        [
+            Event("a", evening, visitor_id="early", page="/"),
+            Event("b", evening + timedelta(hours=1), visitor_id="late", page="/"),
+        ],
+    )
+    return customer_id
+
+
+def test_set_timezone_recounts_the_days(
+    conn: psycopg.Connection, db_url: str, cli_for: Callable[[str], Cli], late_evening: str
+) -> None:
+    """In UTC the two visits are on two days; `tenant set-timezone` to Berlin puts both on the later one."""
+    evening = datetime.now(UTC).date() - timedelta(days=2)
+    assert _day(conn, late_evening) == [(str(evening), 1), (str(evening + timedelta(days=1)), 1)]
+
+    result = cli_for(db_url)("tenant", "set-timezone", late_evening, "europe/berlin")
+    assert result.exit_code == 0, result.output
+    assert (
+        result.stdout.splitlines()[0]
+        == f"{late_evening} counts in Europe/Berlin from now on; rebuilding its marts"
+    )
+    assert REPORT.fullmatch(result.stdout.splitlines()[1])
+    assert _day(conn, late_evening) == [(str(evening + timedelta(days=1)), 2)]
+    assert scalar(conn, "SELECT mart.tenant_zone(util.tenant_hk(%s))", (late_evening,)) == "Europe/Berlin"
+
+    again = cli_for(db_url)("tenant", "set-timezone", late_evening, "Europe/Berlin")
+    assert again.exit_code == 0
+    assert again.stdout == f"{late_evening} already counts in Europe/Berlin\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("tenant", "set-timezone", "no_such_shop", "UTC"), "Error: no tenant 'no_such_shop'\n"),
+        (
+            ("mart", "rebuild", "--customer-id", "no_such_shop"),
+            "Error: no tenant 'no_such_shop' (see `onevault tenant list`)\n",
+        ),
+    ],
+)
+def test_unknown_customer_is_refused(
+    db_url: str, cli_for: Callable[[str], Cli], args: tuple[str, ...], message: str
+) -> None:
+    """Exit status 1 and one line naming the customer."""
+    result = cli_for(db_url)(*args)
+    assert result.exit_code == 1
+    assert result.output == message
+
+
+def test_unknown_time_zone_is_refused(
+    conn: psycopg.Connection, db_url: str, cli_for: Callable[[str], Cli], late_evening: str
+) -> None:
+    """A zone PostgreSQL does not know: exit status 1, nothing recorded, the marts untouched."""
+    before = mart_state(conn, late_evening)
+    result = cli_for(db_url)("tenant", "set-timezone", late_evening, "Mars/Olympus_Mons")
+    assert result.exit_code == 1
+    assert "unknown time zone 'Mars/Olympus_Mons'" in result.output
+    assert scalar(conn, "SELECT count(*) FROM auth.tenant_zone_s") == 0
+    assert mart_state(conn, late_evening) == before
+
+
+def test_mart_rebuild_restores_damaged_marts_and_reports(
+    conn: psycopg.Connection, db_url: str, cli_for: Callable[[str], Cli], late_evening: str
+) -> None:
+    """Rollups changed behind the pipeline's back are recomputed; the report counts visits and events."""
+    expected = mart_state(conn, late_evening)
+    conn.execute("UPDATE mart.traffic_hourly SET pageviews = pageviews + 7")
+    conn.execute("DELETE FROM mart.visitor_days")
+    result = cli_for(db_url)("mart", "rebuild", "--customer-id", late_evening, "--chunk-size", "1")
+    assert result.exit_code == 0, result.output
+    found = REPORT.fullmatch(result.stdout.strip())
+    assert found and found.groups() == (late_evening, "2", "2")
+    assert mart_state(conn, late_evening) == expected
+
+
+def test_progress_bar_on_a_terminal(db_url: str, conn: psycopg.Connection, late_evening: str) -> None:
+    """With standard error on a terminal, a bar counts the visitors; standard output is the result alone."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("SYSTEM_DATABASE_URL", "ONEVAULT_DATABASE_URL")
+    }
+    terminal, child_end = pty.openpty()
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "onevault",
+                "mart",
+                "rebuild",
+                "--customer-id",
+                late_evening,
+                "--chunk-size",
+                "1",
+            ],
+            env=environment | {"SYSTEM_DATABASE_URL": db_url},
+            stdout=subprocess.PIPE,
+            stderr=child_end,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(child_end)
+    shown = b""
+    try:
+        while chunk := os.read(terminal, 4096):
+            shown += chunk
+    except OSError:  # EIO: the terminal is closed and everything written was read
+        pass
+    finally:
+        os.close(terminal)
+    assert result.returncode == 0, shown
+    assert REPORT.fullmatch(result.stdout.strip())
+    assert re.search(rb"Rebuilding the marts of tz-\w+ +\[#+\] +2/2", shown), shown
+
+
+def test_rebuild_while_the_pipeline_runs_ends_exact(db_url: str, conn: psycopg.Connection) -> None:
+    """A rebuild one visitor per chunk beside live loading: afterwards the marts are those of one batch."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=30)
+    events = [
+        Event(f"e{v}-{n}", t0 + timedelta(minutes=13 * n + v), visitor_id=f"v{v}", page=f"/p{n % 4}")
+        for v in range(12)
+        for n in range(10)
+    ]
+    single = new_customer(conn, "one")
+    load_one_batch(conn, single, events)
+    expected = mart_state(conn, single)
+
+    customer_id = new_customer(conn, "live")
+    ingest_events(conn, customer_id, events[::2])
+    process_all(conn, customer_id)
+    stop = threading.Event()
+
+    def rebuild_repeatedly() -> None:
+        with psycopg.connect(db_url, autocommit=True) as other:
+            while not stop.is_set():
+                rebuild_marts(other, customer_id, limit=1)
+
+    worker = threading.Thread(target=rebuild_repeatedly)
+    worker.start()
+    try:
+        for n in range(1, len(events), 2):
+            ingest_events(conn, customer_id, [events[n]])
+            process_all(conn, customer_id, limit=7)
+    finally:
+        stop.set()
+        worker.join(timeout=120)
+    assert not worker.is_alive()
+    assert_all_processed(conn, customer_id)
+    assert_same_marts(mart_state(conn, customer_id), expected)
+
+
+def _row_versions(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """Every mart row's place and the transaction that wrote it: any write changes them."""
+    found = rows(
+        conn,
+        "SELECT 'session_f' AS t, ctid::text, xmin::text FROM mart.session_f"
+        " UNION ALL SELECT 'session_event_f', ctid::text, xmin::text FROM mart.session_event_f"
+        " UNION ALL SELECT 'traffic_hourly', ctid::text, xmin::text FROM mart.traffic_hourly"
+        " UNION ALL SELECT 'traffic_daily', ctid::text, xmin::text FROM mart.traffic_daily"
+        " UNION ALL SELECT 'visitor_days', ctid::text, xmin::text FROM mart.visitor_days",
+    )
+    return sorted((r["t"], r["ctid"], r["xmin"]) for r in found)
+
+
+def test_refreshing_again_changes_nothing(conn: psycopg.Connection, late_evening: str) -> None:
+    """mart.refresh_sessions of every session again (a replay) writes no row."""
+    before = _row_versions(conn)
+    conn.execute(
+        "SELECT mart.refresh_sessions(array_agg(site_session_hk)) FROM business.site_session_state"
+        " WHERE tenant_hk = util.tenant_hk(%s)",
+        (late_evening,),
+    )
+    assert _row_versions(conn) == before
