@@ -12,11 +12,14 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 from tests.helpers.replica import ReplicaPair, ReplicatedDatabase, socket_url, wait_until
 from tests.helpers.servers import LiveServer
 from tests.helpers.tenants import Tenant, make_tenant
 
+from onevault.config import Settings
 from onevault.services import ServicesDep
 
 SOURCE = "/api/v1/stats/source"
@@ -37,6 +40,13 @@ def _with_read_pool_probe(server: LiveServer) -> LiveServer:
         return {"in_recovery": in_recovery, "port": port, "same_pool": services.read_pool is services.pool}
 
     return server
+
+
+@pytest.mark.parametrize("url", ["mysql://db/onevault", "replica-host:5432", ""])
+def test_the_read_url_must_be_a_postgresql_url(url: str) -> None:
+    """A read URL that is not postgresql:// is refused when the settings are read, as the primary's is."""
+    with pytest.raises(ValidationError, match="postgresql://"):
+        Settings(read_database_url=url)
 
 
 def _tenant(db: ReplicatedDatabase) -> Tenant:
