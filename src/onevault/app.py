@@ -27,6 +27,7 @@ from onevault.pipeline import useragents
 from onevault.pipeline.runner import PipelineRunner
 from onevault.services import Services
 from onevault.stats import source as stats_source
+from onevault.web import dashboard, docs
 from onevault.web import routes as web_routes
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             "`track`-only `token` in the JSON body of the tracking routes (no headers, no preflight)."
         ),
         lifespan=lifespan,
+        # Served by onevault.web.docs with their scripts from this service, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app, settings)
     app.add_middleware(metrics.HttpMetricsMiddleware)
@@ -146,5 +150,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(ingest_routes.router)
     app.include_router(pipeline_routes.router)
     app.include_router(web_routes.router)
+    app.include_router(dashboard.router)
+    app.include_router(docs.router)
     app.include_router(stats_source.router)
     return app
