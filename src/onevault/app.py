@@ -26,6 +26,7 @@ from onevault.monitoring import pipeline as pipeline_routes
 from onevault.pipeline import useragents
 from onevault.pipeline.runner import PipelineRunner
 from onevault.services import Services
+from onevault.stats import routes as stats_routes
 from onevault.stats import source as stats_source
 from onevault.web import dashboard, docs
 from onevault.web import routes as web_routes
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(health.router)
     app.include_router(ingest_routes.router)
     app.include_router(pipeline_routes.router)
+    app.include_router(stats_routes.router)
     app.include_router(web_routes.router)
     app.include_router(dashboard.router)
     app.include_router(docs.router)

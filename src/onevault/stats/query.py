@@ -1,0 +1,380 @@
+"""The stats query core: a query of the API answered from the rollups or the facts of the marts.
+
+Two paths give the same answers (docs/analytics.md): the **rollups** (hourly and daily sums and
+visitor days, read by index for the range only) answer queries without filters and with at most one
+dimension besides time; the **facts** (sessions and their events by hour, page and type) answer
+everything. Both compose one statement that sums by the query's keys, and the same wrapper turns the
+sums into metrics, fills the time buckets, orders, pages and counts the rows.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+
+from onevault import sqlfile
+from onevault.stats.models import DIMENSIONS, StatsQuery
+
+Q = sqlfile.load(__package__, "queries.sql")
+Source = Literal["rollups", "facts"]
+# Metrics that need a visit figure (the others: visitors, pageviews, events are their own figure).
+VISIT_METRICS = frozenset({"visits", "views_per_visit", "bounce_rate", "visit_duration"})
+INTEGER_METRICS = frozenset({"visitors", "visits", "pageviews", "events", "visit_duration"})
+_DIRECTIONS = {"asc": sql.SQL("ASC"), "desc": sql.SQL("DESC")}
+_OPERATORS = {
+    "is": sql.SQL("{} = ANY({})"),
+    "is_not": sql.SQL("{} <> ALL({})"),
+    "contains": sql.SQL("{} ILIKE ANY({})"),
+}
+_TRUNCATED = sql.SQL("date_trunc(%(unit)s, {})")
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The customer's tenant key, time zone, today there, and first day with data (when asked)."""
+
+    tenant_hk: bytes
+    zone: str
+    today: date
+    first_day: date | None
+
+
+def resolve_range(
+    date_range: str | tuple[date, date], today: date, first_day: date | None
+) -> tuple[date, date]:
+    """The local days [start, end] a date range covers; relative ranges end today."""
+    if isinstance(date_range, tuple):
+        return date_range
+    days = {"today": 1, "day": 1, "7d": 7, "28d": 28, "30d": 30, "91d": 91}
+    if date_range in days:
+        return today - timedelta(days=days[date_range] - 1), today
+    if date_range == "month":
+        return today.replace(day=1), today
+    if date_range in ("6mo", "12mo"):
+        return _months_before(today.replace(day=1), 5 if date_range == "6mo" else 11), today
+    if date_range == "year":
+        return today.replace(month=1, day=1), today
+    return min(first_day or today, today), today
+
+
+def previous_period(start: date, end: date) -> tuple[date, date]:
+    """The same number of days just before [start, end]."""
+    days = (end - start).days + 1
+    return start - timedelta(days=days), start - timedelta(days=1)
+
+
+def _months_before(first: date, months: int) -> date:
+    index = first.year * 12 + first.month - 1 - months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def uses_rollups(query: StatsQuery) -> bool:
+    """Whether the rollups answer the query: no filters, at most one dimension besides time, and
+    hours only alone."""
+    time_dimension = query.time_dimension
+    others = [d for d in query.dimensions if d != time_dimension]
+    if query.filters or len(others) > 1:
+        return False
+    return not (time_dimension == "time:hour" and others)
+
+
+def buckets(unit: str, start: date, end: date) -> list[datetime]:
+    """The starts of the time buckets of `unit` (hour, day, week, month) that [start, end] touches."""
+    lo = datetime.combine(start, time())
+    hi = datetime.combine(end + timedelta(days=1), time())
+    if unit == "hour":
+        return [lo + timedelta(hours=h) for h in range(int((hi - lo).total_seconds()) // 3600)]
+    if unit == "day":
+        return [lo + timedelta(days=d) for d in range((hi - lo).days)]
+    if unit == "week":
+        first = lo - timedelta(days=lo.weekday())
+        return [
+            first + timedelta(weeks=w) for w in range((hi - first).days // 7 + ((hi - first).days % 7 > 0))
+        ]
+    found: list[datetime] = []
+    month = lo.replace(day=1)
+    while month < hi:
+        found.append(month)
+        month += timedelta(days=calendar.monthrange(month.year, month.month)[1])
+    return found
+
+
+async def run_query(
+    conn: AsyncConnection[Any],
+    customer_id: str,
+    query: StatsQuery | Mapping[str, Any],
+    *,
+    force_facts: bool = False,
+) -> dict[str, Any]:
+    """Answer a stats query for the customer: results, meta and the query as answered.
+
+    `force_facts` answers from the facts even when the rollups could (the two must agree). A
+    mapping is validated as StatsQuery (pydantic.ValidationError when it is not one).
+    """
+    query = query if isinstance(query, StatsQuery) else StatsQuery.model_validate(query)
+    clock = await _clock(conn, customer_id, query.date_range == "all")
+    start, end = resolve_range(query.date_range, clock.today, clock.first_day)
+    source: Source = "facts" if force_facts or not uses_rollups(query) else "rollups"
+    statement = _statement(query, source)
+    comparing = query.include is not None and query.include.comparison == "previous_period"
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(statement, _params(query, clock, start, end, query.limit, query.offset))
+        current = await cur.fetchall()
+        previous: list[dict[str, Any]] = []
+        if comparing:
+            before = previous_period(start, end)
+            await cur.execute(statement, _params(query, clock, *before, None, 0))
+            previous = await cur.fetchall()
+    total = int(current[0]["total_rows"]) if current else 0
+    results = [_result(query, row) for row in current if row["present"]]
+    meta: dict[str, Any] = {
+        "time_zone": clock.zone,
+        "date_range": [start, end],
+        "total_rows": total,
+        "source": source,
+    }
+    if comparing:
+        before = previous_period(start, end)
+        meta["comparison_date_range"] = list(before)
+        _compare(query, results, current, previous, (start, end), before)
+    return {"results": results, "meta": meta, "query": _echo(query, start, end)}
+
+
+async def realtime_visitors(
+    conn: AsyncConnection[Any], customer_id: str, seconds: int
+) -> tuple[int, datetime]:
+    """Distinct visitors of the customer's sessions active in the last `seconds`, and the time now."""
+    cur = await conn.execute(Q["realtime_visitors"], {"customer_id": customer_id, "seconds": seconds})
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), row[1]
+
+
+async def _clock(conn: AsyncConnection[Any], customer_id: str, first_day: bool) -> Clock:
+    cur = await conn.execute(Q["tenant_clock"], {"customer_id": customer_id, "first_day": first_day})
+    row = await cur.fetchone()
+    assert row is not None
+    return Clock(tenant_hk=bytes(row[0]), zone=row[1], today=row[2], first_day=row[3])
+
+
+def _params(
+    query: StatsQuery, clock: Clock, start: date, end: date, limit: int | None, offset: int
+) -> dict[str, Any]:
+    asked = set(query.metrics)
+    time_dimension = query.time_dimension
+    others = [d for d in query.dimensions if d != time_dimension]
+    params: dict[str, Any] = {
+        "tenant": clock.tenant_hk,
+        "start": start,
+        "end": end,
+        "lo": datetime.combine(start, time()),
+        "hi": datetime.combine(end + timedelta(days=1), time()),
+        "unit": DIMENSIONS[time_dimension].column if time_dimension else "day",
+        "dimension": others[0] if others else None,
+        "visitors_asked": "visitors" in asked,
+        "visits_asked": bool(asked & VISIT_METRICS),
+        "pageviews_asked": "pageviews" in asked,
+        "events_asked": "events" in asked,
+        "limit": limit,
+        "offset": offset,
+    }
+    for i, (op, _, values) in enumerate(query.filters):
+        if op == "contains":
+            params[f"f{i}"] = [f"%{_escape_like(v or '')}%" for v in values]
+        else:
+            # A missing value is '' in the marts.
+            params[f"f{i}"] = ["" if v is None else v for v in values]
+    return params
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _key(i: int) -> sql.Identifier:
+    return sql.Identifier(f"k{i}")
+
+
+def _statement(query: StatsQuery, source: Source) -> sql.Composed:
+    keys = [_key(i) for i in range(len(query.dimensions))]
+    sums = _rollups(query) if source == "rollups" else _facts(query)
+    time_dimension = query.time_dimension
+    rows: sql.Composable
+    if not keys:
+        rows = Q["rows_total"]
+    elif query.dimensions == [time_dimension]:
+        rows = Q["rows_of_buckets"].format(bucket=keys[0])
+    else:
+        rows = Q["rows_of_sums"]
+    columns = {name: _key(i) for i, name in enumerate(query.dimensions)}
+    order = [
+        sql.SQL("{} {}").format(columns.get(field, sql.Identifier(field)), _DIRECTIONS[direction])
+        for field, direction in query.ordering()
+    ]
+    # The keys make the order total: pages of one answer never overlap.
+    order += [sql.SQL("{} ASC").format(k) for k in keys]
+    return Q["answer"].format(
+        sums=sums,
+        keys=sql.SQL("").join(sql.SQL("{}, ").format(k) for k in keys),
+        rows=rows,
+        order=sql.SQL(", ").join(order),
+    )
+
+
+def _rollups(query: StatsQuery) -> sql.Composable:
+    time_dimension = query.time_dimension
+    names = {d: _key(i) for i, d in enumerate(query.dimensions)}
+    others = [d for d in query.dimensions if d != time_dimension]
+    if time_dimension is None:
+        return Q["rollup_values"].format(value=names[others[0]]) if others else Q["rollup_total"]
+    bucket = names[time_dimension]
+    if others:
+        return Q["rollup_bucket_values"].format(bucket=bucket, value=names[others[0]])
+    if time_dimension == "time:hour":
+        return Q["rollup_hours"].format(bucket=bucket)
+    return Q["rollup_buckets"].format(bucket=bucket)
+
+
+def _column(name: str, side: str) -> sql.Composable:
+    """Dimension `name` on the events' side (`e`: an event's hour) or the visits' (`s`: the session's start).
+
+    Page and type are always the event's (`e`), the visit attributes the session's (`s`)."""
+    dimension = DIMENSIONS[name]
+    if dimension.level == "time":
+        hour = sql.Identifier("e", "hour") if side == "e" else sql.Identifier("s", "start_hour")
+        return _TRUNCATED.format(hour)
+    return sql.Identifier("e" if dimension.level == "event" else "s", dimension.column)
+
+
+def _conditions(query: StatsQuery, level: str) -> sql.Composable:
+    """` AND ...` for each filter on a dimension of `level` (event or visit)."""
+    parts = [
+        sql.SQL(" AND ") + _OPERATORS[op].format(_column(dimension, "e"), sql.Placeholder(f"f{i}"))
+        for i, (op, dimension, _) in enumerate(query.filters)
+        if DIMENSIONS[dimension].level == level
+    ]
+    return sql.SQL("").join(parts)
+
+
+def _facts(query: StatsQuery) -> sql.Composable:
+    dims = query.dimensions
+    keys = [_key(i) for i in range(len(dims))]
+    event_keys = sql.SQL("").join(
+        sql.SQL("{} AS {}, ").format(_column(d, "e"), k) for d, k in zip(dims, keys, strict=True)
+    )
+    visit_keys = sql.SQL("").join(
+        sql.SQL("{} AS {}, ").format(_column(d, "s"), k) for d, k in zip(dims, keys, strict=True)
+    )
+    group = (
+        sql.SQL("GROUP BY {}").format(sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(keys))))
+        if keys
+        else sql.SQL("")
+    )
+    event_filters = _conditions(query, "event")
+    visit_filters = _conditions(query, "visit")
+    events = Q["fact_events"].format(keys=event_keys, filters=event_filters + visit_filters, group=group)
+    if any(DIMENSIONS[d].level == "event" for d in dims):
+        visits = Q["fact_visits_by_event"].format(
+            outer_keys=sql.SQL("").join(
+                sql.SQL("{}, ").format(sql.Identifier("x", f"k{i}")) for i in range(len(keys))
+            ),
+            keys=visit_keys,
+            filters=event_filters + visit_filters,
+            group=group,
+        )
+    else:
+        exists = (
+            sql.SQL(" AND ") + Q["fact_event_exists"].format(filters=event_filters)
+            if any(DIMENSIONS[f[1]].level == "event" for f in query.filters)
+            else sql.SQL("")
+        )
+        visits = Q["fact_visits"].format(keys=visit_keys, filters=visit_filters + exists, group=group)
+    if not keys:
+        return Q["fact_sums_total"].format(events=events, visits=visits)
+    return Q["fact_sums"].format(keys=sql.SQL(", ").join(keys), events=events, visits=visits)
+
+
+def _value(name: str, value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return value.isoformat() if name == "time:hour" else value.date().isoformat()
+    return value or None
+
+
+def _number(metric: str, value: Any) -> int | float:
+    if metric in INTEGER_METRICS:
+        return int(value)
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def _result(query: StatsQuery, row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "dimensions": [_value(d, row[f"k{i}"]) for i, d in enumerate(query.dimensions)],
+        "metrics": [_number(m, row[m]) for m in query.metrics],
+    }
+
+
+def _compare(
+    query: StatsQuery,
+    results: list[dict[str, Any]],
+    current: list[dict[str, Any]],
+    previous: list[dict[str, Any]],
+    period: tuple[date, date],
+    before: tuple[date, date],
+) -> None:
+    """Add each result's comparison: the row of the same keys before (a time bucket: the same place)."""
+    time_dimension = query.time_dimension
+    position: dict[Any, int] = {}
+    earlier: dict[Any, int] = {}
+    if time_dimension is not None:
+        unit = DIMENSIONS[time_dimension].column
+        position = {b: i for i, b in enumerate(buckets(unit, *period))}
+        earlier = {b: i for i, b in enumerate(buckets(unit, *before))}
+
+    def key(row: Mapping[str, Any], places: dict[Any, int]) -> tuple[Any, ...]:
+        return tuple(
+            places.get(row[f"k{i}"]) if d == time_dimension else row[f"k{i}"]
+            for i, d in enumerate(query.dimensions)
+        )
+
+    found = {key(row, earlier): row for row in previous if row["present"]}
+    shown = [row for row in current if row["present"]]
+    for result, row in zip(results, shown, strict=True):
+        then = found.get(key(row, position))
+        values = [_number(m, then[m]) if then else 0 for m in query.metrics]
+        result["comparison"] = {
+            "metrics": values,
+            "change": [
+                _change(m, new, old)
+                for m, new, old in zip(query.metrics, result["metrics"], values, strict=True)
+            ],
+        }
+
+
+def _change(metric: str, new: float, old: float) -> float | None:
+    if old == 0:
+        return None
+    if metric == "bounce_rate":
+        return round(new - old, 1)
+    return round((new - old) * 100 / old, 1)
+
+
+def _echo(query: StatsQuery, start: date, end: date) -> dict[str, Any]:
+    echo: dict[str, Any] = {
+        "date_range": [start, end],
+        "metrics": list(query.metrics),
+        "dimensions": list(query.dimensions),
+        "filters": [[op, dimension, list(values)] for op, dimension, values in query.filters],
+        "order_by": [[field, direction] for field, direction in query.ordering()],
+        "limit": query.limit,
+        "offset": query.offset,
+    }
+    if query.include is not None and query.include.comparison is not None:
+        echo["include"] = {"comparison": query.include.comparison}
+    return echo

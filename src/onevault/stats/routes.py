@@ -1,0 +1,60 @@
+"""`POST /api/v1/stats/query` and `GET /api/v1/stats/realtime`: the caller's figures from the marts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Response
+
+from onevault.auth.caller import OPENAPI_READ_AUTH, Caller, require
+from onevault.errors import responses
+from onevault.services import ServicesDep
+from onevault.stats.models import RealtimeResponse, StatsQuery, StatsResponse
+from onevault.stats.query import realtime_visitors, run_query
+
+router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
+ReadCaller = Annotated[Caller, Depends(require("read"))]
+
+REALTIME_WINDOW_SECONDS = 300
+_AUTH_ERRORS = {
+    400: "Missing or invalid X-Customer-ID",
+    401: "Missing, malformed, unknown, revoked or expired token",
+    403: "Token of another customer, disabled customer, or without the `read` scope",
+    429: "Too many failed authentications from this address; see Retry-After",
+    503: "The database the stats are read from (the replica, when one is configured) is unavailable",
+}
+_QUERY_ERRORS = _AUTH_ERRORS | {
+    422: "A query that is not one: the detail names the wrong metric, dimension, filter, date range, "
+    "order_by field, limit or offset",
+}
+
+
+@router.post(
+    "/query",
+    response_model=StatsResponse,
+    response_model_exclude_none=True,
+    responses=responses(_QUERY_ERRORS),
+    openapi_extra=OPENAPI_READ_AUTH,
+    summary="Visitors, visits, page views and more of the caller's sites",
+)
+async def stats_query(query: StatsQuery, caller: ReadCaller, services: ServicesDep) -> Response:
+    """Metrics by dimensions over a date range in the customer's time zone (Plausible Stats API v2)."""
+    async with services.read_pool.connection() as conn:
+        answer = await run_query(conn, caller.customer_id, query)
+    # Already in its final shape: serialised as is rather than validated again row by row.
+    return Response(orjson.dumps(answer), media_type="application/json")
+
+
+@router.get(
+    "/realtime",
+    response_model=RealtimeResponse,
+    responses=responses(_AUTH_ERRORS),
+    openapi_extra=OPENAPI_READ_AUTH,
+    summary="Visitors of the caller's sites in the last five minutes",
+)
+async def realtime(caller: ReadCaller, services: ServicesDep) -> dict[str, Any]:
+    """Distinct visitors whose sessions had an event in the last five minutes."""
+    async with services.read_pool.connection() as conn:
+        visitors, now = await realtime_visitors(conn, caller.customer_id, REALTIME_WINDOW_SECONDS)
+    return {"visitors": visitors, "window_seconds": REALTIME_WINDOW_SECONDS, "timestamp": now}

@@ -1,0 +1,210 @@
+"""The stats API's two paths agree: every query the rollups answer, the facts answer the same.
+
+A varied event set (visitors on desktops and phones, sessions with and without client ids, over
+local midnight, with referrers, UTM tags, pages, custom events and events without a page, over three
+weeks) goes through the real pipeline for a customer in Europe/Berlin, beside another customer's
+events. Then every unfiltered query the rollups path answers — no dimension, each dimension, each
+time dimension, each day/week/month bucket by each other dimension — over several ranges (whole
+period, a range cutting weeks, months and a session over midnight, relative ranges) gives exactly the
+same answer through `run_query(..., force_facts=True)`: rows, order, totals and comparisons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from tests.helpers.postgres import create_database, drop_database
+from tests.helpers.vault_load import IPHONE, Event, load_one_batch, new_customer
+
+from onevault.stats.models import DIMENSIONS, METRICS, TIME_DIMENSIONS, StatsQuery
+from onevault.stats.query import run_query, uses_rollups
+
+ZONE = "Europe/Berlin"
+FIREFOX_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:125.0) Gecko/20100101 Firefox/125.0"
+ANDROID = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Mobile Safari/537.36"
+)
+AGENTS = (None, IPHONE, FIREFOX_MAC, ANDROID)
+PAGES = ("/", "/pricing", "/docs", "/docs/start", "/blog/post-1", "/blog/post-2", "/shop?item=lamp")
+REFERRERS = (
+    None,
+    None,
+    "https://www.google.com/search?q=x",
+    "https://t.co/abc",
+    "https://example.com/pricing",
+    "https://blog.other.org/links",
+)
+UTMS = ("", "", "", "?utm_source=news&utm_medium=email&utm_campaign=Winter", "?utm_source=ads&utm_medium=cpc")
+NON_TIME = tuple(d for d in DIMENSIONS if d not in TIME_DIMENSIONS)
+
+
+def event_set(prefix: str, today: date, rng: random.Random) -> list[Event]:
+    """Visitors and their sessions over the 21 days before today (local), with a few late-night ones."""
+    zone = ZoneInfo(ZONE)
+    events: list[Event] = []
+    n = 0
+    for v in range(14):
+        agent = AGENTS[v % len(AGENTS)]
+        visitor = f"{prefix}-v{v}"
+        for s in range(rng.randint(1, 4)):
+            day = today - timedelta(days=rng.randint(1, 21))
+            # Some sessions start just before local midnight and run past it.
+            hour, minute = (23, 50) if rng.random() < 0.2 else (rng.randint(0, 22), rng.randint(0, 59))
+            at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone).astimezone(UTC)
+            client_session = f"{visitor}-s{s}" if rng.random() < 0.5 else None
+            referrer = rng.choice(REFERRERS)
+            utm = rng.choice(UTMS)
+            for k in range(rng.randint(1, 5)):
+                n += 1
+                custom = rng.random() < 0.25
+                page: str | None = rng.choice(PAGES) + (utm if k == 0 else "")
+                if custom and rng.random() < 0.4:
+                    page = None
+                fields: dict[str, Any] = {"user_agent": agent} if agent else {}
+                events.append(
+                    Event(
+                        event_id=f"{prefix}-{n}",
+                        at=at,
+                        visitor_id=visitor,
+                        session_id=client_session,
+                        page=page,
+                        event_type=rng.choice(("signup", "download")) if custom else "page_view",
+                        referrer=referrer if k == 0 else None,
+                        **fields,
+                    )
+                )
+                at += timedelta(minutes=rng.randint(1, 12))
+    return events
+
+
+@pytest.fixture(scope="module")
+def loaded(pg_url: str, template_db: str) -> Iterator[tuple[str, str]]:
+    """One database for the module: the customer in Berlin and another one, loaded and processed."""
+    url = create_database(pg_url, template_db)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            customer = new_customer(conn, "paths")
+            other = new_customer(conn, "other")
+            conn.execute(
+                "INSERT INTO auth.tenant_zone_s (tenant_hk, time_zone, record_source) "
+                "VALUES (util.tenant_hk(%s), %s, 'test')",
+                (customer, ZONE),
+            )
+            today = datetime.now(ZoneInfo(ZONE)).date()
+            load_one_batch(conn, customer, event_set("p", today, random.Random(7)))
+            load_one_batch(conn, other, event_set("o", today, random.Random(8)))
+        yield url, customer
+    finally:
+        drop_database(pg_url, url)
+
+
+def both(url: str, customer: str, query: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The answers of the rollups path and of the facts path to `query`."""
+
+    async def ask() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return (
+                await run_query(conn, customer, query),
+                await run_query(conn, customer, query, force_facts=True),
+            )
+
+    return asyncio.run(ask())
+
+
+def ranges() -> list[Any]:
+    """Whole period, a range cutting weeks and months, relative ranges."""
+    today = datetime.now(ZoneInfo(ZONE)).date()
+    return [
+        [(today - timedelta(days=22)).isoformat(), today.isoformat()],
+        [(today - timedelta(days=17)).isoformat(), (today - timedelta(days=5)).isoformat()],
+        "7d",
+        "month",
+        "all",
+    ]
+
+
+def shapes() -> list[list[str]]:
+    """Every dimension list the rollups answer."""
+    found: list[list[str]] = [[], *([d] for d in DIMENSIONS)]
+    found += [[t, d] for t in TIME_DIMENSIONS if t != "time:hour" for d in NON_TIME]
+    found += [[d, "time:week"] for d in ("event:page", "visit:channel")]
+    return found
+
+
+def test_the_shapes_are_the_rollups_ones() -> None:
+    """The queries of this module are exactly those the rollups answer (and a filter is not one)."""
+    for dims in shapes():
+        assert uses_rollups_of(dims)
+    assert not uses_rollups_of(["time:hour", "visit:browser"])
+    assert not uses_rollups_of(["event:page", "visit:browser"])
+    assert not uses_rollups_of([], [["is", "visit:browser", ["Chrome"]]])
+
+
+def uses_rollups_of(dims: list[str], filters: list[Any] | None = None) -> bool:
+    """Whether the rollups answer a query by `dims` with `filters`."""
+    query = StatsQuery.model_validate(
+        {"date_range": "7d", "metrics": ["visits"], "dimensions": dims, "filters": filters or []}
+    )
+    return uses_rollups(query)
+
+
+@pytest.mark.parametrize("date_range", ranges(), ids=str)
+def test_every_rollups_query_has_the_facts_answer(loaded: tuple[str, str], date_range: Any) -> None:
+    """All metrics by every rollups shape: the same rows, in the same order, from both paths."""
+    url, customer = loaded
+    nonzero = 0
+    for dims in shapes():
+        query = {"date_range": date_range, "metrics": list(METRICS), "dimensions": dims, "limit": 10_000}
+        rollups, facts = both(url, customer, query)
+        assert rollups["meta"].pop("source") == "rollups"
+        assert facts["meta"].pop("source") == "facts"
+        assert rollups == facts, dims
+        nonzero += any(any(r["metrics"]) for r in rollups["results"])
+    if date_range == ranges()[0]:
+        # The whole period: every shape has figures (the comparison is not vacuous).
+        assert nonzero == len(shapes())
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_each_metric_alone_is_the_same(loaded: tuple[str, str], metric: str) -> None:
+    """One metric at a time (rows are those where it is not zero), by a few dimensions and buckets."""
+    url, customer = loaded
+    few: list[list[str]] = [[], ["event:page"], ["visit:referrer"], ["time:day"], ["time:hour"]]
+    for dims in [*few, ["time:week", "event:type"]]:
+        query = {"date_range": ranges()[0], "metrics": [metric], "dimensions": dims, "limit": 10_000}
+        rollups, facts = both(url, customer, query)
+        assert rollups["results"] == facts["results"], (metric, dims)
+        assert rollups["meta"]["total_rows"] == facts["meta"]["total_rows"]
+
+
+def test_pages_orders_and_comparisons_are_the_same(loaded: tuple[str, str]) -> None:
+    """order_by, limit, offset and the previous period give the same rows from both paths."""
+    url, customer = loaded
+    today = datetime.now(ZoneInfo(ZONE)).date()
+    second_week = [(today - timedelta(days=13)).isoformat(), (today - timedelta(days=7)).isoformat()]
+    previous = {"comparison": "previous_period"}
+    for query in (
+        {"metrics": ["visitors", "bounce_rate"], "dimensions": ["event:page"], "limit": 3, "offset": 1},
+        {"metrics": ["pageviews"], "dimensions": ["visit:browser"], "order_by": [["visit:browser", "desc"]]},
+        {"metrics": ["visit_duration", "visits"], "dimensions": ["time:day", "visit:device"], "limit": 5},
+        {
+            "metrics": ["views_per_visit"],
+            "dimensions": ["visit:os"],
+            "order_by": [["views_per_visit", "asc"]],
+        },
+        {"metrics": list(METRICS), "include": previous},
+        {"metrics": list(METRICS), "dimensions": ["time:day"], "include": previous},
+        {"metrics": ["visitors", "events"], "dimensions": ["event:type"], "include": previous},
+    ):
+        rollups, facts = both(url, customer, {"date_range": second_week, **query})
+        assert rollups["results"] == facts["results"], query
+        assert rollups["meta"]["total_rows"] == facts["meta"]["total_rows"]
+        assert rollups["results"], query
