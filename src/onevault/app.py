@@ -139,7 +139,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             "`track`-only `token` in the JSON body of the tracking routes (no headers, no preflight)."
         ),
         lifespan=lifespan,
-        # Served by onevault.web.docs with their scripts from this service, not from a CDN.
+        # /docs is served by onevault.web.docs with its files from this service, not from a CDN.
         docs_url=None,
         redoc_url=None,
     )

@@ -48,7 +48,8 @@ STYLE = Style(
 )
 # Dots beyond this many points would merge into a thick line.
 MAX_DOTS = 62
-X_LABELS_SHOWN = 8
+# Room for one x-axis label (in SVG units, the chart's own pixels).
+X_LABEL_ROOM = 100
 
 # Printable text only: XML 1.0 cannot carry most control characters.
 Text = Annotated[str, StringConstraints(max_length=MAX_LABEL, pattern=r"^[^\x00-\x1f\x7f]*$")]
@@ -73,6 +74,14 @@ class ChartRequest(BaseModel):
     labels: list[Text] = Field(max_length=MAX_POINTS, examples=[["Mon 1", "Tue 2", "Wed 3"]])
     series: list[ChartSeries] = Field(min_length=1, max_length=MAX_SERIES)
     title: Text = Field(default="Visitors and page views", description="The chart's accessible name")
+    width: int = Field(
+        default=800,
+        ge=300,
+        le=1600,
+        strict=True,
+        description="Width in pixels the chart is drawn for (text keeps its size: a phone asks for less)",
+    )
+    height: int = Field(default=320, ge=200, le=800, strict=True)
 
 
 def y_ticks(top: float, whole: bool) -> list[float]:
@@ -92,9 +101,15 @@ def _number(value: float) -> str:
 
 
 def _image_without_script(title: str) -> Callable[[Any], Any]:
-    """A pygal XML filter: drop scripts and comments, and name the SVG as one image."""
+    """A pygal XML filter: drop scripts and comments, and name the SVG as one image.
+
+    The title is the SVG's `<title>` only: the page shows its own heading above the chart.
+    """
 
     def xml_filter(root: Any) -> Any:
+        for child in root:
+            if child.tag == "title":
+                child.text = title
         for parent in list(root.iter()):
             for child in list(parent):
                 # Comments and processing instructions have a function as their tag.
@@ -116,15 +131,14 @@ def render(chart: ChartRequest) -> str:
         style=STYLE,
         js=[],
         disable_xml_declaration=True,
-        title=chart.title,
-        width=800,
-        height=320,
+        width=chart.width,
+        height=chart.height,
         legend_at_bottom=True,
         legend_at_bottom_columns=len(chart.series),
         show_dots=max((len(s.values) for s in chart.series), default=0) <= MAX_DOTS,
         dots_size=3,
         show_minor_x_labels=False,
-        x_labels_major_count=X_LABELS_SHOWN,
+        x_labels_major_count=max(2, chart.width // X_LABEL_ROOM),
         truncate_label=-1,
         y_labels=y_ticks(max(values, default=0), all(float(v).is_integer() for v in values)),
         value_formatter=_number,

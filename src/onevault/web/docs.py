@@ -1,14 +1,15 @@
-"""`/docs` (Swagger UI) and `/redoc`, served with their scripts from this service instead of a CDN.
+"""`/docs`: Swagger UI, served with its script and style from this service instead of a CDN.
 
-FastAPI's own pages load Swagger UI and ReDoc from jsDelivr and a favicon from its website, so
-they stay blank on a closed network. The bundles come from the `fastapi-offline` package, which
-ships current releases of both; only its files are used, through FastAPI's own page builders.
+FastAPI's own page loads Swagger UI from jsDelivr and a favicon from its website, so it stays
+blank on a closed network. The bundle comes from the `fastapi-offline` package, which ships a
+current release; only its files are used, through FastAPI's own page builder. There is no `/redoc`:
+ReDoc fetches its logo from its CDN whatever it is told, and one documentation page is enough.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from onevault.errors import ApiError
@@ -22,7 +23,6 @@ ASSETS = {
     for asset in (
         Asset("fastapi_offline", "static/swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
         Asset("fastapi_offline", "static/swagger-ui.css", "text/css; charset=utf-8"),
-        Asset("fastapi_offline", "static/redoc.standalone.js", "text/javascript; charset=utf-8"),
         Asset("fastapi_offline", "static/favicon.png", "image/png"),
     )
 }
@@ -44,22 +44,9 @@ async def swagger_ui(request: Request) -> HTMLResponse:
     )
 
 
-@router.get("/redoc")
-async def redoc(request: Request) -> HTMLResponse:
-    """ReDoc over the service's OpenAPI document, without Google Fonts."""
-    root = request.scope.get("root_path", "")
-    return get_redoc_html(
-        openapi_url=f"{root}{request.app.openapi_url}",
-        title=f"{request.app.title} – API reference",
-        redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
-        redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
-        with_google_fonts=False,
-    )
-
-
 @router.get(f"{ASSETS_URL}/{{name}}")
 async def docs_asset(name: str, request: Request) -> Response:
-    """One of the documentation pages' scripts, style sheet or icon."""
+    """The documentation page's script, style sheet or icon."""
     asset = ASSETS.get(name)
     if asset is None:
         raise ApiError(404, "no such documentation file")

@@ -22,7 +22,9 @@
     filters: [],           // {dimension, value, label}
     generation: 0,         // a newer load makes the answers of older ones stale
     liveTimer: null,
-    retryTimer: null
+    retryTimer: null,
+    chart: null,           // the numbers last drawn, to draw them again at another width
+    chartWidth: 0
   };
 
   // ---- credentials -------------------------------------------------------------------------
@@ -273,36 +275,37 @@
     });
   }
 
-  // `change` is the percentage change of each figure, in percentage points for the bounce rate.
+  // `change` is the percentage change of each figure (the difference in points for the bounce
+  // rate), null when the previous figure is 0.
   function showChange(target, metric, change, previous) {
     target.className = "change";
-    target.textContent = "";
-    if (change === null || change === undefined) {
-      target.textContent = previous === null || previous === undefined ? "" : "no change to compare";
-      return;
-    }
-    var arrow = change > 0 ? "↑" : change < 0 ? "↓" : "→";
-    var unit = metric === "bounce_rate" ? " pp" : " %";
-    var better = metric === "bounce_rate" ? change < 0 : change > 0;
-    target.classList.add(change === 0 ? "same" : better ? "better" : "worse");
+    target.replaceChildren();
+    if (previous === null || previous === undefined) return;
     var shown = document.createElement("span");
     shown.setAttribute("aria-hidden", "true");
-    shown.textContent = arrow + " " + Math.abs(change) + unit;
     var spoken = document.createElement("span");
     spoken.className = "visually-hidden";
-    spoken.textContent = (change > 0 ? "up " : change < 0 ? "down " : "unchanged ") +
-      (change === 0 ? "" : Math.abs(change) + (metric === "bounce_rate" ? " percentage points" : " percent")) +
-      " on the previous period";
+    var points = metric === "bounce_rate";
+    if (change === null || change === undefined) {
+      shown.textContent = "new";
+      spoken.textContent = "nothing to compare with in the previous period";
+    } else {
+      var better = points ? change < 0 : change > 0;
+      target.classList.add(change === 0 ? "same" : better ? "better" : "worse");
+      shown.textContent = (change > 0 ? "↑ " : change < 0 ? "↓ " : "→ ") + Math.abs(change) + (points ? " pp" : " %");
+      spoken.textContent = change === 0 ? "unchanged from the previous period" :
+        (change > 0 ? "up " : "down ") + Math.abs(change) + (points ? " percentage points" : " percent") +
+        " on the previous period";
+    }
     var was = document.createElement("span");
     was.className = "previous";
-    was.textContent = " vs " + formatMetric(metric, previous);
+    was.textContent = " (before: " + formatMetric(metric, previous) + ")";
     target.append(shown, spoken, was);
   }
 
   function loadChart(question, current) {
     var bucket = interval();
-    var chart = el("chart");
-    chart.setAttribute("aria-busy", "true");
+    el("chart").setAttribute("aria-busy", "true");
     return query({
       date_range: question.date_range,
       metrics: ["visitors", "pageviews"],
@@ -314,22 +317,48 @@
         return a.dimensions[0] < b.dimensions[0] ? -1 : a.dimensions[0] > b.dimensions[0] ? 1 : 0;
       });
       var values = function (i) { return rows.map(function (r) { return r.metrics[i] || 0; }); };
-      var body = {
+      fillChartTable(bucket, rows);
+      state.chart = {
         labels: rows.map(function (r) { return bucketLabel(bucket, r.dimensions[0], false); }),
         series: [{ name: "Visitors", values: values(0) }, { name: "Page views", values: values(1) }],
         title: "Visitors and page views"
       };
-      fillChartTable(bucket, rows);
-      return request("/dashboard/chart", body, false).then(function (response) {
-        return response.text();
-      });
-    }).then(function (svg) {
-      if (!current() || svg === null) return;
-      // The service's own drawing of numbers: pygal escapes the labels and puts no script in it.
-      chart.innerHTML = svg;
-      chart.setAttribute("aria-busy", "false");
+      return drawChart(current);
     });
   }
+
+  // The chart is drawn for the width it is shown at, so that its text keeps a readable size on a
+  // phone; it is drawn again when that width changes much (a rotated phone, a resized window).
+  function chartSize() {
+    var width = Math.round(Math.min(1600, Math.max(300, el("chart").clientWidth || 800)));
+    return { width: width, height: width < 560 ? 260 : 320 };
+  }
+
+  function drawChart(current) {
+    var size = chartSize();
+    var body = Object.assign({}, state.chart, size);
+    return request("/dashboard/chart", body, false).then(function (response) {
+      return response.text();
+    }).then(function (svg) {
+      if (!current()) return;
+      // The service's own drawing of numbers: pygal escapes the labels and the service removes
+      // any script from it.
+      el("chart").innerHTML = svg;
+      el("chart").setAttribute("aria-busy", "false");
+      state.chartWidth = size.width;
+    });
+  }
+
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () {
+      if (!state.chart || !state.credentials || Math.abs(chartSize().width - state.chartWidth) < 80) return;
+      var generation = state.generation;
+      drawChart(function () { return generation === state.generation && state.credentials !== null; })
+        .catch(function (error) { showError(explain(error)); });
+    }, 250);
+  });
 
   function fillChartTable(bucket, rows) {
     var body = el("chart-table").querySelector("tbody");
@@ -510,6 +539,7 @@
     });
     document.querySelectorAll(".metric .change").forEach(function (node) { node.textContent = ""; });
     el("chart").replaceChildren();
+    state.chart = null;
     el("period").textContent = "";
     el("realtime").textContent = "–";
   }
