@@ -36,6 +36,10 @@ _OPERATORS = {
 _TRUNCATED = sql.SQL("date_trunc(%(unit)s, {})")
 
 
+class QueryError(ValueError):
+    """A valid query that has no answer (a comparison period before the first day of the calendar)."""
+
+
 @dataclass(frozen=True)
 class Clock:
     """The customer's tenant key, time zone, today there, and first day with data (when asked)."""
@@ -67,6 +71,8 @@ def resolve_range(
 def previous_period(start: date, end: date) -> tuple[date, date]:
     """The same number of days just before [start, end]."""
     days = (end - start).days + 1
+    if (start - date.min).days < days:
+        raise QueryError(f"date_range: no previous period of {days} days before {start}")
     return start - timedelta(days=days), start - timedelta(days=1)
 
 
@@ -124,12 +130,12 @@ async def run_query(
     source: Source = "facts" if force_facts or not uses_rollups(query) else "rollups"
     statement = _statement(query, source)
     comparing = query.include is not None and query.include.comparison == "previous_period"
+    before = previous_period(start, end) if comparing else None
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(statement, _params(query, clock, start, end, query.limit, query.offset))
         current = await cur.fetchall()
         previous: list[dict[str, Any]] = []
-        if comparing:
-            before = previous_period(start, end)
+        if before is not None:
             await cur.execute(statement, _params(query, clock, *before, None, 0))
             previous = await cur.fetchall()
     total = int(current[0]["total_rows"]) if current else 0
@@ -140,8 +146,7 @@ async def run_query(
         "total_rows": total,
         "source": source,
     }
-    if comparing:
-        before = previous_period(start, end)
+    if before is not None:
         meta["comparison_date_range"] = list(before)
         _compare(query, results, current, previous, (start, end), before)
     return {"results": results, "meta": meta, "query": _echo(query, start, end)}

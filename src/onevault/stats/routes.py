@@ -8,10 +8,10 @@ import orjson
 from fastapi import APIRouter, Depends, Response
 
 from onevault.auth.caller import OPENAPI_READ_AUTH, Caller, require
-from onevault.errors import responses
+from onevault.errors import ApiError, responses
 from onevault.services import ServicesDep
 from onevault.stats.models import RealtimeResponse, StatsQuery, StatsResponse
-from onevault.stats.query import realtime_visitors, run_query
+from onevault.stats.query import QueryError, realtime_visitors, run_query
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
 ReadCaller = Annotated[Caller, Depends(require("read"))]
@@ -40,8 +40,11 @@ _QUERY_ERRORS = _AUTH_ERRORS | {
 )
 async def stats_query(query: StatsQuery, caller: ReadCaller, services: ServicesDep) -> Response:
     """Metrics by dimensions over a date range in the customer's time zone (Plausible Stats API v2)."""
-    async with services.read_pool.connection() as conn:
-        answer = await run_query(conn, caller.customer_id, query)
+    try:
+        async with services.read_pool.connection() as conn:
+            answer = await run_query(conn, caller.customer_id, query)
+    except QueryError as exc:
+        raise ApiError(422, str(exc)) from None
     # Already in its final shape: serialised as is rather than validated again row by row.
     return Response(orjson.dumps(answer), media_type="application/json")
 
