@@ -190,6 +190,15 @@ def test_chart_refuses_nan_and_infinity(client: httpx.Client) -> None:
         assert_error(response, 422)
 
 
+def test_chart_refuses_a_body_that_is_not_json(client: httpx.Client) -> None:
+    """Malformed JSON is 422, bytes that are not UTF-8 are 400: JSON errors either way, as documented."""
+    headers = {"Content-Type": "application/json"}
+    assert_error(client.post("/dashboard/chart", content=b'{"labels": [', headers=headers), 422)
+    assert_error(client.post("/dashboard/chart", content=b"c\xff\xfe\x00", headers=headers), 400)
+    documented = client.get("/openapi.json").json()["paths"]["/dashboard/chart"]["post"]["responses"]
+    assert "application/json" in documented["400"]["content"]
+
+
 def test_chart_at_the_limits_is_drawn(client: httpx.Client) -> None:
     """Four series of 1,000 points, 64-character labels; a series shorter than the labels ends early."""
     body = chart_body(points=1000, series=4)

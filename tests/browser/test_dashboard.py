@@ -307,6 +307,34 @@ def test_refused_tokens_are_explained(dashboard: Browser, shop: Shop, conn: psyc
     assert dashboard.outside == []
 
 
+def test_ranges_the_service_refuses_are_explained(dashboard: Browser, shop: Shop) -> None:
+    """A custom range ending before it starts is caught on the page; one over ten years gets the 422."""
+    page = dashboard.page
+    sign_in(page, shop)
+    expect_figures(page, visitors=6, pageviews=12)
+    page.get_by_label("Date range").select_option("custom")
+    page.get_by_label("From", exact=True).fill(shop.today)
+    page.get_by_label("To", exact=True).fill(shop.three_days_ago)
+    page.get_by_label("To", exact=True).press("Enter")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("comes after the last one")
+    expect(page.get_by_label("From", exact=True)).to_be_focused()
+
+    page.get_by_label("From", exact=True).fill("2000-01-01")
+    page.get_by_label("To", exact=True).fill(shop.today)
+    page.get_by_role("button", name="Apply").click()
+    expect(alert).to_contain_text("422")
+    expect(alert).to_contain_text("3660 days")
+    expect(page.locator("#main")).to_have_attribute("data-state", "error")
+
+    # A range the service answers clears the message.
+    page.get_by_label("Date range").select_option("30d")
+    expect_figures(page, visitors=6, pageviews=12)
+    expect(page.locator("#error")).to_be_empty()
+    assert [m for m in dashboard.tab.console_errors() if "status of 422" not in m] == []
+    assert dashboard.outside == []
+
+
 def test_api_docs_render_offline(browser_page: BrowserPage, live_server: LiveServer) -> None:
     """Swagger UI renders with every request outside the server refused, and none is tried."""
     docs = loopback_only(browser_page, live_server.url)

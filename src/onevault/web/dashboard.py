@@ -125,7 +125,10 @@ async def dashboard_static(name: str, request: Request) -> Response:
     summary="Draw a line chart as SVG",
     response_class=Response,
     responses=responses(
-        {422: "Not a chart: over 4 series or 1,000 points, a negative value, a label over 64 characters"},
+        {
+            400: "A body that is not UTF-8 text",
+            422: "Not a chart: over 4 series or 1,000 points, a negative value, a label over 64 characters",
+        },
         success={
             200: {
                 "description": "The chart: SVG with no script and no reference to another file",
