@@ -181,8 +181,11 @@ def test_chart_refuses_what_is_not_a_chart(client: httpx.Client, body: dict[str,
     assert where in detail
 
 
-def test_chart_refuses_nan_and_infinity(client: httpx.Client) -> None:
-    """JSON's non-standard NaN and Infinity are not values to draw."""
+def test_chart_refuses_nan_infinity_and_lone_surrogates(client: httpx.Client) -> None:
+    """JSON's non-standard NaN and Infinity are not values to draw, nor half a character a label."""
+    lone = '{"labels": ["a\\udbd2"], "series": [{"name": "V", "values": [1]}]}'
+    response = client.post("/dashboard/chart", content=lone, headers={"Content-Type": "application/json"})
+    assert_error(response, 422)
     for number in ("NaN", "Infinity"):
         content = '{"labels": ["a"], "series": [{"name": "V", "values": [' + number + "]}]}"
         headers = {"Content-Type": "application/json"}

@@ -168,6 +168,41 @@ def panel_rows(page: Page, key: str) -> list[list[str]]:
     ]
 
 
+# For each visible element holding text (outside the chart's SVG): its text colour against the first
+# opaque background behind it, by WCAG's relative luminance.
+CONTRAST_JS = """() => {
+  const channel = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+  const rgba = text => (text.match(/[\\d.]+/g) || []).map(Number);
+  const luminance = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  const background = node => {
+    for (; node; node = node.parentElement) {
+      const c = rgba(getComputedStyle(node).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c;
+    }
+    return [255, 255, 255];
+  };
+  const failures = [];
+  for (const node of document.querySelectorAll("body *")) {
+    if (node.closest("svg") || !node.checkVisibility() || node.closest(".visually-hidden")) continue;
+    const text = [...node.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent.trim()).join("");
+    if (!text) continue;
+    const [fg, bg] = [rgba(getComputedStyle(node).color), background(node)];
+    const alpha = fg.length === 4 ? fg[3] : 1;
+    const shown = [0, 1, 2].map(i => alpha * fg[i] + (1 - alpha) * bg[i]);
+    const [l1, l2] = [luminance(shown), luminance(bg)];
+    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    if (ratio < 4.5) failures.push(`${node.tagName}.${node.className} "${text}": ${ratio.toFixed(2)}`);
+  }
+  return failures;
+}"""
+
+
+def contrast_failures(page: Page) -> list[str]:
+    """Visible texts whose contrast with their background is under WCAG AA's 4.5:1."""
+    failures: list[str] = page.evaluate(CONTRAST_JS)
+    return failures
+
+
 def no_horizontal_scroll(page: Page) -> bool:
     """Whether the page fits the viewport's width."""
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
@@ -222,6 +257,7 @@ def test_dashboard_shows_the_known_events_and_follows_filters_and_ranges(
     expect(chip).to_contain_text("Page is /pricing")
     expect_figures(page, visitors=3, pageviews=4, visits=3)
     assert panel_rows(page, "pages") == [["/pricing", "3", "4"]]
+    assert contrast_failures(page) == []
 
     # The range picker keeps the filter: last 7 days.
     page.get_by_label("Date range").select_option("7d")
@@ -326,6 +362,7 @@ def test_ranges_the_service_refuses_are_explained(dashboard: Browser, shop: Shop
     expect(alert).to_contain_text("422")
     expect(alert).to_contain_text("3660 days")
     expect(page.locator("#main")).to_have_attribute("data-state", "error")
+    assert contrast_failures(page) == []
 
     # A range the service answers clears the message.
     page.get_by_label("Date range").select_option("30d")

@@ -78,10 +78,9 @@ class ChartRequest(BaseModel):
         default=800,
         ge=300,
         le=1600,
-        strict=True,
         description="Width in pixels the chart is drawn for (text keeps its size: a phone asks for less)",
     )
-    height: int = Field(default=320, ge=200, le=800, strict=True)
+    height: int = Field(default=320, ge=200, le=800)
 
 
 def y_ticks(top: float, whole: bool) -> list[float]:
