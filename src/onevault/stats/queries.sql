@@ -8,10 +8,14 @@
 -- non-zero is no row of the answer.
 
 -- name: tenant_clock
--- The caller's tenant key and time zone, today there, and (when asked) the first local day of its data.
+-- The caller's tenant key and time zone, today there, and (when asked) the first local day of its data
+-- (the first hour of the hourly rollup that a change did not leave at zero).
 SELECT t.tenant_hk, t.zone, (now() AT TIME ZONE t.zone)::date AS today,
        CASE WHEN %(first_day)s
-            THEN (SELECT min(h.hour)::date FROM mart.traffic_hourly h WHERE h.tenant_hk = t.tenant_hk) END
+            THEN (SELECT min(h.hour)::date FROM mart.traffic_hourly h
+                  WHERE h.tenant_hk = t.tenant_hk
+                    AND (h.visitors, h.visits, h.bounces, h.duration_seconds, h.visit_pageviews, h.pageviews, h.events)
+                        <> (0, 0, 0, 0, 0, 0, 0)) END
            AS first_day
 FROM (SELECT k.tenant_hk, mart.tenant_zone(k.tenant_hk) AS zone
       FROM (SELECT util.tenant_hk(%(customer_id)s) AS tenant_hk) k) t

@@ -33,7 +33,6 @@ _QUERY_ERRORS = _AUTH_ERRORS | {
 @router.post(
     "/query",
     response_model=StatsResponse,
-    response_model_exclude_none=True,
     responses=responses(_QUERY_ERRORS),
     openapi_extra=OPENAPI_READ_AUTH,
     summary="Visitors, visits, page views and more of the caller's sites",
