@@ -12,7 +12,9 @@ same answer through `run_query(..., force_facts=True)`: rows, order, totals and 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,8 +25,9 @@ import pytest
 from tests.helpers.postgres import create_database, drop_database
 from tests.helpers.vault_load import IPHONE, Event, load_one_batch, new_customer
 
+from onevault import sqlfile
 from onevault.stats.models import DIMENSIONS, METRICS, TIME_DIMENSIONS, StatsQuery
-from onevault.stats.query import run_query, uses_rollups
+from onevault.stats.query import run_query, statement, uses_rollups
 
 ZONE = "Europe/Berlin"
 FIREFOX_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:125.0) Gecko/20100101 Firefox/125.0"
@@ -146,6 +149,37 @@ def test_the_shapes_are_the_rollups_ones() -> None:
     assert not uses_rollups_of(["time:hour", "visit:browser"])
     assert not uses_rollups_of(["event:page", "visit:browser"])
     assert not uses_rollups_of([], [["is", "visit:browser", ["Chrome"]]])
+
+
+def tenant_aliases(text: str) -> set[str]:
+    """Aliases of the customer-keyed mart tables a statement reads (mart.dimension is everyone's)."""
+    found = re.findall(r"(?:FROM|JOIN)\s+mart\.(\w+)\s+(\w+)", text)
+    return {alias for table, alias in found if table != "dimension"}
+
+
+def test_every_statement_reads_the_callers_rows_only() -> None:
+    """In every composed statement (both paths, every kind of filter), each clause that reads a mart
+    table starts with `tenant_hk = %(tenant)s`, and the facts are bounded by the range's hours."""
+    filters = [["is", "visit:os", ["x"]], ["contains", "event:type", ["a"]], ["is_not", "event:page", [None]]]
+    dimension_lists = [*shapes(), ["time:hour", "visit:browser"], ["event:page", "visit:os", "time:week"]]
+    for dims, chosen in itertools.product(dimension_lists, [[], *([f] for f in filters), filters]):
+        query = StatsQuery.model_validate(
+            {"date_range": "7d", "metrics": list(METRICS), "dimensions": dims, "filters": chosen}
+        )
+        for source in ("rollups", "facts") if uses_rollups(query) else ("facts",):
+            text = statement(query, source).as_string(None)
+            aliases = tenant_aliases(text)
+            assert aliases, text
+            clauses = [
+                m for m in re.finditer(r"\b(?:ON|WHERE)\s+(\w+)\.(\S+ \S+ \S+)", text) if m[1] in aliases
+            ]
+            assert {m[1] for m in clauses} == aliases, text
+            assert all(m[2] == "tenant_hk = %(tenant)s" for m in clauses), text
+            if source == "facts":
+                assert "e.hour >= %(lo)s AND e.hour < %(hi)s" in text
+                assert "s.start_hour >= %(lo)s AND s.start_hour < %(hi)s" in text
+    named = sqlfile.load("onevault.stats", "queries.sql")
+    assert "WHERE f.tenant_hk = util.tenant_hk(%(customer_id)s)" in named["realtime_visitors"].as_string(None)
 
 
 def uses_rollups_of(dims: list[str], filters: list[Any] | None = None) -> bool:

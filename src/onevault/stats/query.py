@@ -128,15 +128,15 @@ async def run_query(
     clock = await _clock(conn, customer_id, query.date_range == "all")
     start, end = resolve_range(query.date_range, clock.today, clock.first_day)
     source: Source = "facts" if force_facts or not uses_rollups(query) else "rollups"
-    statement = _statement(query, source)
+    composed = statement(query, source)
     comparing = query.include is not None and query.include.comparison == "previous_period"
     before = previous_period(start, end) if comparing else None
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(statement, _params(query, clock, start, end, query.limit, query.offset))
+        await cur.execute(composed, _params(query, clock, start, end, query.limit, query.offset))
         current = await cur.fetchall()
         previous: list[dict[str, Any]] = []
         if before is not None:
-            await cur.execute(statement, _params(query, clock, *before, None, 0))
+            await cur.execute(composed, _params(query, clock, *before, None, 0))
             previous = await cur.fetchall()
     total = int(current[0]["total_rows"]) if current else 0
     results = [_result(query, row) for row in current if row["present"]]
@@ -207,7 +207,8 @@ def _key(i: int) -> sql.Identifier:
     return sql.Identifier(f"k{i}")
 
 
-def _statement(query: StatsQuery, source: Source) -> sql.Composed:
+def statement(query: StatsQuery, source: Source) -> sql.Composed:
+    """The one statement answering `query` from `source`: a page of rows with the count of all."""
     keys = [_key(i) for i in range(len(query.dimensions))]
     sums = _rollups(query) if source == "rollups" else _facts(query)
     time_dimension = query.time_dimension
