@@ -293,13 +293,11 @@ class StatsModel:
             for e in members:
                 e.session = session
             first, last = members[0], members[-1]
-            # The holder: the visitor of the latest event; its agent as of the session's last event.
+            # The holder: the visitor of the latest event; its current agent (of its latest event).
             session.holder = visitor_of(last.sent)
-            as_of = max(
-                (e for e in by_visitor[session.holder] if e.sent.at <= last.sent.at), key=lambda e: e.sent.at
-            )
+            as_of = max(by_visitor[session.holder], key=lambda e: e.sent.at)
             holder_agent = self.agent(as_of.sent.user_agent)
-            session.is_bot = holder_agent.is_bot or any(self.agent(e.sent.user_agent).is_bot for e in members)
+            session.is_bot = any(self.agent(e.sent.user_agent).is_bot for e in members)
             session.start_local = first.local
             session.pageviews = sum(e.sent.event_type == "page_view" for e in members)
             session.duration = int((last.sent.at - first.sent.at).total_seconds())

@@ -196,15 +196,7 @@ def site(pg_url: str, template_db: str) -> Iterator[Site]:
 
 
 # Parametrised case id → why the API disagrees with the model (a bug report for the API's owners).
-DISAGREEMENTS: dict[str, str] = {
-    "stats-ny:all": (
-        "date_range 'all' starts on the first hour row of mart.traffic_hourly even when that row is all "
-        "zeros: Kim's session of 31 October became a bot session through a late event, its rollup row "
-        "stayed at zero (docs/analytics.md: 'queries skip them'), and the answer's range and its day "
-        "buckets start on 2026-10-31, a day without data, instead of 2026-11-01 (the schema: 'since the "
-        "first day with data'); tenant_clock in src/onevault/stats/queries.sql"
-    ),
-}
+DISAGREEMENTS: dict[str, str] = {}
 
 
 def case(case_id: str, *values: Any) -> Any:

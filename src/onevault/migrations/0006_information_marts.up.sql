@@ -27,7 +27,8 @@ INSERT INTO mart.dimension (dimension, name) VALUES
     (9, 'visit:utm_campaign'), (10, 'visit:browser'), (11, 'visit:os'), (12, 'visit:device');
 
 -- Facts, one row per session in force that is not a bot's: its figures and its visit
--- attributes, with its start in the customer's time zone. Missing attributes are ''.
+-- attributes, with its start in the customer's time zone. Missing attributes are ''. Text of
+-- the marts compares byte by byte (COLLATE "C"): the rollups group and sort it all the time.
 CREATE TABLE mart.session_f (
     site_session_hk bytea PRIMARY KEY,
     tenant_hk bytea NOT NULL,
@@ -39,16 +40,16 @@ CREATE TABLE mart.session_f (
     events integer NOT NULL,
     duration_seconds integer NOT NULL,
     is_bounce boolean NOT NULL,
-    entry_page text NOT NULL,
-    exit_page text NOT NULL,
-    referrer text NOT NULL,
-    channel text NOT NULL,
-    utm_source text NOT NULL,
-    utm_medium text NOT NULL,
-    utm_campaign text NOT NULL,
-    browser text NOT NULL,
-    os text NOT NULL,
-    device text NOT NULL
+    entry_page text COLLATE "C" NOT NULL,
+    exit_page text COLLATE "C" NOT NULL,
+    referrer text COLLATE "C" NOT NULL,
+    channel text COLLATE "C" NOT NULL,
+    utm_source text COLLATE "C" NOT NULL,
+    utm_medium text COLLATE "C" NOT NULL,
+    utm_campaign text COLLATE "C" NOT NULL,
+    browser text COLLATE "C" NOT NULL,
+    os text COLLATE "C" NOT NULL,
+    device text COLLATE "C" NOT NULL
 );
 CREATE INDEX session_f_tenant_start_idx ON mart.session_f (tenant_hk, start_hour);
 CREATE INDEX session_f_tenant_end_idx ON mart.session_f (tenant_hk, ended_at);
@@ -58,8 +59,8 @@ CREATE INDEX session_f_visitor_idx ON mart.session_f (site_visitor_hk);
 CREATE TABLE mart.session_event_f (
     site_session_hk bytea NOT NULL,
     hour timestamp NOT NULL,
-    page text NOT NULL,
-    event_type text NOT NULL,
+    page text COLLATE "C" NOT NULL,
+    event_type text COLLATE "C" NOT NULL,
     tenant_hk bytea NOT NULL,
     events integer NOT NULL,
     pageviews integer NOT NULL,
@@ -86,7 +87,7 @@ CREATE TABLE mart.traffic_daily (
     tenant_hk bytea NOT NULL,
     dimension smallint NOT NULL,
     day date NOT NULL,
-    value text NOT NULL,
+    value text COLLATE "C" NOT NULL,
     visits integer NOT NULL,
     bounces integer NOT NULL,
     duration_seconds bigint NOT NULL,
@@ -103,7 +104,7 @@ CREATE TABLE mart.visitor_days (
     tenant_hk bytea NOT NULL,
     dimension smallint NOT NULL,
     day date NOT NULL,
-    value text NOT NULL,
+    value text COLLATE "C" NOT NULL,
     prev_day date NOT NULL,
     visitors integer NOT NULL,
     PRIMARY KEY (tenant_hk, dimension, day, value, prev_day) INCLUDE (visitors)

@@ -1,15 +1,20 @@
 -- Brings the marts up to date with the given sessions as the business vault holds them now
 -- (docs/analytics.md): their facts are recomputed from the vault and the rollups change by the
 -- difference. Distinct visitors depend on all of a visitor's days, so the visitor days of every
--- visitor that held one of the sessions, before or now, are recomputed from its facts.
+-- visitor that held one of the sessions, before or now, are recomputed where they can change.
+-- A session's browser, OS and device are its holder's current ones: the other sessions of every
+-- visitor seen in the given sessions (whose latest event they may hold) whose current ones
+-- changed are refreshed too.
 -- Rollup rows a change leaves at zero stay until `onevault mart rebuild` (queries skip them).
 -- The customer's mart lock serialises refreshes of one customer (the pipeline's lanes run in
--- parallel); it is taken before the statement that reads, so that it sees the previous
+-- parallel); it is taken before the statements that read, so that they see the previous
 -- holder's commit. The caller owns the transaction.
 -- requires: mart/page_path.sql
 -- requires: mart/tenant_zone.sql
 CREATE OR REPLACE FUNCTION mart.refresh_sessions(p_sessions bytea[]) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_sessions bytea[];
 BEGIN
     IF coalesce(cardinality(p_sessions), 0) = 0 THEN
         RETURN;
@@ -18,14 +23,25 @@ BEGIN
     FROM (SELECT DISTINCT h.tenant_hk FROM business.site_session_h h
           WHERE h.site_session_hk = ANY (p_sessions) ORDER BY 1) t;
 
+    SELECT p_sessions || coalesce(array_agg(f.site_session_hk), '{}') INTO v_sessions
+    FROM (SELECT DISTINCT l.site_visitor_hk FROM business.site_session_visitor_l l
+          WHERE l.site_session_hk = ANY (p_sessions)) v
+    CROSS JOIN LATERAL (
+        SELECT d.browser_family, d.os_family, d.device_type FROM business.site_visitor_details_s d
+        WHERE d.site_visitor_hk = v.site_visitor_hk ORDER BY d.applied_date DESC, d.load_date DESC LIMIT 1
+    ) d
+    JOIN mart.session_f f ON f.site_visitor_hk = v.site_visitor_hk
+    WHERE f.site_session_hk <> ALL (p_sessions)
+      AND (f.browser, f.os, f.device)
+          IS DISTINCT FROM (coalesce(d.browser_family, ''), coalesce(d.os_family, ''), coalesce(d.device_type, ''));
+
     -- Planned for each call's values (a generic plan would not read the sessions by key).
     EXECUTE $refresh$
     WITH zones AS MATERIALIZED (
         SELECT t.tenant_hk, mart.tenant_zone(t.tenant_hk) AS zone
         FROM (SELECT DISTINCT h.tenant_hk FROM business.site_session_h h WHERE h.site_session_hk = ANY ($1)) t
     ), new_s AS MATERIALIZED (
-        -- Sessions in force that are not a bot's, with their holder's browser, OS and device as of
-        -- the session's last event.
+        -- Sessions in force that are not a bot's, with their holder's current browser, OS and device.
         SELECT st.site_session_hk, st.tenant_hk, st.site_visitor_hk, st.session_start AS started_at,
                st.session_end AS ended_at, date_trunc('hour', st.session_start AT TIME ZONE z.zone) AS start_hour,
                st.page_views AS pageviews, st.event_count AS events, st.duration_seconds, st.is_bounce,
@@ -37,28 +53,30 @@ BEGIN
         FROM business.site_session_state st
         JOIN zones z ON z.tenant_hk = st.tenant_hk
         LEFT JOIN LATERAL (
-            SELECT d.browser_family, d.os_family, d.device_type, d.is_bot
+            SELECT d.browser_family, d.os_family, d.device_type
             FROM business.site_visitor_details_s d
-            WHERE d.site_visitor_hk = st.site_visitor_hk AND d.applied_date <= st.session_end
+            WHERE d.site_visitor_hk = st.site_visitor_hk
             ORDER BY d.applied_date DESC, d.load_date DESC LIMIT 1
         ) v ON true
         WHERE st.site_session_hk = ANY ($1) AND NOT st.is_bot AND st.site_visitor_hk IS NOT NULL
-          AND v.is_bot IS NOT TRUE
+    ), links AS MATERIALIZED (
+        SELECT n.site_session_hk, n.tenant_hk, l.site_event_hk
+        FROM new_s n
+        JOIN business.site_event_session_l l ON l.site_session_hk = n.site_session_hk
     ), new_e AS MATERIALIZED (
         -- Their events in force (an event's session: its latest effectivity row, else its link).
-        SELECT n.site_session_hk, date_trunc('hour', d.occurred_at AT TIME ZONE z.zone) AS hour,
-               mart.page_path(d.page_url) AS page, d.event_type, n.tenant_hk,
+        SELECT l.site_session_hk, date_trunc('hour', d.occurred_at AT TIME ZONE z.zone) AS hour,
+               mart.page_path(d.page_url) AS page, d.event_type, l.tenant_hk,
                count(*)::integer AS events, count(*) FILTER (WHERE d.event_type = 'page_view')::integer AS pageviews
-        FROM new_s n
-        JOIN zones z ON z.tenant_hk = n.tenant_hk
-        JOIN business.site_event_session_l l ON l.site_session_hk = n.site_session_hk
+        FROM links l
+        JOIN zones z ON z.tenant_hk = l.tenant_hk
         CROSS JOIN LATERAL (
             SELECT x.occurred_at, x.page_url, x.event_type FROM business.site_event_details_s x
             WHERE x.site_event_hk = l.site_event_hk ORDER BY x.load_date DESC LIMIT 1
         ) d
         WHERE coalesce((SELECT e.site_session_hk FROM business.site_event_session_eff_s e
                         WHERE e.site_event_hk = l.site_event_hk ORDER BY e.load_date DESC LIMIT 1),
-                       l.site_session_hk) = n.site_session_hk
+                       l.site_session_hk) = l.site_session_hk
         GROUP BY 1, 2, 3, 4, 5
     ), old_s AS MATERIALIZED (
         SELECT f.* FROM mart.session_f f WHERE f.site_session_hk = ANY ($1)
@@ -87,73 +105,131 @@ BEGIN
         WHERE (f.events, f.pageviews) <> (EXCLUDED.events, EXCLUDED.pageviews)
     ), drop_e AS (
         DELETE FROM mart.session_event_f f
-        USING old_e o
-        WHERE (f.site_session_hk, f.hour, f.page, f.event_type) = (o.site_session_hk, o.hour, o.page, o.event_type)
-          AND NOT EXISTS (SELECT 1 FROM new_e n
-                          WHERE (n.site_session_hk, n.hour, n.page, n.event_type)
-                                = (o.site_session_hk, o.hour, o.page, o.event_type))
+        WHERE (f.site_session_hk, f.hour, f.page, f.event_type) IN (
+            SELECT o.site_session_hk, o.hour, o.page, o.event_type FROM old_e o
+            EXCEPT
+            SELECT n.site_session_hk, n.hour, n.page, n.event_type FROM new_e n)
     ), versions AS MATERIALIZED (
-        -- Before (-1) and after (+1): the sessions' facts, then every fact of their visitors.
-        SELECT -1 AS version, o.* FROM old_s o
+        -- The sessions' facts before (-1) and after (+1).
+        SELECT -1 AS version, o.site_session_hk, o.tenant_hk, o.site_visitor_hk, o.start_hour, o.pageviews,
+               o.duration_seconds, o.is_bounce, o.entry_page, o.exit_page, o.referrer, o.channel, o.utm_source,
+               o.utm_medium, o.utm_campaign, o.browser, o.os, o.device
+        FROM old_s o
         UNION ALL
-        SELECT 1, n.* FROM new_s n
-    ), visitors AS (
-        SELECT DISTINCT v.site_visitor_hk FROM versions v
-    ), history_s AS MATERIALIZED (
-        SELECT v.* FROM versions v
+        SELECT 1, n.site_session_hk, n.tenant_hk, n.site_visitor_hk, n.start_hour, n.pageviews, n.duration_seconds,
+               n.is_bounce, n.entry_page, n.exit_page, n.referrer, n.channel, n.utm_source, n.utm_medium,
+               n.utm_campaign, n.browser, n.os, n.device
+        FROM new_s n
+    ), version_e AS MATERIALIZED (
+        SELECT -1 AS version, o.site_session_hk, o.hour, o.page, o.event_type, o.events, o.pageviews FROM old_e o
         UNION ALL
-        SELECT k.version, f.*
-        FROM mart.session_f f
-        CROSS JOIN (VALUES (-1), (1)) k(version)
-        WHERE f.site_visitor_hk IN (SELECT site_visitor_hk FROM visitors) AND f.site_session_hk <> ALL ($1)
-    ), history_e AS MATERIALIZED (
-        SELECT -1 AS version, o.site_session_hk, o.hour, o.page, o.event_type FROM old_e o
+        SELECT 1, n.site_session_hk, n.hour, n.page, n.event_type, n.events, n.pageviews FROM new_e n
+    ), cells AS MATERIALIZED (
+        -- Every rollup cell each session version adds to: (dimension, value, day) with the
+        -- visitor seen there (member), its event figures that day, and its visit figures on the
+        -- day it started (the day of its first event).
+        SELECT v.version, v.tenant_hk, v.site_visitor_hk, d.dimension, d.value, v.day, true AS member,
+               v.first AS visits, v.first * v.is_bounce::integer AS bounces, v.first * v.duration_seconds AS duration,
+               v.first * v.pageviews AS visit_pageviews, v.day_pageviews AS pageviews, v.day_events AS events
+        FROM (SELECT s.*, e.day, e.day_pageviews, e.day_events, (e.day = s.start_hour::date)::integer AS first
+              FROM (SELECT x.version, x.site_session_hk, x.hour::date AS day, sum(x.pageviews) AS day_pageviews,
+                           sum(x.events) AS day_events
+                    FROM version_e x GROUP BY 1, 2, 3) e
+              JOIN versions s ON s.version = e.version AND s.site_session_hk = e.site_session_hk) v
+        CROSS JOIN LATERAL (VALUES (0::smallint, ''::text), (3::smallint, v.entry_page), (4::smallint, v.exit_page),
+                                   (5::smallint, v.referrer), (6::smallint, v.channel),
+                                   (7::smallint, v.utm_source), (8::smallint, v.utm_medium),
+                                   (9::smallint, v.utm_campaign), (10::smallint, v.browser),
+                                   (11::smallint, v.os), (12::smallint, v.device)) d(dimension, value)
         UNION ALL
-        SELECT 1, n.site_session_hk, n.hour, n.page, n.event_type FROM new_e n
+        SELECT p.version, s.tenant_hk, s.site_visitor_hk, p.dimension, p.value, p.day, true, 0, 0, 0, 0,
+               p.pageviews, p.events
+        FROM (SELECT x.version, x.site_session_hk, x.hour::date AS day, d.dimension, d.value,
+                     sum(x.pageviews) AS pageviews, sum(x.events) AS events
+              FROM version_e x
+              CROSS JOIN LATERAL (VALUES (1::smallint, x.page), (2::smallint, x.event_type)) d(dimension, value)
+              GROUP BY 1, 2, 3, 4, 5) p
+        JOIN versions s ON s.version = p.version AND s.site_session_hk = p.site_session_hk
         UNION ALL
-        SELECT k.version, f.site_session_hk, f.hour, f.page, f.event_type
-        FROM mart.session_event_f f
-        CROSS JOIN (VALUES (-1), (1)) k(version)
-        WHERE f.site_session_hk IN (SELECT h.site_session_hk FROM history_s h WHERE h.version = 1)
-          AND f.site_session_hk <> ALL ($1)
-    ), session_days AS (
-        SELECT DISTINCT e.version, e.site_session_hk, e.hour::date AS day FROM history_e e
-    ), members AS (
+        SELECT s.version, s.tenant_hk, s.site_visitor_hk, p.dimension, p.value, s.start_hour::date, false, 1,
+               s.is_bounce::integer, s.duration_seconds, s.pageviews, 0, 0
+        FROM (SELECT DISTINCT x.version, x.site_session_hk, d.dimension, d.value
+              FROM version_e x
+              CROSS JOIN LATERAL (VALUES (1::smallint, x.page), (2::smallint, x.event_type)) d(dimension, value)) p
+        JOIN versions s ON s.version = p.version AND s.site_session_hk = p.site_session_hk
+    ), members AS MATERIALIZED (
         -- (visitor, dimension, value, day): the visitor was seen that local day with that value.
-        SELECT DISTINCT m.version, s.tenant_hk, s.site_visitor_hk, m.dimension, m.value, m.day
-        FROM (SELECT e.version, e.site_session_hk, d.dimension, d.value, e.hour::date AS day
-              FROM history_e e
-              CROSS JOIN LATERAL (VALUES (0::smallint, ''), (1::smallint, e.page), (2::smallint, e.event_type))
-                  d(dimension, value)
-              UNION ALL
-              SELECT sd.version, sd.site_session_hk, d.dimension, d.value, sd.day
-              FROM session_days sd
-              JOIN history_s s ON s.version = sd.version AND s.site_session_hk = sd.site_session_hk
-              CROSS JOIN LATERAL (VALUES (3::smallint, s.entry_page), (4::smallint, s.exit_page),
-                                         (5::smallint, s.referrer), (6::smallint, s.channel),
-                                         (7::smallint, s.utm_source), (8::smallint, s.utm_medium),
-                                         (9::smallint, s.utm_campaign), (10::smallint, s.browser),
-                                         (11::smallint, s.os), (12::smallint, s.device)) d(dimension, value)) m
-        JOIN history_s s ON s.version = m.version AND s.site_session_hk = m.site_session_hk
+        SELECT DISTINCT c.version, c.site_visitor_hk, c.dimension, c.value, c.day, c.tenant_hk
+        FROM cells c WHERE c.member
+    ), changed_groups AS MATERIALIZED (
+        -- Only a (visitor, dimension, value) whose days here differ before and after can change its
+        -- visitor days (a session extended on a day it had already counted changes none).
+        SELECT m.site_visitor_hk, m.dimension, m.value
+        FROM members m
+        GROUP BY 1, 2, 3
+        HAVING array_agg(m.day ORDER BY m.day) FILTER (WHERE m.version = -1)
+               IS DISTINCT FROM array_agg(m.day ORDER BY m.day) FILTER (WHERE m.version = 1)
+    ), kept_sessions AS MATERIALIZED (
+        -- The same visitors' other sessions, which count before and after.
+        SELECT f.site_session_hk, f.site_visitor_hk, f.tenant_hk, f.entry_page, f.exit_page, f.referrer, f.channel,
+               f.utm_source, f.utm_medium, f.utm_campaign, f.browser, f.os, f.device
+        FROM mart.session_f f
+        WHERE f.site_visitor_hk IN (SELECT DISTINCT g.site_visitor_hk FROM changed_groups g)
+          AND f.site_session_hk <> ALL ($1)
+    ), kept AS (
+        SELECT k.*
+        FROM (SELECT DISTINCT x.site_visitor_hk, x.dimension, x.value, x.day, x.tenant_hk
+              FROM (SELECT f.site_visitor_hk, d.dimension, d.value, e.day, f.tenant_hk
+                    FROM kept_sessions f
+                    JOIN (SELECT DISTINCT e.site_session_hk, e.hour::date AS day
+                          FROM mart.session_event_f e
+                          WHERE e.site_session_hk IN (SELECT site_session_hk FROM kept_sessions)) e
+                        ON e.site_session_hk = f.site_session_hk
+                    CROSS JOIN LATERAL (VALUES (0::smallint, ''::text), (3::smallint, f.entry_page), (4::smallint, f.exit_page),
+                                   (5::smallint, f.referrer), (6::smallint, f.channel),
+                                   (7::smallint, f.utm_source), (8::smallint, f.utm_medium),
+                                   (9::smallint, f.utm_campaign), (10::smallint, f.browser),
+                                   (11::smallint, f.os), (12::smallint, f.device)) d(dimension, value)
+                    UNION ALL
+                    SELECT f.site_visitor_hk, d.dimension, d.value, e.hour::date, f.tenant_hk
+                    FROM kept_sessions f
+                    JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk
+                    CROSS JOIN LATERAL (VALUES (1::smallint, e.page), (2::smallint, e.event_type)) d(dimension, value)
+                   ) x) k
+        JOIN changed_groups g
+            ON g.site_visitor_hk = k.site_visitor_hk AND g.dimension = k.dimension AND g.value = k.value
+    ), timelines AS (
+        SELECT m.version, m.site_visitor_hk, m.dimension, m.value, m.day, m.tenant_hk
+        FROM members m
+        JOIN changed_groups g
+            ON g.site_visitor_hk = m.site_visitor_hk AND g.dimension = m.dimension AND g.value = m.value
+        UNION
+        SELECT v.version, k.* FROM kept k CROSS JOIN (VALUES (-1), (1)) v(version)
     ), visitor_days AS (
         SELECT p.tenant_hk, p.dimension, p.day, p.value, p.prev_day, sum(p.version)::integer AS visitors
-        FROM (SELECT m.version, m.tenant_hk, m.dimension, m.day, m.value,
-                     coalesce(lag(m.day) OVER (PARTITION BY m.version, m.site_visitor_hk, m.dimension, m.value
-                                               ORDER BY m.day), '-infinity') AS prev_day
-              FROM members m) p
+        FROM (SELECT t.version, t.tenant_hk, t.dimension, t.day, t.value,
+                     coalesce(lag(t.day) OVER (PARTITION BY t.version, t.site_visitor_hk, t.dimension, t.value
+                                               ORDER BY t.day), '-infinity') AS prev_day
+              FROM timelines t) p
         GROUP BY 1, 2, 3, 4, 5
         HAVING sum(p.version) <> 0
     ), put_visitor_days AS (
         INSERT INTO mart.visitor_days AS t (tenant_hk, dimension, day, value, prev_day, visitors)
         SELECT * FROM visitor_days
         ON CONFLICT (tenant_hk, dimension, day, value, prev_day) DO UPDATE SET visitors = t.visitors + EXCLUDED.visitors
-    ), changed_e AS (
-        -- The sessions' event facts before and after, with their session's attributes.
-        SELECT -1 AS version, o.hour, o.page, o.event_type, o.events AS hour_events, o.pageviews AS hour_pageviews, s.*
-        FROM old_e o JOIN old_s s USING (site_session_hk)
-        UNION ALL
-        SELECT 1, n.hour, n.page, n.event_type, n.events, n.pageviews, s.*
-        FROM new_e n JOIN new_s s USING (site_session_hk)
+    ), hour_visitors AS (
+        -- A visitor counts in an hour once: a change of presence here matters unless another of
+        -- the visitor's sessions has events in that hour.
+        SELECT c.tenant_hk, c.hour, c.change
+        FROM (SELECT h.tenant_hk, h.site_visitor_hk, h.hour, sum(h.version) AS change
+              FROM (SELECT DISTINCT e.version, s.tenant_hk, s.site_visitor_hk, e.hour
+                    FROM version_e e
+                    JOIN versions s ON s.version = e.version AND s.site_session_hk = e.site_session_hk) h
+              GROUP BY 1, 2, 3
+              HAVING sum(h.version) <> 0) c
+        WHERE NOT EXISTS (SELECT 1 FROM mart.session_f f
+                          JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk AND e.hour = c.hour
+                          WHERE f.site_visitor_hk = c.site_visitor_hk AND f.site_session_hk <> ALL ($1))
     ), hourly AS (
         SELECT x.tenant_hk, x.hour, sum(x.visitors)::integer AS visitors, sum(x.visits)::integer AS visits,
                sum(x.bounces)::integer AS bounces, sum(x.duration_seconds)::bigint AS duration_seconds,
@@ -164,13 +240,12 @@ BEGIN
                      s.version * s.pageviews AS visit_pageviews, 0 AS pageviews, 0 AS events
               FROM versions s
               UNION ALL
-              SELECT e.tenant_hk, e.hour, 0, 0, 0, 0, 0, e.version * e.hour_pageviews, e.version * e.hour_events
-              FROM changed_e e
+              SELECT s.tenant_hk, e.hour, 0, 0, 0, 0, 0, e.version * e.pageviews, e.version * e.events
+              FROM version_e e
+              JOIN versions s ON s.version = e.version AND s.site_session_hk = e.site_session_hk
               UNION ALL
-              SELECT h.tenant_hk, h.hour, h.version, 0, 0, 0, 0, 0, 0
-              FROM (SELECT DISTINCT e.version, s.tenant_hk, s.site_visitor_hk, e.hour
-                    FROM history_e e
-                    JOIN history_s s ON s.version = e.version AND s.site_session_hk = e.site_session_hk) h) x
+              SELECT h.tenant_hk, h.hour, h.change, 0, 0, 0, 0, 0, 0
+              FROM hour_visitors h) x
         GROUP BY 1, 2
         HAVING (sum(x.visitors), sum(x.visits), sum(x.bounces), sum(x.duration_seconds), sum(x.visit_pageviews),
                 sum(x.pageviews), sum(x.events)) <> (0, 0, 0, 0, 0, 0, 0)
@@ -183,42 +258,16 @@ BEGIN
             visit_pageviews = t.visit_pageviews + EXCLUDED.visit_pageviews, pageviews = t.pageviews + EXCLUDED.pageviews,
             events = t.events + EXCLUDED.events
     ), daily AS (
-        SELECT x.tenant_hk, x.dimension, x.day, x.value, sum(x.visits)::integer AS visits,
-               sum(x.bounces)::integer AS bounces, sum(x.duration_seconds)::bigint AS duration_seconds,
-               sum(x.visit_pageviews)::integer AS visit_pageviews, sum(x.pageviews)::integer AS pageviews,
-               sum(x.events)::integer AS events
-        FROM (-- Event figures at the event's day, by its page, type and its session's attributes.
-              SELECT e.tenant_hk, d.dimension, e.hour::date AS day, d.value, 0 AS visits, 0 AS bounces,
-                     0 AS duration_seconds, 0 AS visit_pageviews, e.version * e.hour_pageviews AS pageviews,
-                     e.version * e.hour_events AS events
-              FROM changed_e e
-              CROSS JOIN LATERAL (VALUES (1::smallint, e.page), (2::smallint, e.event_type),
-                                         (3::smallint, e.entry_page), (4::smallint, e.exit_page),
-                                         (5::smallint, e.referrer), (6::smallint, e.channel),
-                                         (7::smallint, e.utm_source), (8::smallint, e.utm_medium),
-                                         (9::smallint, e.utm_campaign), (10::smallint, e.browser),
-                                         (11::smallint, e.os), (12::smallint, e.device)) d(dimension, value)
-              UNION ALL
-              -- Visit figures at the session's start day: by its attributes, and by each page and
-              -- type it had.
-              SELECT s.tenant_hk, d.dimension, s.start_hour::date, d.value, s.version,
-                     s.version * s.is_bounce::integer, s.version * s.duration_seconds, s.version * s.pageviews, 0, 0
-              FROM versions s
-              CROSS JOIN LATERAL (VALUES (3::smallint, s.entry_page), (4::smallint, s.exit_page),
-                                         (5::smallint, s.referrer), (6::smallint, s.channel),
-                                         (7::smallint, s.utm_source), (8::smallint, s.utm_medium),
-                                         (9::smallint, s.utm_campaign), (10::smallint, s.browser),
-                                         (11::smallint, s.os), (12::smallint, s.device)) d(dimension, value)
-              UNION ALL
-              SELECT s.tenant_hk, p.dimension, s.start_hour::date, p.value, s.version,
-                     s.version * s.is_bounce::integer, s.version * s.duration_seconds, s.version * s.pageviews, 0, 0
-              FROM (SELECT DISTINCT e.version, e.site_session_hk, y.dimension, y.value
-                    FROM changed_e e
-                    CROSS JOIN LATERAL (VALUES (1::smallint, e.page), (2::smallint, e.event_type)) y(dimension, value)) p
-              JOIN versions s ON s.version = p.version AND s.site_session_hk = p.site_session_hk) x
+        SELECT c.tenant_hk, c.dimension, c.day, c.value, sum(c.version * c.visits)::integer AS visits,
+               sum(c.version * c.bounces)::integer AS bounces, sum(c.version * c.duration)::bigint AS duration_seconds,
+               sum(c.version * c.visit_pageviews)::integer AS visit_pageviews,
+               sum(c.version * c.pageviews)::integer AS pageviews, sum(c.version * c.events)::integer AS events
+        FROM cells c
+        WHERE c.dimension > 0
         GROUP BY 1, 2, 3, 4
-        HAVING (sum(x.visits), sum(x.bounces), sum(x.duration_seconds), sum(x.visit_pageviews), sum(x.pageviews),
-                sum(x.events)) <> (0, 0, 0, 0, 0, 0)
+        HAVING (sum(c.version * c.visits), sum(c.version * c.bounces), sum(c.version * c.duration),
+                sum(c.version * c.visit_pageviews), sum(c.version * c.pageviews), sum(c.version * c.events))
+               <> (0, 0, 0, 0, 0, 0)
     )
     INSERT INTO mart.traffic_daily AS t
     SELECT * FROM daily
@@ -227,6 +276,6 @@ BEGIN
         duration_seconds = t.duration_seconds + EXCLUDED.duration_seconds,
         visit_pageviews = t.visit_pageviews + EXCLUDED.visit_pageviews, pageviews = t.pageviews + EXCLUDED.pageviews,
         events = t.events + EXCLUDED.events
-    $refresh$ USING p_sessions;
+    $refresh$ USING v_sessions;
 END;
 $$;
