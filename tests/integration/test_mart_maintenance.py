@@ -34,6 +34,8 @@ from tests.helpers.vault_load import (
     run_concurrently,
 )
 
+from onevault import migrations, sqlfile
+
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 # Four days back from a recent whole hour, on a 5-minute grid: sessions (30 minutes of inactivity)
 # split and merge, visitors come back on other days, and local days differ from UTC days.
@@ -351,3 +353,111 @@ def test_refreshing_again_changes_nothing(conn: psycopg.Connection, late_evening
         (late_evening,),
     )
     assert _row_versions(conn) == before
+
+
+def _pending(conn: psycopg.Connection, customer_id: str) -> int:
+    return int(
+        scalar(
+            conn,
+            "SELECT count(*) FROM mart.pending_session WHERE tenant_hk = util.tenant_hk(%s)",
+            (customer_id,),
+        )
+    )
+
+
+def _visits(conn: psycopg.Connection, customer_id: str) -> int:
+    return int(
+        scalar(
+            conn,
+            "SELECT coalesce(sum(visits), 0) FROM mart.traffic_hourly WHERE tenant_hk = util.tenant_hk(%s)",
+            (customer_id,),
+        )
+    )
+
+
+def test_a_backlog_refreshes_its_marts_once_caught_up(conn: psycopg.Connection) -> None:
+    """Full batches leave their sessions waiting; the run's last, short batch counts them."""
+    customer_id = new_customer(conn, "backlog")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    ingest_events(
+        conn, customer_id, [Event(f"e{n}", t0 + timedelta(minutes=n), visitor_id=f"v{n}") for n in range(6)]
+    )
+    assert scalar(conn, "SELECT staging.process_batch(util.tenant_hk(%s), 3)", (customer_id,))["claimed"] == 3
+    assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (3, 0)
+    assert scalar(conn, "SELECT staging.process_batch(util.tenant_hk(%s), 3)", (customer_id,))["claimed"] == 3
+    assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (6, 0)
+    assert scalar(conn, "SELECT staging.process_batch(util.tenant_hk(%s), 3)", (customer_id,))["claimed"] == 0
+    assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (0, 6)
+
+
+def test_the_sweep_refreshes_sessions_left_waiting(conn: psycopg.Connection) -> None:
+    """A run stopped after full batches leaves sessions waiting: the periodic sweep finds the customer and
+    refreshes them with nothing due."""
+    customer_id = new_customer(conn, "stopped")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    ingest_events(
+        conn, customer_id, [Event(f"e{n}", t0 + timedelta(minutes=n), visitor_id="v") for n in range(2)]
+    )
+    scalar(conn, "SELECT staging.process_batch(util.tenant_hk(%s), 2)", (customer_id,))
+    assert _pending(conn, customer_id) == 1
+    sweep = sqlfile.load("onevault.pipeline", "queries.sql")["tenants_with_due_events"]
+    assert customer_id in {r["tenant_bk"] for r in rows(conn, sweep)}
+    scalar(conn, "SELECT staging.auto_process_if_needed(%s)", (customer_id,))
+    assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (0, 1)
+
+
+def test_a_failing_mart_refresh_never_holds_back_the_vault(conn: psycopg.Connection) -> None:
+    """With the marts' refresh failing, events still reach the vault (a warning says why) and their sessions
+    wait; once it works again, the next run counts them."""
+    customer_id = new_customer(conn, "broken")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    source = scalar(conn, "SELECT pg_get_functiondef('mart.refresh_sessions(bytea[])'::regprocedure)")
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION mart.refresh_sessions(p_sessions bytea[]) RETURNS void LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'marts out of order'; END $$"
+    )
+    warnings: list[str] = []
+    conn.add_notice_handler(lambda notice: warnings.append(str(notice.message_primary)))
+    try:
+        load_one_batch(conn, customer_id, [Event("a", t0, visitor_id="v", page="/")])
+    finally:
+        conn.execute(source)
+    assert (
+        scalar(
+            conn,
+            "SELECT count(*) FROM business.site_event_h WHERE tenant_hk = util.tenant_hk(%s)",
+            (customer_id,),
+        )
+        == 1
+    )
+    assert any("not refreshed: marts out of order" in w for w in warnings), warnings
+    assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (1, 0)
+    process_all(conn, customer_id)
+    assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (0, 1)
+
+
+def test_a_vault_from_before_the_marts_is_counted_after_the_upgrade(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """Back to 0005 (no marts) and up again: the upgrade queues every session of the vault, and the pipeline's
+    sweep fills the marts as a rebuild would; the vault is untouched by both."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=30)
+    customer_id = new_customer(conn, "upgraded")
+    load_one_batch(
+        conn,
+        customer_id,
+        [
+            Event(f"e{n}", t0 + timedelta(minutes=25 * n), visitor_id=f"v{n % 3}", page=f"/p{n % 4}")
+            for n in range(12)
+        ],
+    )
+    expected = mart_state(conn, customer_id)
+    vault = scalar(conn, "SELECT count(*) FROM business.site_session_summary_s")
+    migrations.rollback(db_url, to=5)
+    assert scalar(conn, "SELECT to_regnamespace('mart') IS NULL")
+    migrations.upgrade(db_url)
+    assert _pending(conn, customer_id) > 0
+    scalar(conn, "SELECT staging.auto_process_if_needed(%s)", (customer_id,))
+    assert _pending(conn, customer_id) == 0
+    assert_same_marts(mart_state(conn, customer_id), expected)
+    assert scalar(conn, "SELECT count(*) FROM business.site_session_summary_s") == vault

@@ -27,15 +27,18 @@ ON CONFLICT DO NOTHING;
 SELECT staging.auto_process_if_needed(%(customer_id)s, %(batch_size)s, %(lanes)s::smallint[], %(wait)s);
 
 -- name: tenants_with_due_events
--- Customers having events waiting (or due for a retry): the periodic sweep's work list.
--- (A lateral first-due-event in the pending index's order, not EXISTS, whose ORDER BY PostgreSQL
--- drops: see raw.site_tracking_events_r.)
+-- Customers having events waiting (or due for a retry), or sessions waiting for their marts: the
+-- periodic sweep's work list. (A lateral first-due-event in the pending index's order, not EXISTS,
+-- whose ORDER BY PostgreSQL drops: see raw.site_tracking_events_r.)
 SELECT t.tenant_bk
 FROM auth.tenant_h t
-CROSS JOIN LATERAL (SELECT 1 FROM raw.site_tracking_events_r r
-                    WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
-                      AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-                    ORDER BY r.raw_event_id + 0 LIMIT 1) due;
+CROSS JOIN LATERAL ((SELECT 1 FROM raw.site_tracking_events_r r
+                     WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
+                       AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
+                     ORDER BY r.raw_event_id + 0 LIMIT 1)
+                    UNION ALL
+                    (SELECT 1 FROM mart.pending_session p WHERE p.tenant_hk = t.tenant_hk LIMIT 1)
+                    LIMIT 1) due;
 
 -- name: event_outcome
 -- Where one raw event stands after processing.

@@ -37,7 +37,10 @@ BEGIN
 
     -- Planned for each call's values (a generic plan would not read the sessions by key).
     EXECUTE $refresh$
-    WITH zones AS MATERIALIZED (
+    WITH given AS MATERIALIZED (
+        -- The sessions refreshed, to tell them from their visitors' others by hash, not by array scan.
+        SELECT DISTINCT x AS site_session_hk FROM unnest($1) x
+    ), zones AS MATERIALIZED (
         SELECT t.tenant_hk, mart.tenant_zone(t.tenant_hk) AS zone
         FROM (SELECT DISTINCT h.tenant_hk FROM business.site_session_h h WHERE h.site_session_hk = ANY ($1)) t
     ), new_s AS MATERIALIZED (
@@ -175,7 +178,7 @@ BEGIN
                f.utm_source, f.utm_medium, f.utm_campaign, f.browser, f.os, f.device
         FROM mart.session_f f
         WHERE f.site_visitor_hk IN (SELECT DISTINCT g.site_visitor_hk FROM changed_groups g)
-          AND f.site_session_hk <> ALL ($1)
+          AND f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g)
     ), kept AS (
         SELECT k.*
         FROM (SELECT DISTINCT x.site_visitor_hk, x.dimension, x.value, x.day, x.tenant_hk
@@ -229,7 +232,8 @@ BEGIN
               HAVING sum(h.version) <> 0) c
         WHERE NOT EXISTS (SELECT 1 FROM mart.session_f f
                           JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk AND e.hour = c.hour
-                          WHERE f.site_visitor_hk = c.site_visitor_hk AND f.site_session_hk <> ALL ($1))
+                          WHERE f.site_visitor_hk = c.site_visitor_hk
+                            AND f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g))
     ), hourly AS (
         SELECT x.tenant_hk, x.hour, sum(x.visitors)::integer AS visitors, sum(x.visits)::integer AS visits,
                sum(x.bounces)::integer AS bounces, sum(x.duration_seconds)::bigint AS duration_seconds,

@@ -18,10 +18,14 @@ DECLARE
 BEGIN
     FOR v_tenant IN
         SELECT t.tenant_hk FROM staging.resolve_tenants(p_customer_id) t
-        CROSS JOIN LATERAL (SELECT 1 FROM raw.site_tracking_events_r r
-                            WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
-                              AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-                            ORDER BY r.raw_event_id + 0 LIMIT 1) due  -- the pending index's order
+        CROSS JOIN LATERAL ((SELECT 1 FROM raw.site_tracking_events_r r
+                             WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
+                               AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
+                             ORDER BY r.raw_event_id + 0 LIMIT 1)  -- the pending index's order
+                            UNION ALL
+                            -- or sessions waiting for the marts (a batch with nothing due refreshes them)
+                            (SELECT 1 FROM mart.pending_session p WHERE p.tenant_hk = t.tenant_hk LIMIT 1)
+                            LIMIT 1) due
     LOOP
         v_batch := staging.process_batch(v_tenant.tenant_hk, p_batch_size, p_lanes, p_wait);
         v_claimed := v_claimed + (v_batch ->> 'claimed')::integer;

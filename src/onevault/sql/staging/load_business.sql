@@ -3,21 +3,19 @@
 -- depends on (docs/vault.md). p_moved: staged events stage_events moved to another derived
 -- session. p_replay: the events were loaded before (staging.rebuild_vault), so their links are
 -- written where missing too. Idempotent: a replay inserts nothing. Returns the events it added.
--- The information marts of the sessions it touches are refreshed in the same transaction.
+-- The sessions it touches wait in mart.pending_session for their information marts.
 -- The caller holds the lanes of the events (staging.process_batch), so no other run touches their
 -- sessions. Visitors and pages, which runs of different lanes may share, need no lock: their
 -- current details are the latest event's, which the run that loads it always writes. One load
 -- date for the whole batch.
 -- requires: util/hash_diff.sql
 -- requires: util/iso_utc.sql
--- requires: mart/refresh_sessions.sql
 CREATE OR REPLACE FUNCTION staging.load_business(
     p_raw_ids bigint[], p_moved bigint[] DEFAULT '{}', p_replay boolean DEFAULT false
 ) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     v_loaded integer;
-    v_sessions bytea[];
     v_load timestamptz := clock_timestamp();
     v_ghost CONSTANT bytea := '\x0000000000000000000000000000000000000000000000000000000000000000';
 BEGIN
@@ -353,18 +351,19 @@ BEGIN
         SELECT sha256(site_session_hk || visitor_hk), site_session_hk, visitor_hk, tenant_hk, $4, source
         FROM holders
         ON CONFLICT DO NOTHING
-    ), holder_eff AS (
-        INSERT INTO business.site_session_visitor_eff_s (site_session_hk, load_date, applied_date,
-                                                         link_session_visitor_hk, site_visitor_hk, tenant_hk,
-                                                         record_source)
-        SELECT site_session_hk, $4, visitor_at, sha256(site_session_hk || visitor_hk), visitor_hk, tenant_hk, source
-        FROM holders
+    ), pending AS (
+        -- The information marts follow: mart.refresh_pending (staging.process_batch) refreshes them.
+        INSERT INTO mart.pending_session (site_session_hk, tenant_hk)
+        SELECT DISTINCT h.site_session_hk, h.tenant_hk
+        FROM touched t JOIN business.site_session_h h USING (site_session_hk)
+        ON CONFLICT DO NOTHING
     )
-    SELECT array_agg(t.site_session_hk) FROM touched t
-    $sessions$ INTO v_sessions USING p_raw_ids, p_moved, p_replay, v_load;
-
-    -- The information marts follow the sessions in the same transaction.
-    PERFORM mart.refresh_sessions(v_sessions);
+    INSERT INTO business.site_session_visitor_eff_s (site_session_hk, load_date, applied_date,
+                                                     link_session_visitor_hk, site_visitor_hk, tenant_hk,
+                                                     record_source)
+    SELECT site_session_hk, $4, visitor_at, sha256(site_session_hk || visitor_hk), visitor_hk, tenant_hk, source
+    FROM holders
+    $sessions$ USING p_raw_ids, p_moved, p_replay, v_load;
 
     RETURN v_loaded;
 END;

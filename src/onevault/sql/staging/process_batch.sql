@@ -3,6 +3,7 @@
 -- proceed in parallel (they share no session: see raw.processing_lane); with p_wait a run waits
 -- for its lanes instead of skipping busy ones. A batch that fails is retried event by event, so
 -- one bad event is marked ERROR (retried later with backoff) without holding back the others.
+-- requires: staging/refresh_marts.sql
 CREATE OR REPLACE FUNCTION staging.process_batch(
     p_tenant_hk bytea, p_limit integer DEFAULT 1000, p_lanes smallint[] DEFAULT NULL, p_wait boolean DEFAULT false
 ) RETURNS jsonb
@@ -40,6 +41,7 @@ BEGIN
         FOR UPDATE SKIP LOCKED
     ) c;
     IF v_ids IS NULL THEN
+        PERFORM staging.refresh_marts(p_tenant_hk);
         RETURN jsonb_build_object('claimed', 0, 'staged', 0, 'loaded', 0, 'quarantined', 0, 'errors', 0,
                                   'latencies_ms', '[]'::jsonb);
     END IF;
@@ -75,6 +77,14 @@ BEGIN
     SET processing_status = 'PROCESSED', processed_at = clock_timestamp(), error_message = NULL,
         next_attempt_at = NULL
     WHERE raw_event_id = ANY (v_done);
+
+    -- The information marts of the sessions loaded: at once when this run has caught up (it took
+    -- fewer events than it could), else once enough sessions wait, so that a backlog's sessions
+    -- and visitors, touched by many batches, are refreshed once.
+    IF cardinality(v_ids) < p_limit
+       OR EXISTS (SELECT 1 FROM mart.pending_session x WHERE x.tenant_hk = p_tenant_hk OFFSET 4999) THEN
+        PERFORM staging.refresh_marts(p_tenant_hk);
+    END IF;
 
     -- Rows staged by this transaction carry a load_date at or after its start.
     SELECT count(*) INTO v_quarantined FROM staging.site_tracking_events_s

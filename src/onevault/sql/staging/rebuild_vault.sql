@@ -5,6 +5,7 @@
 -- nothing. Holds the customer's lanes (staging.process_batch) meanwhile, so it runs beside the pipeline.
 -- Returns {"visitors": n, "events": n, "last": hex of the last visitor hub, or null when done}.
 -- requires: staging/load_business.sql
+-- requires: staging/refresh_marts.sql
 -- requires: staging/derived_session_id.sql
 CREATE OR REPLACE FUNCTION staging.rebuild_vault(p_tenant_hk bytea, p_after bytea, p_limit integer DEFAULT 200)
 RETURNS jsonb
@@ -94,6 +95,8 @@ BEGIN
 
     v_ids := ARRAY(SELECT DISTINCT unnest(v_ids || v_resessioned));
     PERFORM staging.load_business(v_ids, v_moved, true);
+    -- The marts follow the sessions the chunk changed.
+    PERFORM staging.refresh_marts(p_tenant_hk);
     RETURN jsonb_build_object('visitors', cardinality(v_visitors), 'events', cardinality(v_ids),
                               'last', encode(v_visitors[cardinality(v_visitors)], 'hex'));
 END;
