@@ -359,7 +359,7 @@ def _pending(conn: psycopg.Connection, customer_id: str) -> int:
     return int(
         scalar(
             conn,
-            "SELECT count(*) FROM mart.pending_session WHERE tenant_hk = util.tenant_hk(%s)",
+            "SELECT count(*) FROM mart.session_queue WHERE tenant_hk = util.tenant_hk(%s)",
             (customer_id,),
         )
     )

@@ -27,13 +27,13 @@ INSERT INTO mart.dimension (dimension, name) VALUES
     (9, 'visit:utm_campaign'), (10, 'visit:browser'), (11, 'visit:os'), (12, 'visit:device');
 
 -- Sessions the vault changed whose marts are not refreshed yet: the pipeline records them with
--- the load and refreshes them together (mart.refresh_pending) when it has caught up or enough
+-- the load and refreshes them together (mart.refresh_queued) when it has caught up or enough
 -- are waiting, so a session or visitor touched by many batches of a backlog is counted once.
-CREATE TABLE mart.pending_session (
+CREATE TABLE mart.session_queue (
     site_session_hk bytea PRIMARY KEY,
     tenant_hk bytea NOT NULL
 );
-CREATE INDEX pending_session_tenant_idx ON mart.pending_session (tenant_hk);
+CREATE INDEX session_queue_tenant_idx ON mart.session_queue (tenant_hk);
 
 -- Facts, one row per session in force that is not a bot's: its figures and its visit
 -- attributes, with its start in the customer's time zone. Missing attributes are ''. Text of
@@ -121,5 +121,5 @@ CREATE TABLE mart.visitor_days (
 
 -- Sessions loaded before: the pipeline counts them as it does new ones (its periodic sweep visits
 -- every customer with sessions waiting), or `onevault mart rebuild` does it at once.
-INSERT INTO mart.pending_session (site_session_hk, tenant_hk)
+INSERT INTO mart.session_queue (site_session_hk, tenant_hk)
 SELECT site_session_hk, tenant_hk FROM business.site_session_state;

@@ -37,7 +37,7 @@ CROSS JOIN LATERAL ((SELECT 1 FROM raw.site_tracking_events_r r
                        AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
                      ORDER BY r.raw_event_id + 0 LIMIT 1)
                     UNION ALL
-                    (SELECT 1 FROM mart.pending_session p WHERE p.tenant_hk = t.tenant_hk LIMIT 1)
+                    (SELECT 1 FROM mart.session_queue p WHERE p.tenant_hk = t.tenant_hk LIMIT 1)
                     LIMIT 1) due;
 
 -- name: event_outcome

@@ -24,7 +24,7 @@ BEGIN
                              ORDER BY r.raw_event_id + 0 LIMIT 1)  -- the pending index's order
                             UNION ALL
                             -- or sessions waiting for the marts (a batch with nothing due refreshes them)
-                            (SELECT 1 FROM mart.pending_session p WHERE p.tenant_hk = t.tenant_hk LIMIT 1)
+                            (SELECT 1 FROM mart.session_queue p WHERE p.tenant_hk = t.tenant_hk LIMIT 1)
                             LIMIT 1) due
     LOOP
         v_batch := staging.process_batch(v_tenant.tenant_hk, p_batch_size, p_lanes, p_wait);

@@ -3,7 +3,7 @@
 -- depends on (docs/vault.md). p_moved: staged events stage_events moved to another derived
 -- session. p_replay: the events were loaded before (staging.rebuild_vault), so their links are
 -- written where missing too. Idempotent: a replay inserts nothing. Returns the events it added.
--- The sessions it touches wait in mart.pending_session for their information marts.
+-- The sessions it touches wait in mart.session_queue for their information marts.
 -- The caller holds the lanes of the events (staging.process_batch), so no other run touches their
 -- sessions. Visitors and pages, which runs of different lanes may share, need no lock: their
 -- current details are the latest event's, which the run that loads it always writes. One load
@@ -352,8 +352,8 @@ BEGIN
         FROM holders
         ON CONFLICT DO NOTHING
     ), pending AS (
-        -- The information marts follow: mart.refresh_pending (staging.process_batch) refreshes them.
-        INSERT INTO mart.pending_session (site_session_hk, tenant_hk)
+        -- The information marts follow: mart.refresh_queued (staging.process_batch) refreshes them.
+        INSERT INTO mart.session_queue (site_session_hk, tenant_hk)
         SELECT DISTINCT h.site_session_hk, h.tenant_hk
         FROM touched t JOIN business.site_session_h h USING (site_session_hk)
         ON CONFLICT DO NOTHING

@@ -82,7 +82,7 @@ BEGIN
     -- fewer events than it could), else once enough sessions wait, so that a backlog's sessions
     -- and visitors, touched by many batches, are refreshed once.
     IF cardinality(v_ids) < p_limit
-       OR EXISTS (SELECT 1 FROM mart.pending_session x WHERE x.tenant_hk = p_tenant_hk OFFSET 4999) THEN
+       OR EXISTS (SELECT 1 FROM mart.session_queue x WHERE x.tenant_hk = p_tenant_hk OFFSET 4999) THEN
         PERFORM staging.refresh_marts(p_tenant_hk);
     END IF;
 

@@ -1,8 +1,8 @@
--- Refreshes the marts of a customer's sessions waiting in mart.pending_session (staging.load_business
+-- Refreshes the marts of a customer's sessions waiting in mart.session_queue (staging.load_business
 -- records them), all of them or the first p_limit; returns how many. Sessions recorded by runs
 -- not yet committed stay for the next call. The caller owns the transaction.
 -- requires: mart/refresh_sessions.sql
-CREATE OR REPLACE FUNCTION mart.refresh_pending(p_tenant_hk bytea, p_limit integer DEFAULT NULL) RETURNS integer
+CREATE OR REPLACE FUNCTION mart.refresh_queued(p_tenant_hk bytea, p_limit integer DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     v_sessions bytea[];
@@ -10,8 +10,8 @@ BEGIN
     -- The mart lock first: a run refreshing them meanwhile commits before these are read.
     PERFORM pg_advisory_xact_lock(7072, hashtext(encode(p_tenant_hk, 'hex')));
     WITH taken AS (
-        DELETE FROM mart.pending_session p
-        WHERE p.site_session_hk IN (SELECT x.site_session_hk FROM mart.pending_session x
+        DELETE FROM mart.session_queue p
+        WHERE p.site_session_hk IN (SELECT x.site_session_hk FROM mart.session_queue x
                                     WHERE x.tenant_hk = p_tenant_hk LIMIT p_limit)
         RETURNING p.site_session_hk
     )
