@@ -388,7 +388,7 @@ def token() -> None:
     multiple=True,
     required=True,
     type=click.Choice(tokens.SCOPES),
-    help="Repeat for several: track (ingest only), read (status, dashboards, stats), process (manual trigger).",
+    help="Repeat for several: track (ingest only), read (status, dashboards, stats), process (trigger).",
 )
 @click.option(
     "--expires-in", "expires_in", type=float, default=None, help="Lifetime in days (default: none)."
