@@ -164,56 +164,55 @@ BEGIN
         -- (visitor, dimension, value, day): the visitor was seen that local day with that value.
         SELECT DISTINCT c.version, c.site_visitor_hk, c.dimension, c.value, c.day, c.tenant_hk
         FROM cells c WHERE c.member
-    ), changed_groups AS MATERIALIZED (
-        -- Only a (visitor, dimension, value) whose days here differ before and after can change its
-        -- visitor days (a session extended on a day it had already counted changes none).
-        SELECT m.site_visitor_hk, m.dimension, m.value
-        FROM members m
-        GROUP BY 1, 2, 3
-        HAVING array_agg(m.day ORDER BY m.day) FILTER (WHERE m.version = -1)
-               IS DISTINCT FROM array_agg(m.day ORDER BY m.day) FILTER (WHERE m.version = 1)
     ), kept_sessions AS MATERIALIZED (
         -- The same visitors' other sessions, which count before and after.
         SELECT f.site_session_hk, f.site_visitor_hk, f.tenant_hk, f.entry_page, f.exit_page, f.referrer, f.channel,
                f.utm_source, f.utm_medium, f.utm_campaign, f.browser, f.os, f.device
         FROM mart.session_f f
-        WHERE f.site_visitor_hk IN (SELECT DISTINCT g.site_visitor_hk FROM changed_groups g)
+        WHERE f.site_visitor_hk IN (SELECT DISTINCT m.site_visitor_hk FROM members m)
           AND f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g)
-    ), kept AS (
-        SELECT k.*
-        FROM (SELECT DISTINCT x.site_visitor_hk, x.dimension, x.value, x.day, x.tenant_hk
-              FROM (SELECT f.site_visitor_hk, d.dimension, d.value, e.day, f.tenant_hk
-                    FROM kept_sessions f
-                    JOIN (SELECT DISTINCT e.site_session_hk, e.hour::date AS day
-                          FROM mart.session_event_f e
-                          WHERE e.site_session_hk IN (SELECT site_session_hk FROM kept_sessions)) e
-                        ON e.site_session_hk = f.site_session_hk
-                    CROSS JOIN LATERAL (VALUES (0::smallint, ''::text), (3::smallint, f.entry_page), (4::smallint, f.exit_page),
-                                   (5::smallint, f.referrer), (6::smallint, f.channel),
-                                   (7::smallint, f.utm_source), (8::smallint, f.utm_medium),
-                                   (9::smallint, f.utm_campaign), (10::smallint, f.browser),
-                                   (11::smallint, f.os), (12::smallint, f.device)) d(dimension, value)
-                    UNION ALL
-                    SELECT f.site_visitor_hk, d.dimension, d.value, e.hour::date, f.tenant_hk
-                    FROM kept_sessions f
-                    JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk
-                    CROSS JOIN LATERAL (VALUES (1::smallint, e.page), (2::smallint, e.event_type)) d(dimension, value)
-                   ) x) k
-        JOIN changed_groups g
-            ON g.site_visitor_hk = k.site_visitor_hk AND g.dimension = k.dimension AND g.value = k.value
-    ), timelines AS (
-        SELECT m.version, m.site_visitor_hk, m.dimension, m.value, m.day, m.tenant_hk
-        FROM members m
-        JOIN changed_groups g
-            ON g.site_visitor_hk = m.site_visitor_hk AND g.dimension = m.dimension AND g.value = m.value
-        UNION
-        SELECT v.version, k.* FROM kept k CROSS JOIN (VALUES (-1), (1)) v(version)
+    ), day_flags AS (
+        -- Each (visitor, dimension, value, day): seen before, after (these sessions' versions, or
+        -- another session of the visitor, which counts in both).
+        SELECT x.site_visitor_hk, x.dimension, x.value, x.day, x.tenant_hk,
+               bool_or(x.version <= 0) AS seen_before, bool_or(x.version >= 0) AS seen_after
+        FROM (SELECT m.version, m.site_visitor_hk, m.dimension, m.value, m.day, m.tenant_hk FROM members m
+              UNION ALL
+              SELECT 0, f.site_visitor_hk, d.dimension, d.value, e.day, f.tenant_hk
+              FROM kept_sessions f
+              JOIN (SELECT DISTINCT e.site_session_hk, e.hour::date AS day
+                    FROM mart.session_event_f e
+                    WHERE e.site_session_hk IN (SELECT k.site_session_hk FROM kept_sessions k)) e
+                  ON e.site_session_hk = f.site_session_hk
+              CROSS JOIN LATERAL (VALUES (0::smallint, ''::text), (3::smallint, f.entry_page), (4::smallint, f.exit_page),
+                                         (5::smallint, f.referrer), (6::smallint, f.channel),
+                                         (7::smallint, f.utm_source), (8::smallint, f.utm_medium),
+                                         (9::smallint, f.utm_campaign), (10::smallint, f.browser),
+                                         (11::smallint, f.os), (12::smallint, f.device)) d(dimension, value)
+              UNION ALL
+              SELECT 0, f.site_visitor_hk, d.dimension, d.value, e.hour::date, f.tenant_hk
+              FROM kept_sessions f
+              JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk
+              CROSS JOIN LATERAL (VALUES (1::smallint, e.page), (2::smallint, e.event_type)) d(dimension, value)) x
+        GROUP BY 1, 2, 3, 4, 5
+    ), changed_groups AS MATERIALIZED (
+        -- The (visitor, dimension, value) with a day seen before or after only, and all their days
+        -- before and after (hashed, not sorted: most groups change nothing).
+        SELECT row_number() OVER () AS gid, g.tenant_hk, g.dimension, g.value,
+               array_agg(g.day) FILTER (WHERE g.seen_before) AS days_before,
+               array_agg(g.day) FILTER (WHERE g.seen_after) AS days_after
+        FROM day_flags g
+        GROUP BY g.site_visitor_hk, g.dimension, g.value, g.tenant_hk
+        HAVING bool_or(g.seen_before <> g.seen_after)
     ), visitor_days AS (
+        -- Their visitor days before (-1) and after (+1): each day with the previous one.
         SELECT p.tenant_hk, p.dimension, p.day, p.value, p.prev_day, sum(p.version)::integer AS visitors
-        FROM (SELECT t.version, t.tenant_hk, t.dimension, t.day, t.value,
-                     coalesce(lag(t.day) OVER (PARTITION BY t.version, t.site_visitor_hk, t.dimension, t.value
-                                               ORDER BY t.day), '-infinity') AS prev_day
-              FROM timelines t) p
+        FROM (SELECT g.tenant_hk, g.dimension, g.value, c.version, c.day,
+                     coalesce(lag(c.day) OVER (PARTITION BY g.gid, c.version ORDER BY c.day), '-infinity') AS prev_day
+              FROM changed_groups g
+              CROSS JOIN LATERAL (SELECT -1 AS version, d AS day FROM unnest(g.days_before) d
+                                  UNION ALL
+                                  SELECT 1, d FROM unnest(g.days_after) d) c) p
         GROUP BY 1, 2, 3, 4, 5
         HAVING sum(p.version) <> 0
     ), put_visitor_days AS (
