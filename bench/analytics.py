@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import re
 import statistics
 import sys
 import time
@@ -478,6 +479,36 @@ def _summary(ms: list[float]) -> dict[str, Any]:
     }
 
 
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+
+
+def explain_generic(
+    conn: psycopg.Connection[Any], label: str, query: sql.Composable, params: dict[str, Any]
+) -> explain.Explained:
+    """EXPLAIN ANALYZE of `query` with the generic plan PostgreSQL caches for a prepared statement
+    (PREPARE with $n, plan_cache_mode = force_generic_plan, EXECUTE with the values)."""
+    names: list[str] = []
+
+    def numbered(match: re.Match[str]) -> str:
+        if match.group(0) == "%%":
+            return "%"
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    text = _PLACEHOLDER.sub(numbered, query.as_string(conn))
+    values = sql.SQL(", ").join(sql.Literal(params[name]) for name in names)
+    try:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(sql.SQL("PREPARE bench_generic AS {}").format(sql.SQL(text)))
+        return explain.explain_query(conn, label, sql.SQL("EXECUTE bench_generic ({})").format(values), {})
+    except psycopg.Error as exc:
+        return explain.Explained(label, text, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.execute("DEALLOCATE ALL")
+        conn.execute("RESET plan_cache_mode")
+
+
 async def _naive_timed(
     conn: psycopg.AsyncConnection[Any],
     query: DashboardQuery,
@@ -508,9 +539,10 @@ async def measure_period(
         assert row is not None
         days = period.days(row[0])
         marts_ms: dict[str, list[float]] = {q.name: [] for q in queries}
+        custom_ms: dict[str, list[float]] = {q.name: [] for q in queries}
         naive_ms: dict[str, list[float]] = {q.name: [] for q in queries}
         timed_out: set[str] = set()
-        sets: dict[str, list[float]] = {"marts": [], "naive": []}
+        sets: dict[str, list[float]] = {"marts": [], "custom": [], "naive": []}
         checks: list[dict[str, Any]] = []
         say(f"[{period.label}] answers, marts against naive ({days[0]} to {days[1]}) ...")
         for q in queries:
@@ -552,6 +584,21 @@ async def measure_period(
             sets["marts"].append(total)
             if time.monotonic() > deadline:
                 break
+        # The same on a connection that never prepares its statements: every execution gets a
+        # plan for its own values. psycopg prepares a statement run 5 times (as the service's pool
+        # does), and PostgreSQL may then settle on a generic plan.
+        say(f"[{period.label}] marts, statements never prepared: {len(sets['marts'])} rounds ...")
+        unprepared = await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=None)
+        async with unprepared:
+            for _ in range(len(sets["marts"])):
+                total = 0.0
+                for q in queries:
+                    at = time.perf_counter()
+                    await ask_marts(unprepared, q, period)
+                    ms = (time.perf_counter() - at) * 1000
+                    custom_ms[q.name].append(ms)
+                    total += ms
+                sets["custom"].append(total)
         # Queries that timed out once are not run again (their time stays a lower bound).
         deadline = time.monotonic() + args.naive_budget
         for _ in range(args.naive_repeat - 1):
@@ -582,6 +629,7 @@ async def measure_period(
             {
                 "query": q.name,
                 "marts": m,
+                "marts_never_prepared": _summary(custom_ms[q.name]),
                 "naive": n,
                 # A lower bound when the naive query timed out.
                 "speedup": round(speedup, 1) if speedup else None,
@@ -594,6 +642,7 @@ async def measure_period(
     whole = {
         "query": f"the whole set ({len(queries)} queries, one after another)",
         "marts": m,
+        "marts_never_prepared": _summary(sets["custom"]),
         "naive": n,
         "speedup": round(n["p50_ms"] / m["p50_ms"], 1) if m["p50_ms"] else None,
     }
@@ -603,6 +652,7 @@ async def measure_period(
             if isinstance(query, sql.Composable) and isinstance(params, dict):
                 label = f"{period.label}: {slowest.name}, statement {k}"
                 explained.append(explain.explain_query(sync, label, query, params))
+                explained.append(explain_generic(sync, f"{label}, generic plan", query, params))
     return {
         "period": period.label,
         "date_range": [days[0].isoformat(), days[1].isoformat()],
@@ -811,6 +861,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> list[tuple[str,
                 "query": r["query"],
                 "marts p50 / p95": _ms(r["marts"]),
                 "n": r["marts"]["n"],
+                "never prepared": _ms(r["marts_never_prepared"]),
                 "naive p50 / p95": _ms(r["naive"]),
                 "n ": r["naive"]["n"],
                 "speed-up": _speedup(r),
@@ -826,6 +877,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> list[tuple[str,
                 "query": w["query"],
                 "marts p50 / p95": _ms(w["marts"]),
                 "n": w["marts"]["n"],
+                "never prepared": _ms(w["marts_never_prepared"]),
                 "naive p50 / p95": _ms(w["naive"]),
                 "n ": w["naive"]["n"],
                 "speed-up": _speedup(w),
@@ -858,8 +910,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> list[tuple[str,
         targets.append(
             (f"{period['period']}: the marts' answers equal the naive ones", not different, detail)
         )
-        print(f"\n   EXPLAIN ANALYZE of the slowest query over the marts ({period['slowest']}):")
-        print(explain.report(period["explained"], top=3, plan_lines=25))
+        print(
+            f"\n   EXPLAIN ANALYZE of the slowest query over the marts ({period['slowest']}), with the plan "
+            "for its values and with the generic plan of a prepared statement:"
+        )
+        print(explain.report(period["explained"], top=4, plan_lines=25))
     if "pipeline" in results:
         cost = results["pipeline"]
         print(
