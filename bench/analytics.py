@@ -52,7 +52,7 @@ from psycopg.rows import dict_row
 from bench import data, drive, explain, harness, pipeline, vault
 from onevault import sqlfile
 from onevault.auth import store
-from onevault.pipeline import marts
+from onevault.pipeline import marts, rebuild
 from onevault.pipeline.runner import ALL_LANES
 from onevault.stats.models import DIMENSIONS, METRICS
 from onevault.stats.query import realtime_visitors, run_query
@@ -264,7 +264,7 @@ def build_marts(url: str, customers: Sequence[Customer], chunk: int) -> dict[str
     with psycopg.connect(url, autocommit=True) as conn:
         for customer in customers:
             hk = tenant_hk(customer.customer_id)
-            visitors = marts.visitor_count(conn, hk)
+            visitors = rebuild.visitor_count(conn, hk)
             at = time.perf_counter()
             done = 0
             every = max(visitors // 10, 1)

@@ -113,6 +113,15 @@ def _progress_bar(total: int, label: str) -> AbstractContextManager[Any]:
     return nullcontext()
 
 
+@contextmanager
+def _needs_current_code() -> Iterator[None]:
+    """Database code older than the command (no `db upgrade` yet): say so, not the automation layer."""
+    try:
+        yield
+    except psycopg.errors.UndefinedFunction as exc:
+        raise click.ClickException(f"{exc.diag.message_primary}: run `onevault db upgrade`") from None
+
+
 def _tenant_key(conn: psycopg.Connection, customer_id: str) -> bytes:
     tenant_hk = rebuild.tenant_key(conn, customer_id)
     if tenant_hk is None:
@@ -123,15 +132,15 @@ def _tenant_key(conn: psycopg.Connection, customer_id: str) -> bytes:
 def _rebuild_marts(conn: psycopg.Connection, customer_id: str, chunk_size: int) -> None:
     started = time.monotonic()
     tenant_hk = _tenant_key(conn, customer_id)
-    with _progress_bar(
-        marts.visitor_count(conn, tenant_hk), f"Rebuilding the marts of {customer_id}"
-    ) as progress:
-        try:
-            for visitors in marts.rebuild(conn, tenant_hk, chunk_size):
-                if progress is not None:
-                    progress.update(visitors)
-        except psycopg.errors.UndefinedFunction as exc:
-            raise click.ClickException(f"{exc.diag.message_primary}: run `onevault db upgrade`") from None
+    with (
+        _progress_bar(
+            rebuild.visitor_count(conn, tenant_hk), f"Rebuilding the marts of {customer_id}"
+        ) as progress,
+        _needs_current_code(),
+    ):
+        for visitors in marts.rebuild(conn, tenant_hk, chunk_size):
+            if progress is not None:
+                progress.update(visitors)
     done = marts.counted(conn, tenant_hk)
     click.echo(
         f"rebuilt the marts of customer {customer_id}: {done.sessions} visits, {done.events} events"
@@ -452,17 +461,12 @@ def vault_rebuild(customer_id: str, chunk_size: int) -> None:
     with _admin_connection() as conn:
         tenant_hk = _tenant_key(conn, customer_id)
         total = rebuild.visitor_count(conn, tenant_hk)
-        with _progress_bar(total, f"Rebuilding {customer_id}") as progress:
-            try:
-                for chunk in rebuild.rebuild(conn, tenant_hk, chunk_size):
-                    visitors += chunk.visitors
-                    events += chunk.events
-                    if progress is not None:
-                        progress.update(chunk.visitors)
-            except psycopg.errors.UndefinedFunction as exc:
-                # Database code older than this command (no `db upgrade` yet), which the automation
-                # layer's message would misname.
-                raise click.ClickException(f"{exc.diag.message_primary}: run `onevault db upgrade`") from None
+        with _progress_bar(total, f"Rebuilding {customer_id}") as progress, _needs_current_code():
+            for chunk in rebuild.rebuild(conn, tenant_hk, chunk_size):
+                visitors += chunk.visitors
+                events += chunk.events
+                if progress is not None:
+                    progress.update(chunk.visitors)
     click.echo(
         f"rebuilt {visitors} visitors ({events} events) of customer {customer_id}"
         f" in {time.monotonic() - started:.1f} s"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 
 from onevault import sqlfile
+from onevault.pipeline.rebuild import visitor_chunks
 
 Q = sqlfile.load(__package__, "marts.sql")
 
@@ -21,12 +21,6 @@ class Counted:
     events: int
 
 
-def visitor_count(conn: psycopg.Connection, tenant_hk: bytes) -> int:
-    """How many visitors a rebuild of the tenant goes through, as it starts."""
-    row = conn.execute(Q["visitor_count"], {"tenant_hk": tenant_hk}).fetchone()
-    return int(row[0]) if row else 0
-
-
 def rebuild(conn: psycopg.Connection, tenant_hk: bytes, chunk_size: int) -> Iterator[int]:
     """Empty the tenant's marts, refill them `chunk_size` visitors per transaction; yield each chunk's size.
 
@@ -36,19 +30,8 @@ def rebuild(conn: psycopg.Connection, tenant_hk: bytes, chunk_size: int) -> Iter
     """
     with conn.transaction():
         conn.execute(Q["clear"], {"tenant_hk": tenant_hk})
-    after: bytes | None = None
-    while True:
-        with conn.transaction():
-            row = conn.execute(
-                Q["rebuild_chunk"], {"tenant_hk": tenant_hk, "after": after, "limit": chunk_size}
-            ).fetchone()
-        done: dict[str, Any] = row[0] if row else {}
-        visitors, last = int(done.get("visitors") or 0), done.get("last")
-        if visitors:
-            yield visitors
-        if not visitors or last is None:
-            return
-        after = bytes.fromhex(last)
+    for done in visitor_chunks(conn, Q["rebuild_chunk"], tenant_hk, chunk_size):
+        yield int(done["visitors"])
 
 
 def counted(conn: psycopg.Connection, tenant_hk: bytes) -> Counted:

@@ -1,7 +1,3 @@
--- name: visitor_count
--- How many visitors a mart rebuild of the customer goes through (its visitor hubs, as mart.rebuild_visitors).
-SELECT count(*) FROM business.site_visitor_h WHERE tenant_hk = %(tenant_hk)s;
-
 -- name: clear
 -- Empties the customer's marts (mart.clear_tenant); the sessions that were counted.
 SELECT mart.clear_tenant(%(tenant_hk)s::bytea);

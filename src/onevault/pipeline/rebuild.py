@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from onevault import sqlfile
 
@@ -33,23 +34,35 @@ def visitor_count(conn: psycopg.Connection, tenant_hk: bytes) -> int:
     return int(row[0]) if row else 0
 
 
-def rebuild(conn: psycopg.Connection, tenant_hk: bytes, chunk_size: int) -> Iterator[Chunk]:
-    """Rebuild every visitor of the tenant in key order, `chunk_size` per transaction; yield each chunk.
+def visitor_chunks(
+    conn: psycopg.Connection, statement: sql.SQL, tenant_hk: bytes, chunk_size: int
+) -> Iterator[dict[str, Any]]:
+    """Run `statement` on the tenant's visitors in key order, `chunk_size` per transaction; yield its results.
 
-    Each chunk is committed before it is yielded, so a rebuild stopped half-way keeps what it did
-    (and running it again is harmless: a rebuild inserts only rows that differ). `conn` must not be
+    The statement takes `tenant_hk`, `after` (the last visitor key done, NULL first) and `limit`,
+    and returns {"visitors": n, "last": hex of its last visitor key or null, ...}. Each chunk is
+    committed before it is yielded, so a run stopped half-way keeps what it did. `conn` must not be
     inside a transaction: the chunks' transactions would become savepoints of it.
     """
     after: bytes | None = None
     while True:
         with conn.transaction():
             row = conn.execute(
-                Q["rebuild_chunk"], {"tenant_hk": tenant_hk, "after": after, "limit": chunk_size}
+                statement, {"tenant_hk": tenant_hk, "after": after, "limit": chunk_size}
             ).fetchone()
         done: dict[str, Any] = row[0] if row else {}
-        visitors, last = int(done.get("visitors") or 0), done.get("last")
-        if visitors:
-            yield Chunk(visitors, int(done.get("events") or 0))
-        if not visitors or last is None:
+        last = done.get("last")
+        if int(done.get("visitors") or 0):
+            yield done
+        if not int(done.get("visitors") or 0) or last is None:
             return
         after = bytes.fromhex(last)
+
+
+def rebuild(conn: psycopg.Connection, tenant_hk: bytes, chunk_size: int) -> Iterator[Chunk]:
+    """Rebuild every visitor of the tenant, `chunk_size` per transaction; yield each chunk.
+
+    Running it again is harmless: a rebuild inserts only rows that differ.
+    """
+    for done in visitor_chunks(conn, Q["rebuild_chunk"], tenant_hk, chunk_size):
+        yield Chunk(int(done["visitors"]), int(done.get("events") or 0))
