@@ -390,6 +390,35 @@ def test_a_backlog_refreshes_its_marts_once_caught_up(conn: psycopg.Connection) 
     assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (0, 6)
 
 
+def test_recording_a_session_never_waits_for_a_refresh_taking_it(db_url: str, conn: psycopg.Connection) -> None:
+    """A run loading a session that another run's uncommitted refresh is taking off the queue records it
+    again at once (it waited for that refresh to commit when the queue had a key per session), and the
+    next run counts it."""
+    customer_id = new_customer(conn, "requeued")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    ingest_events(
+        conn,
+        customer_id,
+        [Event(f"e{n}", t0 + timedelta(minutes=n), visitor_id="v", session_id="s") for n in range(2)],
+    )
+    assert scalar(conn, "SELECT staging.process_batch(util.tenant_hk(%s), 1)", (customer_id,))["claimed"] == 1
+    assert _pending(conn, customer_id) == 1
+    with psycopg.connect(db_url) as refreshing:
+        assert scalar(refreshing, "SELECT mart.refresh_queued(util.tenant_hk(%s))", (customer_id,)) == 1
+        conn.execute("SET statement_timeout = '10s'")
+        try:
+            run = scalar(conn, "SELECT staging.process_batch(util.tenant_hk(%s), 1)", (customer_id,))
+        finally:
+            conn.execute("RESET statement_timeout")
+        assert run["loaded"] == 1
+        refreshing.commit()
+    assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (1, 1)
+    process_all(conn, customer_id)
+    live = mart_state(conn, customer_id)
+    rebuild_marts(conn, customer_id)
+    assert (_pending(conn, customer_id), mart_state(conn, customer_id)) == (0, live)
+
+
 def test_the_sweep_refreshes_sessions_left_waiting(conn: psycopg.Connection) -> None:
     """A run stopped after full batches leaves sessions waiting: the periodic sweep finds the customer and
     refreshes them with nothing due."""

@@ -15,7 +15,7 @@ BEGIN
                                     WHERE x.tenant_hk = p_tenant_hk LIMIT p_limit)
         RETURNING p.site_session_hk
     )
-    SELECT array_agg(site_session_hk) INTO v_sessions FROM taken;
+    SELECT array_agg(DISTINCT site_session_hk) INTO v_sessions FROM taken;
     PERFORM mart.refresh_sessions(v_sessions);
     RETURN coalesce(cardinality(v_sessions), 0);
 END;

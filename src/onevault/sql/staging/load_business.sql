@@ -356,7 +356,6 @@ BEGIN
         INSERT INTO mart.session_queue (site_session_hk, tenant_hk)
         SELECT DISTINCT h.site_session_hk, h.tenant_hk
         FROM touched t JOIN business.site_session_h h USING (site_session_hk)
-        ON CONFLICT DO NOTHING
     )
     INSERT INTO business.site_session_visitor_eff_s (site_session_hk, load_date, applied_date,
                                                      link_session_visitor_hk, site_visitor_hk, tenant_hk,

@@ -79,10 +79,14 @@ BEGIN
     WHERE raw_event_id = ANY (v_done);
 
     -- The information marts of the sessions loaded: at once when this run has caught up (it took
-    -- fewer events than it could), else once enough sessions wait, so that a backlog's sessions
-    -- and visitors, touched by many batches, are refreshed once.
-    IF cardinality(v_ids) < p_limit
-       OR EXISTS (SELECT 1 FROM mart.session_queue x WHERE x.tenant_hk = p_tenant_hk OFFSET 4999) THEN
+    -- fewer events than it could), else once 20,000 entries wait (a session is queued by every
+    -- batch that touches it), so that a backlog's sessions and visitors, touched by many batches,
+    -- are refreshed once. In a backlog a run does not wait for another run's refresh (the lock of
+    -- mart.refresh_queued): its sessions wait for the next one.
+    IF cardinality(v_ids) < p_limit THEN
+        PERFORM staging.refresh_marts(p_tenant_hk);
+    ELSIF EXISTS (SELECT 1 FROM mart.session_queue x WHERE x.tenant_hk = p_tenant_hk OFFSET 19999)
+          AND pg_try_advisory_xact_lock(7072, hashtext(encode(p_tenant_hk, 'hex'))) THEN
         PERFORM staging.refresh_marts(p_tenant_hk);
     END IF;
 
