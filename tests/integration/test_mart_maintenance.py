@@ -390,7 +390,9 @@ def test_a_backlog_refreshes_its_marts_once_caught_up(conn: psycopg.Connection) 
     assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (0, 6)
 
 
-def test_recording_a_session_never_waits_for_a_refresh_taking_it(db_url: str, conn: psycopg.Connection) -> None:
+def test_recording_a_session_never_waits_for_a_refresh_taking_it(
+    db_url: str, conn: psycopg.Connection
+) -> None:
     """A run loading a session that another run's uncommitted refresh is taking off the queue records it
     again at once (it waited for that refresh to commit when the queue had a key per session), and the
     next run counts it."""
