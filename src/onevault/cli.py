@@ -7,12 +7,15 @@ import functools
 import os
 import shutil
 import signal
+import stat
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import click
 import psycopg
@@ -29,6 +32,7 @@ from onevault.db import (
     resolve_database_url,
     tuned_conninfo,
 )
+from onevault.export import stream as export_stream
 from onevault.monitoring.pipeline import AUTOMATION_OBJECTS
 from onevault.pipeline import marts, rebuild
 from onevault.pipeline.result import NOTHING_DUE, PipelineResult
@@ -491,6 +495,101 @@ def mart_rebuild(customer_id: str, chunk_size: int) -> None:
     """Recompute a customer's marts from the business vault, visitor by visitor; safe while events arrive."""
     with _admin_connection() as conn:
         _rebuild_marts(conn, customer_id, chunk_size)
+
+
+def _is_regular_file(stream: IO[Any]) -> bool:
+    """Whether `stream` is a file on disk (not a terminal, a pipe or an in-memory buffer)."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+@contextmanager
+def _export_target(output: Path | None) -> Iterator[IO[bytes]]:
+    """Where the export goes: standard output, or `output` once complete (a failed export leaves no file)."""
+    if output is None:
+        yield sys.stdout.buffer
+        return
+    try:
+        fd, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            yield sink
+        os.replace(partial, output)
+    except BaseException:
+        os.unlink(partial)
+        raise
+
+
+@main.command("export")
+@click.argument("customer_id")
+@click.option(
+    "--from",
+    "first_day",
+    required=True,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="First day (UTC), YYYY-MM-DD.",
+)
+@click.option(
+    "--to", "last_day", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day (UTC), included."
+)
+@click.option(
+    "--layer",
+    required=True,
+    type=click.Choice(export_stream.LAYERS),
+    help="raw: the events as received, by day received; business: the events in force, by day occurred.",
+)
+@click.option(
+    "--format", "fmt", required=True, type=click.Choice(export_stream.FORMATS), help="JSON Lines or CSV."
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write to this file (default: standard output).",
+)
+def export_events(
+    customer_id: str, first_day: datetime, last_day: datetime, layer: str, fmt: str, output: Path | None
+) -> None:
+    """Export a customer's events of some days, streamed (constant memory), for use elsewhere."""
+    started = time.monotonic()
+    exported = 0
+    with _admin_connection() as conn:
+        try:
+            export = export_stream.Export(
+                _tenant_key(conn, customer_id), first_day.date(), last_day.date(), layer, fmt
+            )
+        except export_stream.ExportError as exc:
+            raise click.UsageError(str(exc)) from None
+        # A bar only when the data goes to a file: on a terminal it would mix with the data, and a
+        # pipe's reader wants the data alone.
+        to_file = output is not None or _is_regular_file(sys.stdout)
+        total = export_stream.count(conn, export) if to_file and sys.stderr.isatty() else 0
+        bar = _progress_bar(total, f"Exporting {customer_id}'s {layer} events") if total else nullcontext()
+        with (
+            _export_target(output) as sink,
+            bar as progress,
+            closing(export_stream.chunks(conn, export)) as chunks,
+        ):
+            try:
+                for rows, data in chunks:
+                    sink.write(data)
+                    exported += rows
+                    if progress is not None:
+                        progress.update(rows)
+                sink.flush()
+            except BrokenPipeError:
+                # The reader stopped (`| head`): nothing more to write, and nothing to flush at exit.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise click.exceptions.Exit(1) from None
+    click.echo(
+        f"exported {exported} events of customer {customer_id} ({layer} layer, {export.first_day} to "
+        f"{export.last_day}) in {time.monotonic() - started:.1f} s",
+        err=True,
+    )
 
 
 _COUNTS = ("processed", "loaded", "quarantined", "errors")
