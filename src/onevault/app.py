@@ -17,6 +17,7 @@ from onevault import __version__, errors, logs, metrics, migrations
 from onevault.auth.caller import FailureLimiter, TokenResolver
 from onevault.config import Settings, get_settings
 from onevault.db import describe, open_pool, resolve_database_url, tuned_conninfo
+from onevault.export import routes as export_routes
 from onevault.ingest import routes as ingest_routes
 from onevault.ingest.cors import CorsMiddleware
 from onevault.ingest.ratelimit import RateLimiter
@@ -155,4 +156,5 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(dashboard.router)
     app.include_router(docs.router)
     app.include_router(stats_source.router)
+    app.include_router(export_routes.router)
     return app

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +14,10 @@ from onevault.db import GuardedPool
 from onevault.ingest.ratelimit import RateLimiter
 from onevault.ingest.writer import EventWriter
 from onevault.pipeline.runner import PipelineRunner
+
+# Exports streaming at once from one server process: each holds a connection of the read pool for as
+# long as its client reads, so more would starve the requests that share that pool.
+EXPORTS_AT_ONCE = 2
 
 
 @dataclass
@@ -28,6 +33,9 @@ class Services:
     # Where the stats API and the dashboard read: the replica of ONEVAULT_READ_DATABASE_URL, or
     # `pool` itself when none is set. Everything that writes, or must see its own writes, uses `pool`.
     read_pool: GuardedPool
+    # Taken by each streaming export (GET /api/v1/export), never waited for: a request finding none
+    # free is answered 503.
+    exports: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(EXPORTS_AT_ONCE))
 
 
 def get_services(request: Request) -> Services:
