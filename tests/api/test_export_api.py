@@ -30,7 +30,7 @@ from tests.helpers.http import assert_error
 from tests.helpers.queries import scalar
 from tests.helpers.tenants import Tenant, make_tenant
 
-from onevault.export import stream
+from onevault.export import routes, stream
 from onevault.services import EXPORTS_AT_ONCE
 
 EXPORT = "/api/v1/export"
@@ -185,3 +185,33 @@ def test_a_server_streams_a_bounded_number_of_exports_at_once(
     )
     assert answered
     assert scalar(conn, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'FETCH FORWARD%%'") == 0
+
+
+def test_a_client_that_stops_reading_is_given_up_on(
+    conn: psycopg.Connection,
+    client: httpx.Client,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After STALL_SECONDS without reading, the server closes the export: its slot, connection and
+    cursor are free again, and the client's answer ends cut short, not as if it were whole."""
+    monkeypatch.setattr(routes, "STALL_SECONDS", 1.0)
+    store_many(conn, tenant.customer_id, 30 * stream.BATCH_ROWS, DAY)
+    stalled = [
+        client.stream("GET", EXPORT, headers=tenant.headers, params=days()) for _ in range(EXPORTS_AT_ONCE)
+    ]
+    responses = [s.__enter__() for s in stalled]
+    try:
+        received = [r.iter_bytes() for r in responses]
+        assert all(next(chunks).startswith(b'{"event_id":"many-1"') for chunks in received)
+        assert _wait_for(lambda: not _export_backends(conn), 15)
+        fresh = client.get(EXPORT, headers=tenant.headers, params=days(BEFORE, BEFORE))
+        assert fresh.status_code == 200
+        for chunks in received:
+            with pytest.raises(httpx.RemoteProtocolError):
+                b"".join(chunks)
+    finally:
+        for s in stalled:
+            s.__exit__(None, None, None)
+    assert "⚠️ Export stopped: its client read nothing for 1 s" in caplog.text

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
+from starlette.types import Message, Send
 
 from onevault.auth.caller import OPENAPI_READ_AUTH, Caller, require
 from onevault.errors import ApiError, responses
 from onevault.export.stream import Export, ExportError, Format, Layer, achunks
 from onevault.services import Services, ServicesDep
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["export"])
+# A client that reads nothing for this long is given up on: its export would otherwise hold a slot, a
+# connection and a snapshot (which holds back vacuum) for as long as it stays connected.
+STALL_SECONDS = 60.0
 ReadCaller = Annotated[Caller, Depends(require("read"))]
 
 _ANSWERS = responses(
@@ -59,13 +66,40 @@ async def _export_chunks(services: Services, export: Export) -> AsyncGenerator[b
             yield chunk
 
 
-async def _resumed(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
-    try:
-        yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await rest.aclose()
+async def _resumed(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
+class _ExportResponse(StreamingResponse):
+    """Streams `first`, then the `rest` of an export, which it closes as soon as the response ends,
+    whatever ends it; a client that reads nothing for STALL_SECONDS is given up on."""
+
+    def __init__(self, first: bytes, rest: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
+        super().__init__(_resumed(first, rest), **kwargs)
+        self.rest = rest
+
+    async def stream_response(self, send: Send) -> None:
+        """Send the chunks, each within STALL_SECONDS, else stop (the server then closes the connection)."""
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            async for chunk in self.body_iterator:
+                message: Message = {"type": "http.response.body", "body": chunk, "more_body": True}
+                try:
+                    await asyncio.wait_for(send(message), STALL_SECONDS)
+                except TimeoutError:
+                    # Returning without the last message: the client's answer ends cut short, never
+                    # as if it were whole.
+                    logger.warning("⚠️ Export stopped: its client read nothing for %.0f s", STALL_SECONDS)
+                    return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            # Also when the client went away and this task is being cancelled: the export's
+            # transaction ends cleanly and its connection goes back to the pool.
+            await asyncio.shield(self.rest.aclose())
 
 
 @router.get(
@@ -98,8 +132,9 @@ async def export_events(
     # Up to the first bytes here, so that a database away or no free slot is an error answer, not
     # a response cut short.
     first = await anext(chunks)
-    return StreamingResponse(
-        _resumed(first, chunks),
+    return _ExportResponse(
+        first,
+        chunks,
         media_type=export.media_type,
         headers={"Content-Disposition": f'attachment; filename="{export.filename(caller.customer_id)}"'},
     )
