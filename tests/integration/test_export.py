@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pty
+import stat
 import subprocess
 import sys
 import tracemalloc
@@ -284,7 +285,8 @@ def test_another_customers_events_are_never_exported(
 def test_output_writes_the_file_and_says_what_it_did(
     conn: psycopg.Connection, cli: Cli, tmp_path: Path
 ) -> None:
-    """--output: the same bytes as standard output, nothing on standard output, one line on standard error."""
+    """--output: the same bytes as standard output, in a file only its owner reads; nothing on standard
+    output, one line on standard error."""
     customers = two_customers(conn, processed=True)
     target = tmp_path / "out.csv"
     result = cli(
@@ -298,6 +300,7 @@ def test_output_writes_the_file_and_says_what_it_did(
     )
     assert target.read_bytes() == export(cli, customers.a, "business", "csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # personal data: its owner's only
 
 
 def test_a_failed_export_leaves_no_file(
