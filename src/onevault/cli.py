@@ -314,7 +314,7 @@ def tenant_list() -> None:
     """List customers."""
     with _admin_connection() as conn:
         rows = store.list_tenants(conn)
-    _table(rows, ["customer_id", "is_active", "live_tokens", "allowed_origins", "created_at"])
+    _table(rows, ["customer_id", "is_active", "live_tokens", "allowed_origins", "respects_dnt", "created_at"])
 
 
 @tenant.command("allow-origin")
@@ -368,6 +368,27 @@ def tenant_set_timezone(customer_id: str, time_zone: str, chunk_size: int) -> No
             return
         click.echo(f"{customer_id} counts in {canonical} from now on; rebuilding its marts")
         _rebuild_marts(conn, customer_id, chunk_size)
+
+
+@tenant.command("set-privacy")
+@click.argument("customer_id")
+@click.option(
+    "--respect-dnt",
+    "respect",
+    required=True,
+    type=click.Choice(["on", "off"]),
+    help="on: requests with DNT: 1 or Sec-GPC: 1 are answered and nothing of them is stored.",
+)
+def tenant_set_privacy(customer_id: str, respect: str) -> None:
+    """Whether the customer honours browsers' privacy signals (DNT, Global Privacy Control); on by default."""
+    with _admin_connection() as conn:
+        changed = store.set_privacy(conn, customer_id, respect == "on")
+    state = (
+        "stores nothing of requests with DNT: 1 or Sec-GPC: 1"
+        if respect == "on"
+        else "stores requests with DNT: 1 or Sec-GPC: 1 like any other"
+    )
+    click.echo(f"{customer_id} {state}" + ("; servers follow within seconds" if changed else " (no change)"))
 
 
 @tenant.command("disable")

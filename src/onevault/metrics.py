@@ -26,8 +26,13 @@ if TYPE_CHECKING:
 
 EVENTS_RECEIVED = Counter(
     "onevault_events_received",
-    "Events received by ingestion endpoint and outcome (accepted, duplicate, rejected)",
+    "Events received by ingestion endpoint and outcome (accepted, duplicate, rejected, not_stored)",
     ["endpoint", "outcome"],
+)
+EVENTS_NOT_STORED = Counter(
+    "onevault_events_not_stored",
+    "Events answered and not stored: the request carried a privacy signal (dnt, gpc) its customer honours",
+    ["endpoint", "signal"],
 )
 EVENTS_PROCESSED = Counter(
     "onevault_events_processed", "Events processed into a pipeline layer (staging, business)", ["layer"]

@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 
 import httpx
 import psycopg
 import pytest
+from tests.helpers.metrics import delta, scrape
 from tests.helpers.servers import LiveServer
 from tests.helpers.tenants import Tenant
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$")
-
-
-def scrape(client: httpx.Client) -> dict[str, float]:
-    """Every sample of /metrics by its name and labels."""
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    samples = {}
-    for line in response.text.splitlines():
-        match = _SAMPLE.match(line)
-        if match:
-            samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
-    return samples
-
-
-def delta(before: dict[str, float], after: dict[str, float], key: str) -> float:
-    """How much a sample grew between two scrapes."""
-    return after.get(key, 0.0) - before.get(key, 0.0)
 
 
 def test_metrics_count_known_traffic_exactly(client: httpx.Client, tenant: Tenant) -> None:

@@ -42,6 +42,8 @@ class Caller:
     customer_id: str
     tenant_hk: bytes
     scopes: frozenset[str]
+    # Whether the tenant stores nothing of requests with DNT: 1 or Sec-GPC: 1 (tenant set-privacy).
+    respects_privacy: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class _Grant:
     revoked: bool
     # The origins the tenant allows browser events from (none: any).
     origins: tuple[str, ...]
+    respects_privacy: bool
 
 
 class FailureLimiter:
@@ -126,7 +129,7 @@ class TokenResolver:
             row = await cur.fetchone()
         grant = None
         if row is not None:
-            customer_id, tenant_hk, active, scopes, expires_at, revoked_at, allowed = row
+            customer_id, tenant_hk, active, scopes, expires_at, revoked_at, allowed, respects_privacy = row
             grant = _Grant(
                 customer_id=customer_id,
                 tenant_hk=bytes(tenant_hk),
@@ -135,6 +138,7 @@ class TokenResolver:
                 expires_at=expires_at.timestamp() if isinstance(expires_at, datetime) else None,
                 revoked=revoked_at is not None,
                 origins=tuple(allowed),
+                respects_privacy=bool(respects_privacy),
             )
         if self._cache is not None:
             self._cache[token_hash] = grant
@@ -240,7 +244,7 @@ async def _check(
         raise ApiError(403, "a token sent in the body must have the 'track' scope only")
     if scope == "track" and grant.origins:
         _check_origin(request, grant.origins)
-    return Caller(grant.customer_id, grant.tenant_hk, grant.scopes)
+    return Caller(grant.customer_id, grant.tenant_hk, grant.scopes, grant.respects_privacy)
 
 
 def _check_origin(request: Request, allowed: tuple[str, ...]) -> None:

@@ -32,7 +32,8 @@ SELECT t.customer_id, t.is_active, t.created_at,
         WHERE k.tenant_hk = t.tenant_hk AND k.revoked_at IS NULL
           AND (k.expires_at IS NULL OR k.expires_at > now())) AS live_tokens,
        ARRAY(SELECT o.origin FROM auth.tenant_origin_current o WHERE o.tenant_hk = t.tenant_hk
-             ORDER BY o.origin) AS allowed_origins
+             ORDER BY o.origin) AS allowed_origins,
+       auth.tenant_respects_privacy(t.tenant_hk) AS respects_dnt
 FROM auth.tenant_current t
 ORDER BY t.customer_id;
 
@@ -90,9 +91,11 @@ WITH tenant AS (
 SELECT EXISTS (SELECT 1 FROM ins) AS changed FROM tenant;
 
 -- name: resolve_token
--- What a presented token (by hash) grants, if it exists, with the origins its tenant allows.
+-- What a presented token (by hash) grants, if it exists, with the origins its tenant allows and
+-- whether it honours browsers' privacy signals.
 SELECT t.customer_id, t.tenant_hk, t.is_active, k.scopes, k.expires_at, k.revoked_at,
-       ARRAY(SELECT o.origin FROM auth.tenant_origin_current o WHERE o.tenant_hk = t.tenant_hk) AS origins
+       ARRAY(SELECT o.origin FROM auth.tenant_origin_current o WHERE o.tenant_hk = t.tenant_hk) AS origins,
+       auth.tenant_respects_privacy(t.tenant_hk) AS respects_privacy
 FROM auth.api_token_current k
 JOIN auth.tenant_current t ON t.tenant_hk = k.tenant_hk
 WHERE k.api_token_hk = %(token_hash)s;
@@ -113,3 +116,17 @@ WITH tenant AS (
     RETURNING 1
 )
 SELECT zone.name, EXISTS (SELECT 1 FROM ins) AS changed FROM tenant, zone;
+
+-- name: set_privacy
+-- Records whether a tenant honours browsers' privacy signals when that changes; returns whether
+-- anything changed (no row: unknown customer).
+WITH tenant AS (
+    SELECT tenant_hk FROM auth.tenant_current WHERE customer_id = %(customer_id)s
+), ins AS (
+    INSERT INTO auth.tenant_privacy_s (tenant_hk, respect_signals, record_source)
+    SELECT tenant.tenant_hk, %(respect)s, %(record_source)s
+    FROM tenant
+    WHERE auth.tenant_respects_privacy(tenant.tenant_hk) IS DISTINCT FROM %(respect)s
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM ins) AS changed FROM tenant;

@@ -82,6 +82,16 @@ def set_time_zone(conn: psycopg.Connection, customer_id: str, time_zone: str) ->
     return str(row[0]), bool(row[1])
 
 
+def set_privacy(conn: psycopg.Connection, customer_id: str, respect: bool) -> bool:
+    """Set whether a tenant stores nothing of requests with `DNT: 1` or `Sec-GPC: 1`; whether it changed."""
+    row = conn.execute(
+        Q["set_privacy"], {"customer_id": customer_id, "respect": respect, "record_source": RECORD_SOURCE}
+    ).fetchone()
+    if row is None:
+        raise AdminError(f"no tenant {customer_id!r}")
+    return bool(row[0])
+
+
 def list_tenants(conn: psycopg.Connection) -> list[dict[str, object]]:
     """All tenants with their state."""
     with conn.cursor(row_factory=dict_row) as cur:

@@ -95,6 +95,11 @@ class TrackResponse(BaseModel):
     timestamp: str = Field(description="When the event was received (ISO 8601, UTC)")
     processing: Literal["automatic", "background"]
     duplicate: bool = False
+    stored: bool = Field(
+        default=True,
+        description="false: the request carried `DNT: 1` or `Sec-GPC: 1`, which the customer honours; "
+        "nothing of it was stored",
+    )
     pipeline: PipelineState | None = None
 
 
@@ -114,5 +119,10 @@ class BatchResponse(BaseModel):
     accepted: int
     duplicates: int
     rejected: int
+    stored: bool = Field(
+        default=True,
+        description="false: the request carried `DNT: 1` or `Sec-GPC: 1`, which the customer honours; "
+        "its events were validated and none was stored",
+    )
     timestamp: str
     results: list[BatchItemResult]

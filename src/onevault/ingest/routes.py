@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/track", tags=["tracking"])
 
 MAX_USER_AGENT = 1024
+NOT_STORED = "Event not stored: the request asks not to be tracked (DNT or Global Privacy Control)"
 # A beacon cannot set headers: it may carry its credentials in the body (see _caller_and_body).
 # Any value is accepted when the headers authenticate, hence no type.
 _BODY_CREDENTIALS: dict[str, Any] = {
@@ -182,7 +183,26 @@ def _prepare(obj: object, origin: _Origin, limit: int) -> NewEvent:
     )
 
 
-async def _store_one(request: Request, services: Services, endpoint: str) -> tuple[Caller, NewEvent, Stored]:
+def _privacy_signal(request: Request, caller: Caller) -> str | None:
+    """The privacy signal a request carries and its customer honours (`gpc`, `dnt`), if any."""
+    if not caller.respects_privacy:
+        return None
+    if request.headers.get("sec-gpc", "").strip() == "1":
+        return "gpc"
+    if request.headers.get("dnt", "").strip() == "1":
+        return "dnt"
+    return None
+
+
+def _not_stored(endpoint: str, signal: str, events: int) -> None:
+    metrics.EVENTS_RECEIVED.labels(endpoint, "not_stored").inc(events)
+    metrics.EVENTS_NOT_STORED.labels(endpoint, signal).inc(events)
+
+
+async def _store_one(
+    request: Request, services: Services, endpoint: str
+) -> tuple[Caller, NewEvent, Stored | None]:
+    """Validate and store one event; None instead of its row when a privacy signal says not to store it."""
     limit = services.settings.max_event_bytes
     caller, obj = await _caller_and_body(request, limit)
     origin = _origin(request, caller, endpoint)
@@ -192,6 +212,9 @@ async def _store_one(request: Request, services: Services, endpoint: str) -> tup
     except InvalidEvent as exc:
         metrics.EVENTS_RECEIVED.labels(endpoint, "rejected").inc()
         raise ApiError(422, exc.summary, errors=exc.errors) from None
+    if signal := _privacy_signal(request, caller):
+        _not_stored(endpoint, signal, 1)
+        return caller, event, None
     try:
         (outcome,) = await services.writer.write([event])
     except OutcomeUnknown:
@@ -218,7 +241,21 @@ def _answer(event: NewEvent, stored: Stored, processing: str, pipeline: Pipeline
             timestamp=event.received_at.isoformat(),
             processing=processing,
             duplicate=stored.duplicate,
+            stored=True,
             pipeline=pipeline,
+        )
+    )
+
+
+def _answer_not_stored(event: NewEvent, processing: str) -> Response:
+    return _json(
+        TrackResponse.model_construct(
+            message=NOT_STORED,
+            event_id=event.event_id,
+            timestamp=event.received_at.isoformat(),
+            processing=processing,
+            duplicate=False,
+            stored=False,
         )
     )
 
@@ -235,6 +272,8 @@ async def track(request: Request) -> Response:
     """Store one event and process it through the pipeline before answering."""
     services = get_services(request)
     caller, event, stored = await _store_one(request, services, "/api/v1/track")
+    if stored is None:
+        return _answer_not_stored(event, "automatic")
     logger.info("🔄 Triggering automatic site tracking processing...")
     try:
         lanes = services.pipeline.lanes_of(stored.lane)
@@ -269,6 +308,8 @@ async def track_async(request: Request) -> Response:
     """Store one event durably and answer at once; processing follows in the background."""
     services = get_services(request)
     caller, event, stored = await _store_one(request, services, "/api/v1/track/async")
+    if stored is None:
+        return _answer_not_stored(event, "background")
     if not stored.duplicate:
         services.pipeline.notify(caller.customer_id)
     return _answer(event, stored, "background", None)
@@ -309,6 +350,10 @@ async def track_batch(request: Request) -> Response:
             result = {"index": index, "status": "accepted", "event_id": event.event_id}
             results.append(result)
             ready.append((result, event))
+    if ready and (signal := _privacy_signal(request, caller)):
+        _not_stored("/api/v1/track/batch", signal, len(ready))
+        metrics.EVENTS_RECEIVED.labels("/api/v1/track/batch", "rejected").inc(len(results) - len(ready))
+        return _batch_answer(results, origin, stored=False)
     try:
         outcomes = await services.writer.write([event for _, event in ready]) if ready else []
     except OutcomeUnknown:
@@ -325,11 +370,17 @@ async def track_batch(request: Request) -> Response:
         metrics.EVENTS_RECEIVED.labels("/api/v1/track/batch", status).inc(count)
     if counts["accepted"]:
         services.pipeline.notify(caller.customer_id)
+    return _batch_answer(results, origin, stored=True)
+
+
+def _batch_answer(results: list[dict[str, Any]], origin: _Origin, *, stored: bool) -> Response:
+    counts = Counter(result["status"] for result in results)
     body = {
         "success": counts["rejected"] == 0,
         "accepted": counts["accepted"],
         "duplicates": counts["duplicate"],
         "rejected": counts["rejected"],
+        "stored": stored,
         "timestamp": origin.received_at.isoformat(),
         "results": results,
     }
