@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onevault import __version__, errors, logs, metrics, migrations
 from onevault.auth.caller import FailureLimiter, TokenResolver
+from onevault.bodylimit import BodyLimitMiddleware
 from onevault.config import Settings, get_settings
 from onevault.db import describe, open_pool, resolve_database_url, tuned_conninfo
 from onevault.export import routes as export_routes
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     )
     errors.install(app, settings)
     app.add_middleware(metrics.HttpMetricsMiddleware)
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(CorsMiddleware, read_origins=frozenset(settings.cors_read_origins))
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)

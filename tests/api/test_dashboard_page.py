@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
 
 import httpx
 import pytest
 from tests.helpers.http import assert_error
+from tests.helpers.tenants import Tenant
 
 SVG = "{http://www.w3.org/2000/svg}"
 # Any absolute or protocol-relative URL in the text of a page or file.
@@ -172,6 +174,8 @@ def test_chart_escapes_what_it_is_sent(client: httpx.Client) -> None:
         ({"labels": ["a"], "series": [{"name": "V", "values": [1]}], "script": "x"}, "script"),
         ({"series": [{"name": "V", "values": [1]}]}, "labels"),
         ({"labels": ["a"], "series": [{"name": "V", "values": [1e300]}]}, "values"),
+        ({"labels": ["a"], "series": [{"name": "V", "values": [5e-324]}]}, "values"),
+        ({"labels": ["a", "b"], "series": [{"name": "V", "values": [0, 1e-310]}]}, "values"),
     ],
 )
 def test_chart_refuses_what_is_not_a_chart(client: httpx.Client, body: dict[str, Any], where: str) -> None:
@@ -248,3 +252,23 @@ def test_openapi_documents_the_chart_not_the_pages(client: httpx.Client) -> None
     answers = paths["/dashboard/chart"]["post"]["responses"]
     assert "image/svg+xml" in answers["200"]["content"]
     assert "422" in answers
+
+
+def test_bodies_over_a_megabyte_are_refused_before_they_are_read(
+    client: httpx.Client, tenant: Tenant
+) -> None:
+    """413 as JSON, whether the body declares its length or comes in chunks; the tracking routes keep
+    their own limits."""
+    padded = b'{"labels": ["a"], "series": [{"name": "V", "values": [1]}]}' + b" " * (1024 * 1024)
+    headers = {"Content-Type": "application/json"}
+    detail = assert_error(client.post("/dashboard/chart", content=padded, headers=headers), 413)
+    assert "1048576 bytes" in detail
+
+    def chunks() -> Iterator[bytes]:
+        yield padded[: 512 * 1024]
+        yield padded[512 * 1024 :]
+
+    assert_error(client.post("/dashboard/chart", content=chunks(), headers=headers), 413)
+    query = b'{"metrics": ["visitors"], "date_range": "7d"}' + b" " * (1024 * 1024)
+    assert_error(client.post("/api/v1/stats/query", content=query, headers=tenant.headers | headers), 413)
+    assert client.post("/dashboard/chart", content=padded[: 64 * 1024], headers=headers).status_code == 200

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import pygal
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pygal.style import Style
 
 MAX_SERIES = 4
@@ -20,6 +20,9 @@ MAX_POINTS = 1000
 MAX_LABEL = 64
 # Large enough for any count the stats API returns; bounded so the axis arithmetic stays finite.
 MAX_VALUE = 1e15
+# The smallest value other than 0 worth a chart (any figure of the stats API is 0 or above it);
+# the axis arithmetic of tinier ones leaves floating point.
+MIN_VALUE = 1e-6
 # Blue, orange, green, purple: told apart with the common colour-vision deficiencies, and each at
 # least 4.5:1 against the white background (WCAG asks 3:1 of graphics).
 SERIES_COLOURS = ("#1d4ed8", "#b45309", "#047857", "#7e22ce")
@@ -53,8 +56,18 @@ X_LABEL_ROOM = 100
 
 # Printable text only: XML 1.0 cannot carry most control characters.
 Text = Annotated[str, StringConstraints(max_length=MAX_LABEL, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
+def _drawable(value: float) -> float:
+    if 0 < value < MIN_VALUE:
+        raise ValueError(f"a value is 0 or at least {MIN_VALUE:g}")
+    return value
+
+
 # Strict: a number, never a numeric string or a boolean.
-Value = Annotated[float, Field(ge=0, le=MAX_VALUE, allow_inf_nan=False, strict=True)]
+Value = Annotated[
+    float, Field(ge=0, le=MAX_VALUE, allow_inf_nan=False, strict=True), AfterValidator(_drawable)
+]
 
 
 class ChartSeries(BaseModel):
