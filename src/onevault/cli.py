@@ -422,7 +422,8 @@ def token() -> None:
     multiple=True,
     required=True,
     type=click.Choice(tokens.SCOPES),
-    help="Repeat for several: track (ingest only), read (status, dashboards, stats, export), process (trigger).",
+    help="Repeat for several: track (ingest only), read (status, dashboards, stats, export), "
+    "process (trigger).",
 )
 @click.option(
     "--expires-in", "expires_in", type=float, default=None, help="Lifetime in days (default: none)."
