@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import pygal
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pygal.style import Style
 
 MAX_SERIES = 4
@@ -20,8 +20,8 @@ MAX_POINTS = 1000
 MAX_LABEL = 64
 # Large enough for any count the stats API returns; bounded so the axis arithmetic stays finite.
 MAX_VALUE = 1e15
-# The smallest value other than 0 worth a chart (any figure of the stats API is 0 or above it);
-# the axis arithmetic of tinier ones leaves floating point.
+# Values below this are drawn as 0: no chart tells them from 0 (any figure of the stats API is 0
+# or above it), and the axis arithmetic of tinier ones leaves floating point.
 MIN_VALUE = 1e-6
 # Blue, orange, green, purple: told apart with the common colour-vision deficiencies, and each at
 # least 4.5:1 against the white background (WCAG asks 3:1 of graphics).
@@ -56,18 +56,8 @@ X_LABEL_ROOM = 100
 
 # Printable text only: XML 1.0 cannot carry most control characters.
 Text = Annotated[str, StringConstraints(max_length=MAX_LABEL, pattern=r"^[^\x00-\x1f\x7f]*$")]
-
-
-def _drawable(value: float) -> float:
-    if 0 < value < MIN_VALUE:
-        raise ValueError(f"a value is 0 or at least {MIN_VALUE:g}")
-    return value
-
-
 # Strict: a number, never a numeric string or a boolean.
-Value = Annotated[
-    float, Field(ge=0, le=MAX_VALUE, allow_inf_nan=False, strict=True), AfterValidator(_drawable)
-]
+Value = Annotated[float, Field(ge=0, le=MAX_VALUE, allow_inf_nan=False, strict=True)]
 
 
 class ChartSeries(BaseModel):
@@ -138,7 +128,8 @@ def _image_without_script(title: str) -> Callable[[Any], Any]:
 
 def render(chart: ChartRequest) -> str:
     """The chart as an SVG document (no XML declaration), its title its accessible name."""
-    values = [v for s in chart.series for v in s.values]
+    drawn = [[v if v >= MIN_VALUE else 0.0 for v in s.values] for s in chart.series]
+    values = [v for series in drawn for v in series]
     line = pygal.Line(
         style=STYLE,
         js=[],
@@ -147,7 +138,7 @@ def render(chart: ChartRequest) -> str:
         height=chart.height,
         legend_at_bottom=True,
         legend_at_bottom_columns=len(chart.series),
-        show_dots=max((len(s.values) for s in chart.series), default=0) <= MAX_DOTS,
+        show_dots=max((len(series) for series in drawn), default=0) <= MAX_DOTS,
         dots_size=3,
         show_minor_x_labels=False,
         x_labels_major_count=max(2, chart.width // X_LABEL_ROOM),
@@ -158,8 +149,8 @@ def render(chart: ChartRequest) -> str:
         margin=16,
     )
     line.x_labels = chart.labels
-    for series in chart.series:
-        line.add(series.name, series.values)
+    for series, points in zip(chart.series, drawn, strict=True):
+        line.add(series.name, points)
     line.add_xml_filter(_image_without_script(chart.title))
     svg: str = line.render(is_unicode=True)
     return svg
