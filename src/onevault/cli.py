@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import getpass
 import os
 import shutil
 import signal
@@ -37,6 +38,7 @@ from onevault.monitoring.pipeline import AUTOMATION_OBJECTS
 from onevault.pipeline import marts, rebuild
 from onevault.pipeline.result import NOTHING_DUE, PipelineResult
 from onevault.pipeline.runner import PipelineRunner, ProcessingFailed
+from onevault.privacy import erasure
 from onevault.smoketest import smoke_test
 
 MONITORING_QUERIES = sqlfile.load("onevault.monitoring", "queries.sql")
@@ -423,7 +425,7 @@ def token() -> None:
     required=True,
     type=click.Choice(tokens.SCOPES),
     help="Repeat for several: track (ingest only), read (status, dashboards, stats, export), "
-    "process (trigger).",
+    "process (trigger), erase (erasing a person's data).",
 )
 @click.option(
     "--expires-in", "expires_in", type=float, default=None, help="Lifetime in days (default: none)."
@@ -517,6 +519,58 @@ def mart_rebuild(customer_id: str, chunk_size: int) -> None:
     """Recompute a customer's marts from the business vault, visitor by visitor; safe while events arrive."""
     with _admin_connection() as conn:
         _rebuild_marts(conn, customer_id, chunk_size)
+
+
+@main.group()
+def visitor() -> None:
+    """A customer's visitors (people)."""
+
+
+def _operator() -> str:
+    """Who runs this command, as erasure audit records name it: the OS user, else `cli`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@visitor.command("erase")
+@click.argument("customer_id")
+@click.option("--visitor-id", default=None, help="The visitor id (a client's, or a derived anon-… id).")
+@click.option("--user-id", default=None, help="A user id: every visitor seen with it is erased.")
+def visitor_erase(customer_id: str, visitor_id: str | None, user_id: str | None) -> None:
+    """Erase a person's data from every layer: raw, staging, the vault and the marts.
+
+    Every event of the visitor (or of every visitor seen with the user id) goes, pending ones
+    included, with what the vault and the marts derived from them; sessions shared with other
+    visitors are recomputed without them. One transaction; an audit record says what was erased,
+    when and by whom, without the ids. Backups taken before still hold the data (see the README).
+    """
+    if (visitor_id is None) == (user_id is None):
+        raise click.UsageError("give exactly one of --visitor-id and --user-id")
+    with _admin_connection() as conn:
+        tenant_hk = _tenant_key(conn, customer_id)
+        with _needs_current_code():
+            done = erasure.erase(
+                conn,
+                tenant_hk,
+                visitor_id=visitor_id,
+                user_id=user_id,
+                erased_by=_operator(),
+                record_source=erasure.CLI_RECORD_SOURCE,
+            )
+    _table(
+        [{"table": table, "rows": rows} for table, rows in done.rows.items()],
+        ["table", "rows"],
+    )
+    person = "visitor" if visitor_id is not None else "user id"
+    click.echo(
+        f"erased {done.events} events, {done.sessions} sessions and {done.visitors} visitors of this {person}"
+        f" from customer {customer_id} (audit record {done.erasure_id})"
+        if done.events
+        else f"nothing of this {person} was stored for customer {customer_id}"
+        f" (audit record {done.erasure_id})"
+    )
 
 
 def _is_regular_file(stream: IO[Any]) -> bool:

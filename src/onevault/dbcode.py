@@ -26,7 +26,7 @@ CORE = "core"
 AUTOMATION = "automation"
 # Files of one schema are applied after those of the schemas before it (then by name), unless a
 # `-- requires:` line says otherwise.
-SCHEMA_ORDER = ("util", "auth", "raw", "staging", "business", "mart", "api")
+SCHEMA_ORDER = ("util", "auth", "raw", "staging", "business", "mart", "privacy", "api")
 # One lock for everything that changes the database's schema or code, in every process: the
 # migration runner holds it for a whole upgrade; removing or installing a layer takes it too.
 LOCK_KEY = 0x0E5A_17_01

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-PRODUCT_SCHEMAS = ("raw", "staging", "business", "api", "auth", "util")
+PRODUCT_SCHEMAS = ("raw", "staging", "business", "api", "auth", "util", "privacy")
 
 # Each query returns sorted rows of text describing one kind of object of the product's schemas.
 _QUERIES = {

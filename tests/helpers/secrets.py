@@ -5,15 +5,13 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-SCHEMAS = ["auth", "raw", "util", "staging", "business", "api"]
-
 
 def occurrences(conn: psycopg.Connection, needle: str) -> list[str]:
-    """Every `schema.table.column` (tables and views) whose text or hex form contains `needle`."""
+    """Every `schema.table.column` (tables and views) of every schema of the database but the system's
+    whose text or hex form contains `needle`."""
     columns = conn.execute(
         "SELECT c.table_schema, c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
-        "WHERE c.table_schema = ANY(%s) ORDER BY 1, 2, 3",
-        (SCHEMAS,),
+        "WHERE c.table_schema !~ '^pg_' AND c.table_schema <> 'information_schema' ORDER BY 1, 2, 3"
     ).fetchall()
     assert columns, "no columns to scan"
     found = []

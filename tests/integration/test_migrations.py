@@ -14,7 +14,7 @@ from onevault import migrations
 from onevault.auth import store
 from onevault.config import get_settings
 
-PRODUCT_SCHEMAS = ("raw", "staging", "business", "api", "auth")
+PRODUCT_SCHEMAS = ("raw", "staging", "business", "api", "auth", "privacy")
 ALL_SCHEMAS = (*PRODUCT_SCHEMAS, "util")
 N = len(migrations.available())
 

@@ -6,7 +6,7 @@ import hashlib
 import re
 import secrets
 
-SCOPES = ("track", "read", "process")
+SCOPES = ("track", "read", "process", "erase")
 CUSTOMER_ID_RE = re.compile(r"^[a-z0-9_-]{2,64}$")
 _TOKEN_RE = re.compile(r"^ovt_[a-z0-9]{1,16}_[0-9a-f]{64}$")
 
@@ -24,3 +24,8 @@ def is_well_formed(token: str) -> bool:
 def token_hash(token: str) -> bytes:
     """SHA-256 of the token: the only form in which it is stored."""
     return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def token_id(token_hash: bytes) -> str:
+    """The public id of a token (`onevault token list`): the first 6 bytes of its hash, in hex."""
+    return token_hash[:6].hex()

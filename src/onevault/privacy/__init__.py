@@ -1,0 +1,1 @@
+"""Privacy: erasing one person's data from every layer on request."""
