@@ -27,6 +27,7 @@ from onevault.monitoring import health
 from onevault.monitoring import pipeline as pipeline_routes
 from onevault.pipeline import useragents
 from onevault.pipeline.runner import PipelineRunner
+from onevault.privacy import routes as privacy_routes
 from onevault.services import Services
 from onevault.stats import routes as stats_routes
 from onevault.stats import source as stats_source
@@ -159,4 +160,5 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(docs.router)
     app.include_router(stats_source.router)
     app.include_router(export_routes.router)
+    app.include_router(privacy_routes.router)
     return app

@@ -21,6 +21,8 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from tests.helpers.servers import LiveServer
 from tests.helpers.tenants import make_tenant
 
+from onevault.auth import tokens
+
 # Small enough that all operations take well under a minute on two cores; the seed makes a run
 # repeatable.
 MAX_EXAMPLES = 40
@@ -30,7 +32,7 @@ SEED = 20261201
 @pytest.fixture
 def api_schema(live_server: LiveServer, conn: psycopg.Connection) -> OpenApiSchema:
     """The document the live server serves, with the credentials of a tenant holding every scope."""
-    tenant = make_tenant(conn, "contract")
+    tenant = make_tenant(conn, "contract", tokens.SCOPES)
     config = schemathesis.Config.from_dict(
         {
             "seed": SEED,

@@ -44,6 +44,8 @@ class Caller:
     scopes: frozenset[str]
     # Whether the tenant stores nothing of requests with DNT: 1 or Sec-GPC: 1 (tenant set-privacy).
     respects_privacy: bool = True
+    # The token's public id (`token list`): a short prefix of its hash, which audit records name.
+    token_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,9 @@ async def _check(
         raise ApiError(403, "a token sent in the body must have the 'track' scope only")
     if scope == "track" and grant.origins:
         _check_origin(request, grant.origins)
-    return Caller(grant.customer_id, grant.tenant_hk, grant.scopes, grant.respects_privacy)
+    return Caller(
+        grant.customer_id, grant.tenant_hk, grant.scopes, grant.respects_privacy, tokens.token_id(token_hash)
+    )
 
 
 def _check_origin(request: Request, allowed: tuple[str, ...]) -> None:
