@@ -12,11 +12,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 from tests.helpers.cli import Cli
 from tests.helpers.erasure import Person, audit_records, raw_rows
-from tests.helpers.mart_state import mart_state, rebuild_marts
+from tests.helpers.mart_state import mart_state, rebuild_marts, set_zone
 from tests.helpers.queries import rows, scalar
-from tests.helpers.vault_load import IPHONE, Event, ingest_events, new_customer, process_all
+from tests.helpers.secrets import occurrences
+from tests.helpers.vault_load import DESKTOP, IPHONE, Event, ingest_events, new_customer, process_all
 from tests.helpers.vault_state import vault_state
 
 from onevault.privacy import erasure
@@ -44,7 +47,7 @@ def person_events() -> tuple[list[Event], Event]:
             _id("p-home"),
             _at(0),
             visitor_id=v,
-            page="/home?utm_source=news",
+            page="/home?utm_source=news&utm_campaign=p-campaign-77",
             referrer="https://www.google.com/",
             client_ip=ip,
         ),
@@ -156,11 +159,17 @@ def test_erasing_a_visitor_leaves_no_trace_and_the_rest_as_if_never_sent(
     before = raw_rows(conn, erased)
     # Positive control: the scan finds every identifier before the erasure.
     assert set(person.traces(conn)) == set(person.needles)
+    assert "mart.traffic_daily.value" in occurrences(conn, "p-campaign-77")
+    assert "business.site_page_h.site_page_bk" in occurrences(conn, "/only-p")
     assert vault_state(conn, erased) != vault_state(conn, reference)
 
     output = erase_cli(cli, erased, "--visitor-id", "  PERSON-v1 ")
 
     assert person.traces(conn) == {}
+    # Nor of what only they sent: a page only they saw (its hub, details, and the marts' rows of its
+    # path), a campaign only they came from (rollup rows left at zero are removed).
+    for only_theirs in ("/only-p", "Only P", "p-campaign-77"):
+        assert occurrences(conn, only_theirs) == [], only_theirs
     assert raw_rows(conn, erased) == {k: v for k, v in before.items() if k in {e.event_id for e in others}}
     assert_as_if_never_sent(conn, erased, reference)
     shared = [s for s in vault_state(conn, erased).sessions.values() if s["session_key"] == "shared-s"]
@@ -426,4 +435,112 @@ def test_a_run_during_an_erasure_waits_and_finds_nothing_of_the_person(
         worker.join(60)
     assert claimed["n"] == len(others)
     assert traced.traces(conn) == {}
+    assert_as_if_never_sent(conn, erased, reference)
+
+
+# Random histories: a few visitors over three days (sessions split and merge, local days differ from
+# UTC days), client sessions some visitors share, a user id on some events, a bot.
+BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
+STEP = timedelta(minutes=5)
+TICKS = int(timedelta(days=3) / STEP)
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+AGENTS = (DESKTOP, DESKTOP, IPHONE, GOOGLEBOT)
+IPS = ("203.0.113.7", "198.51.100.2")
+
+
+def visitor_of(event: Event) -> tuple[str, ...]:
+    """Who an event's visitor is, as staging tells them apart: the id sent, else address and browser."""
+    if event.visitor_id is not None and event.visitor_id.strip():
+        return ("sent", event.visitor_id.strip().lower())
+    return ("derived", event.client_ip, event.user_agent)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[str, list[Event], list[Event], str]:
+    """A time zone, events stored and processed, events stored after, and whom to erase."""
+    n = draw(st.integers(4, 24))
+    ticks = draw(st.lists(st.integers(0, TICKS - 1), min_size=n, max_size=n, unique=True))
+    events = [
+        Event(
+            event_id=f"ev{i:03}",
+            at=BASE + tick * STEP,
+            visitor_id=draw(st.sampled_from(("v0", "V0", "v1", "v2", None, None))),
+            session_id=draw(st.sampled_from((None, None, None, "s0", "s1"))),
+            page=draw(st.sampled_from(("/", "/a", "/b?utm_source=news&utm_campaign=fall", "/c", None))),
+            event_type=draw(st.sampled_from(("page_view", "page_view", "click"))),
+            user_agent=draw(st.sampled_from(AGENTS)),
+            client_ip=draw(st.sampled_from(IPS)),
+            user_id=draw(st.sampled_from((None, None, "u0", "u1"))),
+            referrer=draw(st.sampled_from((None, "https://www.google.com/search?q=x", "https://t.co/x"))),
+        )
+        for i, tick in enumerate(ticks)
+    ]
+    pending = draw(st.lists(st.sampled_from(events), unique=True, max_size=4))
+    processed = [e for e in events if e not in pending]
+    whom = draw(st.sampled_from(("visitor:v0", "visitor: V1", "user:u0", "derived", "visitor:nobody")))
+    return draw(st.sampled_from(("UTC", "Europe/Berlin", "America/New_York"))), processed, pending, whom
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(history=histories())
+def test_after_any_history_the_rest_is_as_if_the_person_never_came(
+    conn: psycopg.Connection, history: tuple[str, list[Event], list[Event], str]
+) -> None:
+    """Whatever the person did (shared client sessions, late and merged sessions, several devices, bots,
+    events still pending), erasing them leaves the vault, the marts and the counts of a customer that
+    only ever got the others' events — also once the events left pending are processed."""
+    zone, processed, pending, whom = history
+    note(f"zone {zone}, erase {whom}")
+    for e in [*processed, *pending]:
+        note(f"{e.event_id} {e.at:%m-%d %H:%M} {visitor_of(e)} session={e.session_id} user={e.user_id}")
+    erased = new_customer(conn, "erased")
+    set_zone(conn, erased, zone)
+    ingest_events(conn, erased, processed)
+    process_all(conn, erased, limit=7)
+    ingest_events(conn, erased, pending)
+
+    kind, _, name = whom.partition(":")
+    if kind == "user":
+        people = {visitor_of(e) for e in [*processed, *pending] if e.user_id == name}
+    elif kind == "derived":
+        derived = [e for e in processed if visitor_of(e)[0] == "derived"]
+        people = {visitor_of(derived[0])} if derived else set()
+        name = (
+            scalar(
+                conn,
+                "SELECT visitor_id FROM staging.site_tracking_events_s"
+                " WHERE tenant_hk = util.tenant_hk(%s) AND event_id = %s",
+                (erased, derived[0].event_id),
+            )
+            if derived
+            else "anon-0"
+        )
+    else:
+        people = {("sent", name.strip().lower())}
+    gone = {e.event_id for e in [*processed, *pending] if visitor_of(e) in people}
+    kept = [e for e in [*processed, *pending] if e.event_id not in gone]
+    note(f"erased events: {sorted(gone)}")
+
+    reference = new_customer(conn, "reference")
+    set_zone(conn, reference, zone)
+    ingest_events(conn, reference, kept)
+    process_all(conn, reference)
+
+    done = erasure.erase(
+        conn,
+        bytes(scalar(conn, "SELECT util.tenant_hk(%s)", (erased,))),
+        visitor_id=None if kind == "user" else name,
+        user_id=name if kind == "user" else None,
+        erased_by="test",
+        record_source="test",
+    )
+    assert done.events == len(gone)
+    assert raw_rows(conn, erased).keys() == {e.event_id for e in kept}
+    process_all(conn, erased)
     assert_as_if_never_sent(conn, erased, reference)
