@@ -22,6 +22,8 @@ from tests.helpers.secrets import occurrences
 from tests.helpers.vault_load import DESKTOP, IPHONE, Event, ingest_events, new_customer, process_all
 from tests.helpers.vault_state import vault_state
 
+from onevault import migrations
+from onevault.auth import store
 from onevault.privacy import erasure
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4)
@@ -364,6 +366,38 @@ def test_an_unknown_customer_is_refused(cli: Cli) -> None:
     result = cli("visitor", "erase", "no_such_shop", "--visitor-id", "v")
     assert result.exit_code == 1
     assert "no tenant 'no_such_shop'" in result.output
+
+
+def test_rolling_back_the_erasure_migration_takes_the_erase_scope_away(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """Back to 0008 (which knows no `erase`): tokens keep their other scopes, a token that could only
+    erase is gone, the audit records go; upgraded again, the scope can be given anew."""
+    customer = new_customer(conn, "shop")
+    only = store.create_token(conn, customer, ["erase"], "test")
+    mixed = store.create_token(conn, customer, ["read", "erase"], "test")
+    plain = store.create_token(conn, customer, ["track"], "test")
+    erase_cli_free = erasure.erase(
+        conn,
+        bytes(scalar(conn, "SELECT util.tenant_hk(%s)", (customer,))),
+        visitor_id="v",
+        erased_by="test",
+        record_source="test",
+    )
+    assert erase_cli_free.events == 0
+    migrations.rollback(db_url, to=8)
+    scopes = {
+        str(r["token_id"]): list(r["scopes"])
+        for r in rows(
+            conn, "SELECT encode(substr(api_token_hk, 1, 6), 'hex') AS token_id, scopes FROM auth.api_token_s"
+        )
+    }
+    assert scopes == {mixed.token_id: ["read"], plain.token_id: ["track"]}
+    assert only.token_id not in scopes
+    assert scalar(conn, "SELECT to_regnamespace('privacy') IS NULL")
+    migrations.upgrade(db_url)
+    assert store.create_token(conn, customer, ["erase"], "test").token_id
+    assert audit_records(conn, customer) == []
 
 
 def _wait_for_advisory_lock(conn: psycopg.Connection, pid: int) -> None:

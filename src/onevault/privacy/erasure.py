@@ -18,6 +18,15 @@ Q = sqlfile.load(__package__, "queries.sql")
 CLI_RECORD_SOURCE = "cli"
 
 
+# The layers in the order data flows through them, for reports.
+LAYERS = ("raw", "staging", "business", "mart")
+
+
+def _layer_order(item: tuple[str, int]) -> tuple[int, str]:
+    schema = item[0].partition(".")[0]
+    return (LAYERS.index(schema) if schema in LAYERS else len(LAYERS), item[0])
+
+
 @dataclass(frozen=True)
 class Erasure:
     """What one erasure removed: its audit record's id, and rows per `schema.table`."""
@@ -36,7 +45,7 @@ class Erasure:
             visitors=int(result["visitors"]),
             sessions=int(result["sessions"]),
             events=int(result["events"]),
-            rows={str(k): int(v) for k, v in result["rows"].items()},
+            rows=dict(sorted(((str(k), int(v)) for k, v in result["rows"].items()), key=_layer_order)),
         )
 
 

@@ -172,8 +172,9 @@ BEGIN
     -- The vault: the events.
     SELECT coalesce(array_agg(DISTINCT l.site_page_hk), '{}') INTO v_pages
     FROM business.site_event_page_l l WHERE l.site_event_hk = ANY (v_events) AND l.site_page_hk <> v_ghost;
-    DELETE FROM business.site_event_session_eff_s x
-    WHERE x.site_event_hk = ANY (v_events) OR x.site_session_hk = ANY (v_gone);
+    -- (Every row of an erased session is an erased event's: an event has rows only for sessions it
+    -- is linked to, and no other event is linked to those.)
+    DELETE FROM business.site_event_session_eff_s x WHERE x.site_event_hk = ANY (v_events);
     GET DIAGNOSTICS v_n = ROW_COUNT;
     v_rows := v_rows || jsonb_build_object('business.site_event_session_eff_s', v_n);
     DELETE FROM business.site_event_session_l x WHERE x.site_event_hk = ANY (v_events) OR x.site_session_hk = ANY (v_gone);
