@@ -526,6 +526,10 @@ def visitor() -> None:
     """A customer's visitors (people)."""
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _operator() -> str:
     """Who runs this command, as erasure audit records name it: the OS user, else `cli`."""
     try:
@@ -565,8 +569,9 @@ def visitor_erase(customer_id: str, visitor_id: str | None, user_id: str | None)
     )
     person = "visitor" if visitor_id is not None else "user id"
     click.echo(
-        f"erased {done.events} events, {done.sessions} sessions and {done.visitors} visitors of this {person}"
-        f" from customer {customer_id} (audit record {done.erasure_id})"
+        f"erased {_count(done.events, 'event')}, {_count(done.sessions, 'session')} and"
+        f" {_count(done.visitors, 'visitor')} of this {person} from customer {customer_id}"
+        f" (audit record {done.erasure_id})"
         if done.events
         else f"nothing of this {person} was stored for customer {customer_id}"
         f" (audit record {done.erasure_id})"

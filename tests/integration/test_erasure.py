@@ -189,7 +189,7 @@ def test_erasing_a_visitor_leaves_no_trace_and_the_rest_as_if_never_sent(
     assert record["erased_rows"]["business.site_visitor_h"] == 1
     assert record["erased_rows"]["business.site_page_h"] == 1  # /only-p
     assert record["erased_rows"]["mart.session_f"] == 2
-    assert "erased 6 events, 2 sessions and 1 visitors" in output
+    assert "erased 6 events, 2 sessions and 1 visitor of this visitor" in output
     assert f"audit record {record['erasure_id']}" in output
     # Nothing is left for the pipeline to bring back.
     assert process_all(conn, erased) == 0
