@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -31,10 +32,13 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from onevault import db, migrations
+from onevault import db, keys, migrations
 from onevault.auth import store
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# The installation key of this run's servers; its own sessions get it too, as the service gives its
+# own (onevault.keys): they store events with client addresses.
+SECRET_KEY = secrets.token_hex(32)
 CUSTOMER_ID = "bench_co"
 # What a web page's beacon carries besides its body: the page's origin (allowed for the benchmark
 # customer by `browser_token`) and a desktop Chrome's user agent.
@@ -57,8 +61,9 @@ class Postgres:
     socket_dir: Path
 
     def url(self, dbname: str) -> str:
-        """URL of database `dbname` on this server."""
-        return f"postgresql://postgres@/{quote(dbname)}?host={quote(str(self.socket_dir))}"
+        """URL of database `dbname` on this server, its sessions given the run's key."""
+        options = quote(f"-c {keys.KEY_SETTING}={SECRET_KEY}")
+        return f"postgresql://postgres@/{quote(dbname)}?host={quote(str(self.socket_dir))}&options={options}"
 
 
 @contextlib.contextmanager
@@ -174,6 +179,7 @@ def onevault(url: str, port: int, workers: int = 2, /, **env: str) -> Iterator[S
         "LOG_LEVEL": "WARNING",
         "ONEVAULT_RATE_LIMIT_PER_SECOND": "0",
         "ONEVAULT_DATA_DIR": tempfile.mkdtemp(prefix="onevault-bench-data-"),
+        "ONEVAULT_SECRET_KEY": SECRET_KEY,
     } | env
     argv = [sys.executable, "-m", "onevault", "serve", "--port", str(port), "--workers", str(workers)]
     server = Server("onevault", argv, port, settings)

@@ -13,7 +13,7 @@ WHERE k.api_token_hk = %(token_hash)s;
 INSERT INTO raw.site_tracking_events_r
     (tenant_hk, event_id, raw_payload, received_timestamp, record_source, user_agent, client_ip_hash)
 VALUES (%(tenant_hk)s, %(event_id)s, %(payload)s, clock_timestamp(), 'naive', %(user_agent)s,
-        util.hash_client_ip(%(client_ip)s::inet, (SELECT hash_key FROM util.ip_hash_key)))
+        util.hash_client_ip(%(client_ip)s::inet, util.client_ip_key(clock_timestamp())))
 ON CONFLICT (tenant_hk, event_id) DO NOTHING
 RETURNING raw_event_id;
 

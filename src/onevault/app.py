@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from onevault import __version__, errors, logs, metrics, migrations
+from onevault import __version__, errors, keys, logs, metrics, migrations
 from onevault.auth.caller import FailureLimiter, TokenResolver
 from onevault.bodylimit import BodyLimitMiddleware
 from onevault.config import Settings, get_settings
@@ -75,12 +75,14 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         if url is None:
             url = await asyncio.to_thread(resolve_database_url, settings)
         logger.info("Using PostgreSQL at %s", describe(url))
+        key = await asyncio.to_thread(keys.secret_key, settings, tuned_conninfo(url, settings))
+        session = keys.session_settings(settings, key)
         applied = await asyncio.to_thread(
-            migrations.upgrade, tuned_conninfo(url, settings), None, logger.info
+            migrations.upgrade, tuned_conninfo(url, settings, session), None, logger.info
         )
         if applied:
             logger.info("Applied %d migration(s)", len(applied))
-        pool = open_pool(url, settings)
+        pool = open_pool(url, settings, session=session)
         await pool.open(wait=True, timeout=max(10.0, settings.db_timeout_seconds))
         read_pool = pool
         if settings.read_database_url:

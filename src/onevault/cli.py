@@ -21,7 +21,7 @@ from typing import IO, Any
 import click
 import psycopg
 
-from onevault import __version__, dbcode, logs, migrations, sqlfile
+from onevault import __version__, dbcode, keys, logs, migrations, sqlfile
 from onevault.auth import store, tokens
 from onevault.config import Settings, get_settings
 from onevault.db import (
@@ -61,12 +61,25 @@ def _conninfo(settings: Settings) -> str:
     return tuned_conninfo(_database_url(settings), settings)
 
 
+def _keyed_conninfo(url: str, settings: Settings) -> str:
+    """The database's connection string with the installation's secret key (see onevault.keys),
+    which is created first if needed: taken over from a database that still holds it."""
+    key = keys.secret_key(settings, tuned_conninfo(url, settings))
+    return tuned_conninfo(url, settings, keys.session_settings(settings, key))
+
+
 @contextmanager
 def _clear_errors() -> Iterator[None]:
     """Turn the usual failures of a command into one-line messages instead of tracebacks."""
     try:
         yield
-    except (store.AdminError, migrations.MigrationError, dbcode.CodeError, UnsupportedServer) as exc:
+    except (
+        store.AdminError,
+        migrations.MigrationError,
+        dbcode.CodeError,
+        UnsupportedServer,
+        keys.SecretKeyError,
+    ) as exc:
         raise click.ClickException(str(exc)) from None
     except psycopg.errors.UndefinedTable:
         raise click.ClickException("the database is not initialised: run `onevault db upgrade`") from None
@@ -173,7 +186,7 @@ def serve(host: str, port: int, workers: int) -> None:
         url = _database_url(settings)
         # Here, not only in each worker's start-up: a database the code cannot run against is
         # refused in one line before any worker starts.
-        migrations.upgrade(tuned_conninfo(url, settings), progress=_progress)
+        migrations.upgrade(_keyed_conninfo(url, settings), progress=_progress)
     click.echo(f"PostgreSQL: {describe(url)}", err=True)
     # Every worker process reads its settings from the environment; hand them this database.
     os.environ["SYSTEM_DATABASE_URL"] = url
@@ -203,7 +216,7 @@ def db_upgrade(target: int | None) -> None:
     """Apply pending migrations."""
     settings = _settings()
     with _clear_errors():
-        done = migrations.upgrade(_conninfo(settings), target, _progress)
+        done = migrations.upgrade(_keyed_conninfo(_database_url(settings), settings), target, _progress)
     click.echo(f"{len(done)} migration(s) applied" if done else "Database is up to date")
 
 
@@ -213,7 +226,8 @@ def db_rollback(target: int | None) -> None:
     """Roll back the latest migration (or all above --to)."""
     settings = _settings()
     with _clear_errors():
-        done = migrations.rollback(_conninfo(settings), target, _progress)
+        # With the key: rolling 0010 back puts it in the database again.
+        done = migrations.rollback(_keyed_conninfo(_database_url(settings), settings), target, _progress)
     click.echo(f"{len(done)} migration(s) rolled back" if done else "Nothing to roll back")
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -39,6 +40,13 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = "text"
     data_dir: Path = Field(default_factory=_default_data_dir)
+    # The installation's secret (64 hex digits): it keys client IP hashes and derived visitor ids,
+    # and never enters the database. When unset: the file secret.key in data_dir, created at the
+    # first start (readable by its owner only). See docs/privacy.md.
+    secret_key: SecretStr | None = None
+    # How long a derived visitor id lasts: a new random salt every UTC day, every month, or never
+    # (the ids of 0.4.0: the same IP and browser are one visitor for ever).
+    visitor_salt_rotation: Literal["daily", "monthly", "never"] = "daily"
 
     token_env: str = Field(default="prod", pattern=r"^[a-z0-9]{1,16}$")
     auth_cache_seconds: float = Field(default=2.0, ge=0, le=5)
@@ -96,6 +104,13 @@ class Settings(BaseSettings):
     def _postgres_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _hex_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64,}", value.get_secret_value()):
+            raise ValueError("must be at least 64 hex digits (e.g. from `openssl rand -hex 32`)")
         return value
 
     @field_validator("cors_read_origins", mode="before")

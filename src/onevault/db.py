@@ -6,6 +6,7 @@ import asyncio
 import atexit
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +111,15 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded(settings.data_dir)
 
 
-def tuned_conninfo(url: str, settings: Settings) -> str:
-    """The URL with a connect timeout and application name unless the URL sets them."""
+def tuned_conninfo(url: str, settings: Settings, session: Mapping[str, str] | None = None) -> str:
+    """The URL with a connect timeout and application name unless the URL sets them, and the
+    `session` settings (names and values without spaces) given to each connection at its start."""
     params = conninfo_to_dict(url)
     params.setdefault("connect_timeout", max(1, round(settings.db_timeout_seconds)))
     params.setdefault("application_name", APPLICATION_NAME)
+    if session:
+        given = [str(params["options"])] if params.get("options") else []
+        params["options"] = " ".join(given + [f"-c {name}={value}" for name, value in session.items()])
     return make_conninfo("", **params)
 
 
@@ -158,7 +163,9 @@ class GuardedPool(AsyncConnectionPool):
         await self.check()
 
 
-def open_pool(url: str, settings: Settings, name: str = "onevault") -> GuardedPool:
+def open_pool(
+    url: str, settings: Settings, name: str = "onevault", session: Mapping[str, str] | None = None
+) -> GuardedPool:
     """A pool (not yet opened) of autocommit connections, behind a circuit breaker.
 
     Every statement the service sends is a transaction on its own (the functions it calls do all
@@ -166,7 +173,7 @@ def open_pool(url: str, settings: Settings, name: str = "onevault") -> GuardedPo
     connections are discarded when returned; callers that write retry once on a fresh one.
     """
     return GuardedPool(
-        tuned_conninfo(url, settings),
+        tuned_conninfo(url, settings, session),
         probe_seconds=settings.db_probe_seconds,
         probe_timeout=settings.db_timeout_seconds,
         min_size=settings.pool_min_size,

@@ -263,7 +263,7 @@ def _stored_ip_hash(conn: psycopg.Connection, event_id: str) -> bytes:
 
 def _ip_hash(conn: psycopg.Connection, address: str) -> bytes:
     row = conn.execute(
-        "SELECT util.hash_client_ip(%s::inet, hash_key) FROM util.ip_hash_key", (address,)
+        "SELECT util.hash_client_ip(%s::inet, util.client_ip_key(now()))", (address,)
     ).fetchone()
     assert row is not None
     return bytes(row[0])

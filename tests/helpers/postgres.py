@@ -53,8 +53,22 @@ def with_dbname(url: str, dbname: str) -> str:
     user = quote(params.pop("user", ""), safe="")
     password = params.pop("password", "")
     credentials = f"{user}:{quote(password, safe='')}@" if password else f"{user}@" if user else ""
-    query = f"?{urlencode(params)}" if params else ""
+    query = f"?{urlencode(params, quote_via=quote)}" if params else ""
     return f"postgresql://{credentials}/{quote(dbname, safe='')}{query}"
+
+
+# The installation key of the tests' services (ONEVAULT_SECRET_KEY, set by tests/fixtures/database.py),
+# and derived visitor ids that never change: every test database's sessions get both, as the service
+# gives its own (onevault.keys). The tests of the rotating salts set their own rotation.
+TEST_SECRET_KEY = "5e" * 32
+TEST_SALT_ROTATION = "never"
+
+
+def with_session_settings(url: str) -> str:
+    """`url` whose sessions start with the tests' key and salt rotation."""
+    options = f"-c onevault.secret_key={TEST_SECRET_KEY} -c onevault.salt_rotation={TEST_SALT_ROTATION}"
+    separator = "&" if "?" in url else "?"
+    return url + separator + urlencode({"options": options}, quote_via=quote)
 
 
 def create_database(pg_url: str, template: str | None) -> str:
@@ -69,7 +83,7 @@ def create_database(pg_url: str, template: str | None) -> str:
             )
         else:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return with_dbname(pg_url, name)
+    return with_session_settings(with_dbname(pg_url, name))
 
 
 def drop_database(pg_url: str, url: str) -> None:

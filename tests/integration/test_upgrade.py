@@ -18,7 +18,8 @@ from tests.helpers.postgres import create_database, drop_database
 from tests.helpers.release import DEV_0007, RELEASE_DIR, migrate_like_release_0_1_0
 from tests.helpers.tenants import make_tenant
 
-from onevault import dbcode, migrations
+from onevault import dbcode, keys, migrations
+from onevault.config import Settings
 
 RELEASED_LIST = Path(__file__).resolve().parent.parent / "data" / "released_migrations.txt"
 MIGRATIONS_DIR = Path(migrations.__file__).parent
@@ -44,7 +45,6 @@ DATA_TABLES = (
     "business.site_page_details_s",
     "business.site_visitor_details_s",
     "business.site_session_summary_s",
-    "util.ip_hash_key",
 )
 
 
@@ -104,18 +104,29 @@ def test_fresh_and_upgraded_from_release_0_1_0_have_identical_catalogs(
 
 
 def test_release_0_1_0_database_keeps_every_row_and_processes_new_events(
-    empty_db_url: str, cli_for: Callable[[str], Cli]
+    empty_db_url: str, cli_for: Callable[[str], Cli], tmp_path: Path
 ) -> None:
-    """A 0.1.0 database keeps its tenants, tokens and events; old and new events are processed."""
+    """A 0.1.0 database keeps its tenants, tokens and events; old and new events are processed. Its IP
+    hash key leaves it for the key file, so that addresses still hash as before (salts: never)."""
     migrate_like_release_0_1_0(empty_db_url)
     tokens = populate_release_0_1_0(empty_db_url)
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         before = counts(conn)
-        key = conn.execute("SELECT hash_key FROM util.ip_hash_key").fetchone()
+        row = conn.execute("SELECT hash_key FROM util.ip_hash_key").fetchone()
+        assert row is not None
+    key = keys.secret_key(Settings(secret_key=None, data_dir=tmp_path), empty_db_url)
+    assert key == bytes(row[0])
+    assert (tmp_path / keys.KEY_FILE).stat().st_mode & 0o777 == 0o600
     migrations.upgrade(empty_db_url)
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         assert counts(conn) == before
-        assert conn.execute("SELECT hash_key FROM util.ip_hash_key").fetchone() == key
+        assert conn.execute("SELECT to_regclass('util.ip_hash_key')").fetchone() == (None,)
+        conn.execute("SELECT set_config('onevault.secret_key', %s, false)", (key.hex(),))
+        conn.execute("SELECT set_config('onevault.salt_rotation', 'never', false)")
+        rehashed = conn.execute(
+            "SELECT util.hash_client_ip('203.0.113.7', util.client_ip_key(now()))"
+        ).fetchone()
+        assert rehashed == (hashlib.sha256(key + b"203.0.113.7").digest(),)
         for customer_id, token in tokens.items():
             owner = conn.execute(
                 "SELECT t.customer_id FROM auth.api_token_current k "

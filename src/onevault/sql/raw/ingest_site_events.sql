@@ -12,7 +12,9 @@ CREATE OR REPLACE FUNCTION raw.ingest_site_events(
 ) RETURNS TABLE (ord bigint, raw_event_id bigint, duplicate boolean, lane smallint)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_key bytea := (SELECT k.hash_key FROM util.ip_hash_key k);
+    -- Only events with an IP need the key (a caller from psql may have none).
+    v_key bytea := CASE WHEN cardinality(array_remove(p_client_ips, NULL)) > 0
+                        THEN util.client_ip_key((SELECT max(r) FROM unnest(p_received) r)) END;
     v_ords bigint[];
     v_ids bigint[];
     v_lanes smallint[];
