@@ -77,6 +77,14 @@ def test_stats_are_read_from_the_standby_with_its_lag(
 
         probe = http.get(READ_POOL_PROBE).json()
         assert probe == {"in_recovery": True, "port": 5433, "same_pool": False}
+        health = http.get("/health/detailed").json()
+        assert health["status"] == "healthy"
+        assert health["read_replica"] == {
+            "status": "connected",
+            "replica": True,
+            "lag_seconds": 0,
+            "circuit": "closed",
+        }
 
 
 def test_events_tracked_through_the_app_reach_the_standby(replicated_db: ReplicatedDatabase) -> None:
@@ -110,6 +118,7 @@ def test_without_a_read_url_stats_are_read_from_the_primary(replicated_db: Repli
         assert (body["replica"], body["lag_seconds"]) == (False, None)
         probe = http.get(READ_POOL_PROBE).json()
         assert probe == {"in_recovery": False, "port": 5432, "same_pool": True}
+        assert "read_replica" not in http.get("/health/detailed").json()
 
 
 def test_a_standby_down_fails_the_stats_but_not_ingestion(
@@ -129,6 +138,9 @@ def test_a_standby_down_fails_the_stats_but_not_ingestion(
             tracked = http.post("/api/v1/track", headers=tenant.headers, json={"page_url": "https://r.test/"})
             assert tracked.status_code == 200, tracked.text
             assert tracked.json()["pipeline"] == {"status": "complete"}
+            health = http.get("/health/detailed")
+            assert health.status_code == 200 and health.json()["status"] == "healthy"
+            assert health.json()["read_replica"]["status"] == "unavailable"
         finally:
             replica_pair.start_standby()
         wait_until(lambda: http.get(SOURCE, headers=tenant.headers).status_code == 200, "stats back")

@@ -19,6 +19,7 @@ from onevault import __version__, metrics, sqlfile
 from onevault.errors import ErrorResponse, responses
 from onevault.monitoring.models import Health, HealthDetailed
 from onevault.services import Services, ServicesDep
+from onevault.stats.source import read_source
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -89,7 +90,20 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
         headers = {"Retry-After": str(services.settings.retry_after_seconds)}
         return JSONResponse(body, status_code=503, headers=headers)
     body |= {"status": "healthy", "database": database, "circuit": services.pool.circuit.state}
+    if services.read_pool is not services.pool:
+        body["read_replica"] = await _probe_replica(services)
     return JSONResponse(body)
+
+
+async def _probe_replica(services: Services) -> dict[str, Any]:
+    """The read replica (ONEVAULT_READ_DATABASE_URL): connected with its lag, or why not. Its absence
+    leaves the service healthy: ingestion and processing do not need it."""
+    try:
+        source = await asyncio.wait_for(read_source(services), timeout=services.settings.db_timeout_seconds)
+        found = {"status": "connected"} | source
+    except (psycopg.OperationalError, PoolTimeout, TimeoutError) as exc:
+        found = {"status": "unavailable", "error": type(exc).__name__}
+    return found | {"circuit": services.read_pool.circuit.state}
 
 
 @router.get(

@@ -143,6 +143,12 @@ class HealthDetailed(BaseModel):
     pool: dict[str, int]
     database: dict[str, Any] = Field(description="`status`, and latency, versions and backlog when connected")
     circuit: State = Field(description="The breaker in front of the pool: `open` while PostgreSQL is away")
+    read_replica: dict[str, Any] | None = Field(
+        default=None,
+        description="With ONEVAULT_READ_DATABASE_URL: `status` (`connected`, with `replica` and "
+        "`lag_seconds` as /api/v1/stats/source, or `unavailable` with `error`) and its `circuit`; "
+        "its state does not change `status`",
+    )
 
 
 class DatabaseObjects(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from onevault import sqlfile
 from onevault.auth.caller import OPENAPI_READ_AUTH, Caller, require
 from onevault.errors import responses
-from onevault.services import ServicesDep
+from onevault.services import Services, ServicesDep
 
 Q = sqlfile.load(__package__, "source.sql")
 router = APIRouter(tags=["stats"])
@@ -52,12 +52,13 @@ class StatsSource(BaseModel):
 )
 async def stats_source(caller: ReadCaller, services: ServicesDep) -> dict[str, Any]:
     """Whether the stats come from a streaming replica, and its lag behind the primary."""
+    return await read_source(services) | {"timestamp": datetime.now(UTC).isoformat()}
+
+
+async def read_source(services: Services) -> dict[str, Any]:
+    """`replica` and `lag_seconds` of the read pool's server (see StatsSource)."""
     async with services.read_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(Q["read_source"])
         row = await cur.fetchone()
     assert row is not None  # a SELECT without FROM returns one row
-    return {
-        "replica": row["replica"],
-        "lag_seconds": row["lag_seconds"],
-        "timestamp": datetime.now(UTC).isoformat(),
-    }
+    return {"replica": row["replica"], "lag_seconds": row["lag_seconds"]}
