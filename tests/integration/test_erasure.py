@@ -315,6 +315,53 @@ def test_an_unknown_visitor_erases_nothing_and_is_audited(conn: psycopg.Connecti
     assert set(record["erased_rows"].values()) == {0}
 
 
+def test_from_psql_a_quarantined_event_leaves_another_visitors_session_alone(
+    conn: psycopg.Connection,
+) -> None:
+    """privacy.erase_visitor from psql, with its defaults (the audit names the database user); a person
+    whose only event in another visitor's client session was quarantined takes nothing of that session
+    with them, its summary history included."""
+    others = [
+        Event(_id("w"), _at(n), visitor_id="w-1", session_id="s-w", page=f"/p{n}", client_ip=OTHER_IP)
+        for n in range(3)
+    ]
+    quarantined = Event(
+        _id("q"),
+        _at(1.5),
+        visitor_id="p-q",
+        session_id="s-w",
+        page="/",
+        event_type="bad type!",
+        client_ip="198.51.100.99",
+    )
+    customer = load(conn, "shop", [*others, quarantined])
+    history = rows(
+        conn,
+        "SELECT * FROM business.site_session_summary_s WHERE tenant_hk = util.tenant_hk(%s)",
+        (customer,),
+    )
+    vault = vault_state(conn, customer)
+    person = Person.of(conn, customer, [quarantined.event_id], ids=("p-q",))
+    assert set(person.traces(conn)) == set(person.needles)
+    result = scalar(conn, "SELECT privacy.erase_visitor(util.tenant_hk(%s), ' P-Q ')", (customer,))
+    assert (result["events"], result["sessions"], result["visitors"]) == (1, 0, 1)
+    assert (
+        rows(
+            conn,
+            "SELECT * FROM business.site_session_summary_s WHERE tenant_hk = util.tenant_hk(%s)",
+            (customer,),
+        )
+        == history
+    )
+    assert vault_state(conn, customer) == vault
+    assert person.traces(conn) == {}
+    [record] = audit_records(conn, customer)
+    assert (record["erased_by"], record["record_source"]) == (
+        "sql:" + str(scalar(conn, "SELECT session_user")),
+        "sql:privacy.erase_visitor",
+    )
+
+
 def test_a_customer_erases_only_its_own_visitor(conn: psycopg.Connection, cli: Cli) -> None:
     """Two customers with a visitor of the same id: erasing it for one leaves the other's whole."""
     same = [

@@ -12,13 +12,16 @@
 -- days of those sessions are removed. The pipeline's counters forget the events.
 -- Holds all of the customer's lanes (as staging.rebuild_vault does) and then its mart lock, so no
 -- pipeline run loads any of the person's events meanwhile; events stored after the erasure are kept.
+-- From psql: SELECT privacy.erase_visitor(util.tenant_hk('acme_shop'), 'visitor-id'), or
+-- (util.tenant_hk('acme_shop'), NULL, 'user-id'); the audit then names the database user.
 -- Records one privacy.erasure_audit row (counts, who, when; never an identifier) and returns
 -- {"erasure_id", "visitors", "sessions", "events", "rows": {"schema.table": n, ...}}.
 -- requires: staging/load_business.sql
 -- requires: staging/visitor_hk.sql
 -- requires: mart/refresh_sessions.sql
 CREATE OR REPLACE FUNCTION privacy.erase_visitor(
-    p_tenant_hk bytea, p_visitor_id text, p_user_id text, p_erased_by text, p_record_source text
+    p_tenant_hk bytea, p_visitor_id text, p_user_id text DEFAULT NULL,
+    p_erased_by text DEFAULT 'sql:' || session_user, p_record_source text DEFAULT 'sql:privacy.erase_visitor'
 ) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -106,7 +109,8 @@ BEGIN
     -- The sessions they touched, now or before (moves, holders, facts), and of those, the ones no
     -- other event is in (erased) and the ones others' events keep (recomputed).
     SELECT coalesce(array_agg(DISTINCT x.hk), '{}') INTO v_sessions
-    FROM (SELECT s.site_session_hk AS hk FROM staging.site_tracking_events_s s WHERE s.raw_event_id = ANY (v_raw)
+    FROM (SELECT s.site_session_hk AS hk FROM staging.site_tracking_events_s s
+          WHERE s.raw_event_id = ANY (v_raw) AND s.validation_status <> 'INVALID'
           UNION ALL
           SELECT l.site_session_hk FROM business.site_event_session_l l WHERE l.site_event_hk = ANY (v_events)
           UNION ALL
