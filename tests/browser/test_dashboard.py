@@ -294,10 +294,13 @@ def test_dashboard_shows_the_known_events_and_follows_filters_and_ranges(
     expect_figures(page, visitors=2, pageviews=3, visits=2)
     expect(page.locator("#chart-table tbody tr")).to_have_count(1)
 
-    # A reload keeps the session (sessionStorage), and no cookie was ever set.
+    # A reload keeps the session (sessionStorage) and the view (in the address); no cookie was ever set.
     page.reload()
-    expect_figures(page, visitors=6, pageviews=12)
+    expect_figures(page, visitors=2, pageviews=3, visits=2)
+    expect(page.get_by_label("Date range")).to_have_value("custom")
     assert page.context.cookies() == []
+    page.get_by_label("Date range").select_option("30d")
+    expect_figures(page, visitors=6, pageviews=12)
 
     # A phone: one column, nothing wider than the screen.
     page.set_viewport_size({"width": 390, "height": 844})
@@ -318,6 +321,35 @@ def test_dashboard_shows_the_known_events_and_follows_filters_and_ranges(
     expect(page.get_by_label("Read token")).to_be_visible()
     expect(page.locator("#dashboard")).to_be_hidden()
     assert page.evaluate("sessionStorage.length") == 0
+    assert dashboard.tab.console_errors() == []
+    assert dashboard.outside == []
+
+
+def test_a_link_to_the_dashboard_shows_its_range_and_filters(dashboard: Browser, shop: Shop) -> None:
+    """The range and filters are in the page's address (never the token): a link opened after signing
+    out shows them once signed in again; an address naming nothing valid shows the default view."""
+    page = dashboard.page
+    sign_in(page, shop)
+    expect_figures(page, visitors=6, pageviews=12, visits=7)
+    page.locator("#panel-pages tbody tr", has_text="/pricing").click()
+    page.get_by_label("Date range").select_option("7d")
+    expect_figures(page, visitors=2, pageviews=3)
+    link = page.url
+    assert "range=7d" in link and "pricing" in link and shop.tenant.token not in link
+
+    page.get_by_role("button", name="Log out").click()
+    assert "#" not in page.url
+    for address, figures, chips in (
+        (link, {"visitors": 2, "pageviews": 3}, 1),
+        (f"{shop.server.url}/dashboard#range=yesterday&filter=%5B1%5D", {"visitors": 6, "pageviews": 12}, 0),
+    ):
+        page.goto(address)
+        page.get_by_label("Customer id").fill(shop.tenant.customer_id)
+        page.get_by_label("Read token").fill(shop.tenant.token)
+        page.get_by_label("Read token").press("Enter")
+        expect_figures(page, **figures)
+        expect(page.locator("#filters .chip")).to_have_count(chips)
+        page.get_by_role("button", name="Log out").click()
     assert dashboard.tab.console_errors() == []
     assert dashboard.outside == []
 

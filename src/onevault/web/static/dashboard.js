@@ -211,6 +211,7 @@
   // ---- loading -----------------------------------------------------------------------------
 
   function refresh() {
+    writeView();
     var generation = ++state.generation;
     var current = function () { return generation === state.generation && state.credentials !== null; };
     clearTimeout(state.retryTimer);
@@ -430,6 +431,81 @@
     return tr;
   }
 
+  // ---- the view in the address: a reload or a shared link shows the same range and filters ----
+
+  function writeView() {
+    var params = new URLSearchParams();
+    params.set("range", state.range);
+    if (state.range === "custom" && state.custom) {
+      params.set("from", state.custom[0]);
+      params.set("to", state.custom[1]);
+    }
+    state.filters.forEach(function (f) {
+      params.append("filter", JSON.stringify([f.dimension, f.value, f.label]));
+    });
+    var hash = "#" + params.toString();
+    if (location.hash !== hash) history.replaceState(null, "", hash);
+  }
+
+  function clearView() {
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+
+  function showDefaultRange() {
+    var range = el("range");
+    var chosen = Array.prototype.filter.call(range.options, function (o) { return o.defaultSelected; })[0];
+    range.value = chosen ? chosen.value : range.options[0].value;
+    state.range = range.value;
+    state.custom = null;
+    el("custom-range").hidden = true;
+  }
+
+  function parseFilter(text, dimensions) {
+    var f;
+    try { f = JSON.parse(text); } catch (error) { return null; }
+    if (!Array.isArray(f) || f.length !== 3 || dimensions.indexOf(f[0]) < 0 ||
+        (f[1] !== null && typeof f[1] !== "string") || typeof f[2] !== "string") return null;
+    return { dimension: f[0], value: f[1], label: f[2] };
+  }
+
+  // The range and filters the address names, if it names a valid range (anything else is ignored).
+  function readView() {
+    var params = new URLSearchParams(location.hash.slice(1));
+    var range = params.get("range");
+    var ranges = Array.prototype.map.call(el("range").options, function (o) { return o.value; });
+    if (ranges.indexOf(range) < 0) return;
+    if (range === "custom") {
+      var day = /^\d{4}-\d{2}-\d{2}$/;
+      var from = params.get("from") || "";
+      var to = params.get("to") || "";
+      if (!day.test(from) || !day.test(to) || from > to) return;
+      state.custom = [from, to];
+      el("date-from").value = from;
+      el("date-to").value = to;
+    }
+    state.range = range;
+    el("range").value = range;
+    el("custom-range").hidden = range !== "custom";
+    var dimensions = Array.prototype.map.call(document.querySelectorAll(".panel"), function (panel) {
+      return panel.getAttribute("data-dimension");
+    });
+    var seen = {};
+    state.filters = params.getAll("filter").map(function (text) {
+      return parseFilter(text, dimensions);
+    }).filter(function (f) {
+      if (f === null || seen[f.dimension]) return false;
+      seen[f.dimension] = true;
+      return true;
+    });
+  }
+
+  window.addEventListener("hashchange", function () {
+    if (state.credentials === null) return;
+    readView();
+    renderFilters();
+    refresh();
+  });
+
   // ---- filters -----------------------------------------------------------------------------
 
   function filterText(f) {
@@ -551,6 +627,8 @@
     var customerId = state.credentials ? state.credentials.customerId : "";
     forgetCredentials();
     state.filters = [];
+    showDefaultRange();
+    clearView();
     clearFigures();
     renderFilters();
     el("dashboard").hidden = true;
@@ -577,6 +655,7 @@
     // One small authenticated request first: a refused token is reported once, on the form.
     return api("/api/v1/stats/realtime").then(function () {
       showDashboard();
+      readView();
       renderFilters();
       startLive();
       return refresh();
@@ -646,6 +725,7 @@
   if (saved) {
     state.credentials = saved;
     showDashboard();
+    readView();
     renderFilters();
     startLive();
     refresh();
