@@ -32,7 +32,7 @@ def person(visitor_id: str, user_id: str | None = None) -> list[Event]:
     ip = f"198.51.100.{uuid.uuid4().int % 200 + 1}"
     return [
         Event(
-            f"{visitor_id}-{n}-{uuid.uuid4().hex}",
+            f"{visitor_id[:20]}-{n}-{uuid.uuid4().hex}",
             T0 + timedelta(minutes=n),
             visitor_id=visitor_id,
             page=f"/p{n}",
@@ -153,4 +153,16 @@ def test_a_browser_token_cannot_carry_the_erase_scope(conn: psycopg.Connection, 
         headers={"Content-Type": "text/plain"},
     )
     assert_error(response, 403, tenant.token)
+    assert raw_rows(conn, "shop_a") == {}
+
+
+def test_a_long_id_from_event_data_is_erased(conn: psycopg.Connection, client: httpx.Client) -> None:
+    """Ids inside `event_data` are not held to the 256 characters of the top level: longer ones (up to
+    1,024) are erased over HTTP too."""
+    tenant = eraser(conn, "shop_a")
+    long_id = "v" * 300
+    stored(conn, "shop_a", person(long_id))
+    response = client.delete(f"/api/v1/visitors/{long_id.upper()}", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["events"] == 3
     assert raw_rows(conn, "shop_a") == {}

@@ -22,6 +22,9 @@ RECORD_SOURCE = "api:/api/v1"
 # Ids as staging reads them: something besides the white space it trims (util.canon_id), and no
 # U+0000 (PostgreSQL cannot store it, so no event carries it).
 _ID_PATTERN = r"^[^\x00]*[^ \t\r\n\f\v\x00][^\x00]*$"
+# Ids sent at the top level of an event are at most 256 characters; inside `event_data` they are
+# not checked: the URL takes longer ones (the command line any).
+MAX_ID_LENGTH = 1024
 
 _ANSWERS = responses(
     {
@@ -81,7 +84,7 @@ async def erase_visitor(
         str,
         Path(
             min_length=1,
-            max_length=256,
+            max_length=MAX_ID_LENGTH,
             pattern=_ID_PATTERN,
             description="The visitor id the client sent (compared without case), or a derived `anon-…` id",
         ),
@@ -113,7 +116,7 @@ async def erase_user(
         str,
         Path(
             min_length=1,
-            max_length=256,
+            max_length=MAX_ID_LENGTH,
             pattern=_ID_PATTERN,
             description="The user id events carried (case kept)",
         ),
