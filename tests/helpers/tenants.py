@@ -11,7 +11,7 @@ from onevault.auth import store
 
 @dataclass(frozen=True)
 class Tenant:
-    """A tenant with a token holding every scope."""
+    """A tenant with a token (by default with the track, read and process scopes: all but erase)."""
 
     customer_id: str
     token: str
