@@ -702,7 +702,7 @@ def test_pipeline_status_counts_a_known_mix(conn: psycopg.Connection, tenant: Te
 
 # --- 10. automation layer rollback ----------------------------------------------------------------------
 
-PRODUCT_SCHEMAS = ["raw", "staging", "business", "api", "auth", "util"]
+PRODUCT_SCHEMAS = ["raw", "staging", "business", "mart", "privacy", "api", "auth", "util"]
 
 
 def catalog(conn: psycopg.Connection) -> set[str]:
