@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from onevault.auth.caller import OPENAPI_READ_AUTH, Caller, require
 from onevault.errors import responses
 from onevault.privacy.erasure import Erasure, aerase
-from onevault.services import ServicesDep
+from onevault.services import Services, ServicesDep
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["privacy"])
@@ -70,6 +70,22 @@ def _answer(caller: Caller, erasure: Erasure) -> ErasureResponse:
     )
 
 
+async def _erase(
+    caller: Caller, services: Services, *, visitor_id: str | None = None, user_id: str | None = None
+) -> ErasureResponse:
+    """The person named by `visitor_id` or `user_id` erased for the caller's customer, by its token."""
+    async with services.pool.connection() as conn:
+        erasure = await aerase(
+            conn,
+            caller.tenant_hk,
+            visitor_id=visitor_id,
+            user_id=user_id,
+            erased_by=f"token:{caller.token_id}",
+            record_source=RECORD_SOURCE,
+        )
+    return _answer(caller, erasure)
+
+
 @router.delete(
     "/api/v1/visitors/{visitor_id:path}",
     response_model=ErasureResponse,
@@ -91,15 +107,7 @@ async def erase_visitor(
     ],
 ) -> ErasureResponse:
     """Erase every event of the visitor of the caller's customer, and what was derived from them."""
-    async with services.pool.connection() as conn:
-        erasure = await aerase(
-            conn,
-            caller.tenant_hk,
-            visitor_id=visitor_id,
-            erased_by=f"token:{caller.token_id}",
-            record_source=RECORD_SOURCE,
-        )
-    return _answer(caller, erasure)
+    return await _erase(caller, services, visitor_id=visitor_id)
 
 
 @router.delete(
@@ -123,12 +131,4 @@ async def erase_user(
     ],
 ) -> ErasureResponse:
     """Erase every event of every visitor of the caller's customer that was seen with the user id."""
-    async with services.pool.connection() as conn:
-        erasure = await aerase(
-            conn,
-            caller.tenant_hk,
-            user_id=user_id,
-            erased_by=f"token:{caller.token_id}",
-            record_source=RECORD_SOURCE,
-        )
-    return _answer(caller, erasure)
+    return await _erase(caller, services, user_id=user_id)
