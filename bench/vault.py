@@ -469,10 +469,20 @@ class Tree:
         return f"{commit or '?'}{' + uncommitted changes' if changed else ''}"
 
     def run(
-        self, pg: harness.Postgres, step: str, database: str, timeout: float, **params: Any
+        self,
+        pg: harness.Postgres,
+        step: str,
+        database: str,
+        timeout: float,
+        script: Path | None = None,
+        **params: Any,
     ) -> dict[str, Any]:
-        """One worker step in this tree's Python, stopped after `timeout` seconds; its result."""
-        with tempfile.NamedTemporaryFile(prefix="onevault-bench-vault-", suffix=".json", delete=False) as out:
+        """One worker step of `script` (by default this file) in this tree's Python; its result.
+
+        Past `timeout` seconds the worker is asked to stop (SIGTERM, so that a step unwinds and stops
+        the servers and load generators it started), then killed a minute later.
+        """
+        with tempfile.NamedTemporaryFile(prefix="onevault-bench-", suffix=".json", delete=False) as out:
             result_path = Path(out.name)
         request = {
             "step": step,
@@ -483,22 +493,30 @@ class Tree:
             "result": str(result_path),
             **params,
         }
+        argv = [str(self.python), "-c", _BOOT, str(script or Path(__file__).resolve()), json.dumps(request)]
         env = os.environ | {"PYTHONPATH": str(self.root), "PYTHONUNBUFFERED": "1"}
         since = Machine.snapshot()
+        process = subprocess.Popen(argv, cwd=self.root, env=env)
         try:
-            completed = subprocess.run(
-                [str(self.python), "-c", _BOOT, str(Path(__file__).resolve()), json.dumps(request)],
-                cwd=self.root,
-                env=env,
-                timeout=timeout,
-                check=False,
-            )
-            if completed.returncode != 0:
-                raise RuntimeError(f"{self.label}: step {step} failed (exit {completed.returncode})")
+            try:
+                code = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                raise RuntimeError(f"{self.label}: step {step} took more than {timeout:.0f} s") from None
+            if code != 0:
+                raise RuntimeError(f"{self.label}: step {step} failed (exit {code})")
             result: dict[str, Any] = json.loads(result_path.read_text())
             result["other_cores"] = Machine.others_since(since)
             return result
         finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
             result_path.unlink(missing_ok=True)
 
 

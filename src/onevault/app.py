@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from onevault import __version__, errors, keys, logs, metrics, migrations
+from onevault import __version__, errors, keys, logs, maintenance, metrics, migrations
 from onevault.auth.caller import FailureLimiter, TokenResolver
 from onevault.bodylimit import BodyLimitMiddleware
 from onevault.config import Settings, get_settings
@@ -77,11 +77,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         logger.info("Using PostgreSQL at %s", describe(url))
         key = await asyncio.to_thread(keys.secret_key, settings, tuned_conninfo(url, settings))
         session = keys.session_settings(settings, key)
-        applied = await asyncio.to_thread(
-            migrations.upgrade, tuned_conninfo(url, settings, session), None, logger.info
-        )
+        conninfo = tuned_conninfo(url, settings, session)
+        applied = await asyncio.to_thread(migrations.upgrade, conninfo, None, logger.info)
         if applied:
             logger.info("Applied %d migration(s)", len(applied))
+        await asyncio.to_thread(maintenance.make_partitions, conninfo)
         pool = open_pool(url, settings, session=session)
         await pool.open(wait=True, timeout=max(10.0, settings.db_timeout_seconds))
         read_pool = pool
@@ -103,6 +103,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             pipeline.start()
         else:
             logger.info("Background processing is off in this process (ONEVAULT_PIPELINE_BACKGROUND=false)")
+        retention = maintenance.Retention.of(settings)
+        scheduler = maintenance.Scheduler(conninfo, retention, settings.maintenance_seconds)
+        scheduler.start()
         # Compiling the user-agent rules takes a moment; do it now rather than in a request.
         await asyncio.to_thread(useragents.parse, "Mozilla/5.0")
         app.state.services = Services(
@@ -127,6 +130,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         try:
             yield
         finally:
+            await scheduler.close()
             await writer.close()
             await pipeline.close()
             if read_pool is not pool:

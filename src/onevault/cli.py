@@ -21,7 +21,7 @@ from typing import IO, Any
 import click
 import psycopg
 
-from onevault import __version__, dbcode, keys, logs, migrations, sqlfile
+from onevault import __version__, dbcode, keys, logs, maintenance, migrations, sqlfile
 from onevault.auth import store, tokens
 from onevault.config import Settings, get_settings
 from onevault.db import (
@@ -329,8 +329,19 @@ def tenant_create(customer_id: str, name: str | None) -> None:
 def tenant_list() -> None:
     """List customers."""
     with _admin_connection() as conn:
-        rows = store.list_tenants(conn)
-    _table(rows, ["customer_id", "is_active", "live_tokens", "allowed_origins", "respects_dnt", "created_at"])
+        rows = [row | {"business_days": row["business_days"] or "keep"} for row in store.list_tenants(conn)]
+    _table(
+        rows,
+        [
+            "customer_id",
+            "is_active",
+            "live_tokens",
+            "allowed_origins",
+            "respects_dnt",
+            "business_days",
+            "created_at",
+        ],
+    )
 
 
 @tenant.command("allow-origin")
@@ -405,6 +416,42 @@ def tenant_set_privacy(customer_id: str, respect: str) -> None:
         else "stores requests with DNT: 1 or Sec-GPC: 1 like any other"
     )
     click.echo(f"{customer_id} {state}" + ("; servers follow within seconds" if changed else " (no change)"))
+
+
+def _business_days(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:
+    """`--business-days`: a number of days, at least 1, or `keep` (None)."""
+    if value.strip().lower() == "keep":
+        return None
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise click.BadParameter(f"{value!r} is neither a number of days (1 or more) nor keep")
+    return days
+
+
+@tenant.command("set-retention")
+@click.argument("customer_id")
+@click.option(
+    "--business-days",
+    required=True,
+    metavar="N|keep",
+    callback=_business_days,
+    help="Delete the customer's sessions from the business layer and the marts N days after they end; "
+    "keep: never (the default).",
+)
+def tenant_set_retention(customer_id: str, business_days: int | None) -> None:
+    """How long the customer's sessions stay in the business layer and the marts after they end."""
+    with _admin_connection() as conn:
+        changed = store.set_retention(conn, customer_id, business_days)
+    state = (
+        "keeps its sessions in the business layer"
+        if business_days is None
+        else "deletes its sessions from the business layer and the marts "
+        f"{_count(business_days, 'day')} after they end"
+    )
+    click.echo(f"{customer_id} {state}" + ("" if changed else " (no change)"))
 
 
 @tenant.command("disable")
@@ -770,6 +817,43 @@ def status(customer_id: str | None) -> None:
         row = conn.execute(MONITORING_QUERIES["pipeline_status"], {"customer_id": customer_id}).fetchone()
     state: dict[str, Any] = row[0] if row else {}
     _table([{"metric": k, "value": v} for k, v in state.items()], ["metric", "value"])
+
+
+@main.group("maintenance")
+def maintenance_group() -> None:
+    """The database's upkeep: day partitions, retention, idempotency keys."""
+
+
+@maintenance_group.command("run")
+def maintenance_run() -> None:
+    """Do now what the service's scheduler does every ONEVAULT_MAINTENANCE_SECONDS.
+
+    Makes the raw partitions of today and of the next days, drops those past
+    ONEVAULT_RETENTION_RAW_DAYS (keeping any that still hold unprocessed events), deletes staged
+    events past ONEVAULT_RETENTION_STAGING_DAYS, forgets idempotency keys older than
+    ONEVAULT_IDEMPOTENCY_DAYS and deletes what the customers' business-layer retention
+    (`tenant set-retention`) has expired.
+    """
+    settings = _settings()
+    with _clear_errors():
+        report = maintenance.run(_conninfo(settings), maintenance.Retention.of(settings))
+    if report is None:
+        raise click.ClickException("another process is doing the maintenance now; try again in a moment")
+    for name, holding in report.held.items():
+        click.echo(f"kept {name} past retention: {_count(holding, 'event')} not processed yet")
+    _table(
+        [
+            {"what": "days of partitions made", "count": report.days_made},
+            {"what": "raw partitions dropped", "count": len(report.dropped)},
+            {"what": "staged events deleted", "count": report.staged_expired},
+            {"what": "idempotency keys expired", "count": report.keys_expired},
+            {"what": "sessions deleted (business retention)", "count": report.sessions_expired},
+            {"what": "events deleted (business retention)", "count": report.events_expired},
+        ],
+        ["what", "count"],
+    )
+    for name in report.dropped:
+        click.echo(f"dropped {name}")
 
 
 main.add_command(smoke_test)

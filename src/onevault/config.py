@@ -77,6 +77,19 @@ class Settings(BaseSettings):
     # much delay of the oldest due event; 0: never).
     pipeline_yield_seconds: float = Field(default=30.0, ge=0)
 
+    # Retention of the raw and staging layers, in days after the day (UTC) an event was stored
+    # (unset or `keep`: kept for ever). The scheduler drops a day's raw partition once its last day
+    # is that old and all its events are processed, and deletes staged events that old once loaded
+    # (docs/retention.md). Staging keeps at least 32 days: events come up to 30 days late, and
+    # deriving their sessions reads the staged events around them.
+    retention_raw_days: int | None = Field(default=None, ge=1)
+    retention_staging_days: int | None = Field(default=None, ge=32)
+    # How long an event_id is remembered after the day its event was stored: a copy sent within
+    # this window is answered `"duplicate": true`, a copy sent later is stored again.
+    idempotency_days: int = Field(default=30, ge=1)
+    # How often the scheduler makes the next days' partitions and applies retention (also at start).
+    maintenance_seconds: float = Field(default=3600.0, gt=0)
+
     max_event_bytes: int = Field(default=64 * 1024, ge=1024)
     batch_max_events: int = Field(default=1000, ge=1)
     batch_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
@@ -105,6 +118,11 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
         return value
+
+    @field_validator("retention_raw_days", "retention_staging_days", mode="before")
+    @classmethod
+    def _keep_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "keep") else value
 
     @field_validator("secret_key")
     @classmethod

@@ -772,13 +772,14 @@ def test_automation_layer_remove_and_install(conn: psycopg.Connection, tenant: T
 
 
 def _raw_scans(conn: psycopg.Connection) -> tuple[int, int]:
-    """Sequential scans of the raw table and scans of its pending index so far (statistics flushed)."""
+    """Sequential scans of the raw table and scans of its pending index so far, over every partition."""
     conn.execute("SELECT pg_stat_force_next_flush()")
     conn.execute("SELECT pg_stat_clear_snapshot()")
     row = conn.execute(
-        "SELECT t.seq_scan, i.idx_scan FROM pg_stat_user_tables t JOIN pg_stat_user_indexes i USING (relid)"
-        " WHERE t.relid = 'raw.site_tracking_events_r'::regclass"
-        " AND i.indexrelname = 'site_tracking_events_r_pending_idx'"
+        "SELECT (SELECT sum(t.seq_scan) FROM pg_stat_user_tables t"
+        "        WHERE t.relid IN (SELECT relid FROM pg_partition_tree('raw.site_tracking_events_r'))),"
+        "       (SELECT sum(i.idx_scan) FROM pg_stat_user_indexes i WHERE i.indexrelid IN"
+        "        (SELECT relid FROM pg_partition_tree('raw.site_tracking_events_r_pending_idx')))"
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])

@@ -33,7 +33,8 @@ SELECT t.customer_id, t.is_active, t.created_at,
           AND (k.expires_at IS NULL OR k.expires_at > now())) AS live_tokens,
        ARRAY(SELECT o.origin FROM auth.tenant_origin_current o WHERE o.tenant_hk = t.tenant_hk
              ORDER BY o.origin) AS allowed_origins,
-       auth.tenant_respects_privacy(t.tenant_hk) AS respects_dnt
+       auth.tenant_respects_privacy(t.tenant_hk) AS respects_dnt,
+       auth.tenant_business_days(t.tenant_hk) AS business_days
 FROM auth.tenant_current t
 ORDER BY t.customer_id;
 
@@ -127,6 +128,20 @@ WITH tenant AS (
     SELECT tenant.tenant_hk, %(respect)s, %(record_source)s
     FROM tenant
     WHERE auth.tenant_respects_privacy(tenant.tenant_hk) IS DISTINCT FROM %(respect)s
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM ins) AS changed FROM tenant;
+
+-- name: set_retention
+-- Records how many days after they end a tenant keeps its sessions in the business layer (NULL:
+-- keep them) when that changes; returns whether anything changed (no row: unknown customer).
+WITH tenant AS (
+    SELECT tenant_hk FROM auth.tenant_current WHERE customer_id = %(customer_id)s
+), ins AS (
+    INSERT INTO auth.tenant_retention_s (tenant_hk, business_days, record_source)
+    SELECT tenant.tenant_hk, %(business_days)s::integer, %(record_source)s
+    FROM tenant
+    WHERE auth.tenant_business_days(tenant.tenant_hk) IS DISTINCT FROM %(business_days)s::integer
     RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM ins) AS changed FROM tenant;

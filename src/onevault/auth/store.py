@@ -92,6 +92,17 @@ def set_privacy(conn: psycopg.Connection, customer_id: str, respect: bool) -> bo
     return bool(row[0])
 
 
+def set_retention(conn: psycopg.Connection, customer_id: str, business_days: int | None) -> bool:
+    """Set the days a tenant keeps ended sessions in the business layer (None: always); whether it changed."""
+    row = conn.execute(
+        Q["set_retention"],
+        {"customer_id": customer_id, "business_days": business_days, "record_source": RECORD_SOURCE},
+    ).fetchone()
+    if row is None:
+        raise AdminError(f"no tenant {customer_id!r}")
+    return bool(row[0])
+
+
 def list_tenants(conn: psycopg.Connection) -> list[dict[str, object]]:
     """All tenants with their state."""
     with conn.cursor(row_factory=dict_row) as cur:

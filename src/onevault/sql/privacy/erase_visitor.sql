@@ -18,7 +18,7 @@
 -- {"erasure_id", "visitors", "sessions", "events", "rows": {"schema.table": n, ...}}.
 -- requires: staging/load_business.sql
 -- requires: staging/visitor_hk.sql
--- requires: mart/refresh_sessions.sql
+-- requires: privacy/refresh_session_marts.sql
 CREATE OR REPLACE FUNCTION privacy.erase_visitor(
     p_tenant_hk bytea, p_visitor_id text, p_user_id text DEFAULT NULL,
     p_erased_by text DEFAULT 'sql:' || session_user, p_record_source text DEFAULT 'sql:privacy.erase_visitor'
@@ -37,13 +37,11 @@ DECLARE
     v_kept bytea[];
     v_replay bigint[];
     v_pages bytea[];
-    v_values jsonb;
-    v_days date[];
-    v_hours timestamp[];
     v_erased integer;
     v_gone_n integer := 0;
     v_rows jsonb := '{}';
     v_n bigint;
+    v_keys bigint;
     v_id bigint;
 BEGIN
     IF (v_visitor IS NULL) = (v_user IS NULL) THEN
@@ -135,23 +133,6 @@ BEGIN
                      AS linked
           FROM unnest(v_sessions) u(hk)) x;
 
-    -- What the marts hold of those sessions, to remove the rollup rows they leave at zero: their
-    -- dimension values, local days and hours.
-    SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_array(c.dimension, c.value)), '[]'),
-           coalesce(array_agg(DISTINCT c.day), '{}'), coalesce(array_agg(DISTINCT c.hour), '{}')
-    INTO v_values, v_days, v_hours
-    FROM (SELECT d.dimension, d.value, f.start_hour::date AS day, f.start_hour AS hour
-          FROM mart.session_f f
-          CROSS JOIN LATERAL (VALUES (0, ''::text), (3, f.entry_page), (4, f.exit_page), (5, f.referrer),
-                                     (6, f.channel), (7, f.utm_source), (8, f.utm_medium), (9, f.utm_campaign),
-                                     (10, f.browser), (11, f.os), (12, f.device)) d(dimension, value)
-          WHERE f.site_session_hk = ANY (v_sessions)
-          UNION ALL
-          SELECT d.dimension, d.value, e.hour::date, e.hour
-          FROM mart.session_event_f e
-          CROSS JOIN LATERAL (VALUES (1, e.page), (2, e.event_type)) d(dimension, value)
-          WHERE e.site_session_hk = ANY (v_sessions)) c;
-
     -- The pipeline's counters (staging.pipeline_stats, by the UTC day they were counted on).
     UPDATE staging.pipeline_stats t
     SET staged = t.staged - c.staged, quarantined = t.quarantined - c.quarantined
@@ -165,10 +146,16 @@ BEGIN
           FROM business.site_event_h h WHERE h.site_event_hk = ANY (v_events) GROUP BY 1) c
     WHERE t.tenant_hk = p_tenant_hk AND t.day = c.day;
 
-    -- Raw and staging.
-    DELETE FROM raw.site_tracking_events_r r WHERE r.raw_event_id = ANY (v_raw) AND r.tenant_hk = p_tenant_hk;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    v_rows := v_rows || jsonb_build_object('raw.site_tracking_events_r', v_n);
+    -- Raw (with the events' idempotency keys) and staging.
+    WITH gone AS (
+        DELETE FROM raw.site_tracking_events_r r WHERE r.raw_event_id = ANY (v_raw) AND r.tenant_hk = p_tenant_hk
+        RETURNING r.event_id
+    ), keys AS (
+        DELETE FROM raw.event_key k USING gone g WHERE k.tenant_hk = p_tenant_hk AND k.event_id = g.event_id
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM keys) INTO v_n, v_keys;
+    v_rows := v_rows || jsonb_build_object('raw.site_tracking_events_r', v_n, 'raw.event_key', v_keys);
     DELETE FROM staging.site_tracking_events_s s WHERE s.raw_event_id = ANY (v_raw) AND s.tenant_hk = p_tenant_hk;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     v_rows := v_rows || jsonb_build_object('staging.site_tracking_events_s', v_n);
@@ -242,23 +229,8 @@ BEGIN
 
     -- The marts: every session touched, by what the vault holds now (the erased ones leave).
     SELECT count(*) INTO v_n FROM mart.session_f f WHERE f.site_session_hk = ANY (v_gone);
-    PERFORM mart.refresh_sessions(v_sessions);
+    PERFORM privacy.refresh_session_marts(p_tenant_hk, v_sessions);
     v_rows := v_rows || jsonb_build_object('mart.session_f', v_n);
-    DELETE FROM mart.session_queue q WHERE q.site_session_hk = ANY (v_sessions);
-    DELETE FROM mart.traffic_daily t
-    USING (SELECT DISTINCT (c ->> 0)::smallint AS dimension, (c ->> 1) COLLATE "C" AS value
-           FROM jsonb_array_elements(v_values) c) c, unnest(v_days) d(day)
-    WHERE t.tenant_hk = p_tenant_hk AND t.dimension = c.dimension AND t.day = d.day AND t.value = c.value
-      AND (t.visits, t.bounces, t.duration_seconds, t.visit_pageviews, t.pageviews, t.events) = (0, 0, 0, 0, 0, 0);
-    DELETE FROM mart.visitor_days t
-    USING (SELECT DISTINCT (c ->> 0)::smallint AS dimension, (c ->> 1) COLLATE "C" AS value
-           FROM jsonb_array_elements(v_values) c) c, unnest(v_days) d(day)
-    WHERE t.tenant_hk = p_tenant_hk AND t.dimension = c.dimension AND t.day = d.day AND t.value = c.value
-      AND t.visitors = 0;
-    DELETE FROM mart.traffic_hourly t
-    WHERE t.tenant_hk = p_tenant_hk AND t.hour = ANY (v_hours)
-      AND (t.visitors, t.visits, t.bounces, t.duration_seconds, t.visit_pageviews, t.pageviews, t.events)
-          = (0, 0, 0, 0, 0, 0, 0);
 
     INSERT INTO privacy.erasure_audit (tenant_hk, erased_by, identified_by, visitors, sessions, events, erased_rows,
                                        record_source)

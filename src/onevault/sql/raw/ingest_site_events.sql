@@ -1,6 +1,6 @@
 -- Stores a batch of events for any tenants in one statement, idempotently.
 -- Returns one row per input position (1-based): the raw_event_id that holds the event, whether
--- it was already there, and its lane. The unique constraint decides, so racing copies store once.
+-- it was already there, and its lane. The key of raw.event_key decides, so racing copies store once.
 CREATE OR REPLACE FUNCTION raw.ingest_site_events(
     p_tenant_hks bytea[],
     p_event_ids text[],
@@ -29,16 +29,23 @@ BEGIN
         SELECT DISTINCT ON (i.tenant_hk, i.event_id) i.*
         FROM input i
         ORDER BY i.tenant_hk, i.event_id, i.ord
+    ), keys AS (
+        -- The idempotency key allots the event's id; a key already there (or being written by a
+        -- concurrent transaction, which this one then waits for) makes the event a copy.
+        INSERT INTO raw.event_key AS k (tenant_hk, event_id)
+        SELECT f.tenant_hk, f.event_id FROM firsts f ORDER BY f.ord
+        ON CONFLICT (tenant_hk, event_id) DO NOTHING
+        RETURNING k.tenant_hk, k.event_id, k.raw_event_id
     ), ins AS (
         INSERT INTO raw.site_tracking_events_r AS r
-            (tenant_hk, event_id, raw_payload, user_agent, client_ip_hash, received_timestamp, record_source,
-             processing_lane)
-        SELECT f.tenant_hk, f.event_id, f.raw_payload, f.user_agent, h.ip_hash, f.received_timestamp,
-               f.record_source, raw.processing_lane(f.raw_payload, h.ip_hash, f.user_agent)
-        FROM firsts f
+            (raw_event_id, tenant_hk, event_id, raw_payload, user_agent, client_ip_hash, received_timestamp,
+             record_source, processing_lane)
+        SELECT k.raw_event_id, f.tenant_hk, f.event_id, f.raw_payload, f.user_agent, h.ip_hash,
+               f.received_timestamp, f.record_source, raw.processing_lane(f.raw_payload, h.ip_hash, f.user_agent)
+        FROM keys k
+        JOIN firsts f ON f.tenant_hk = k.tenant_hk AND f.event_id = k.event_id
         CROSS JOIN LATERAL (SELECT util.hash_client_ip(f.client_ip, v_key) AS ip_hash) h
-        ORDER BY f.ord
-        ON CONFLICT ON CONSTRAINT site_tracking_events_r_event_id_key DO NOTHING
+        ORDER BY k.raw_event_id
         RETURNING r.raw_event_id, r.tenant_hk, r.event_id, r.processing_lane
     )
     SELECT array_agg(f.ord), array_agg(ins.raw_event_id), array_agg(ins.processing_lane)
@@ -52,12 +59,14 @@ BEGIN
         RETURN;
     END IF;
     -- The others are copies of events already stored (by an earlier or a concurrent request, or
-    -- earlier in this batch); this statement's fresh snapshot sees them all.
+    -- earlier in this batch); this statement's fresh snapshot sees them all. (An event that raw's
+    -- retention dropped while its key is kept has no lane left: 0 stands in.)
     RETURN QUERY
-    SELECT i.ord, r.raw_event_id, true, r.processing_lane
+    SELECT i.ord, k.raw_event_id, true, coalesce(r.processing_lane, 0::smallint)
     FROM unnest(p_tenant_hks, p_event_ids) WITH ORDINALITY AS i(tenant_hk, event_id, ord)
     LEFT JOIN unnest(v_ords) AS done(ord) ON done.ord = i.ord
-    JOIN raw.site_tracking_events_r r ON r.tenant_hk = i.tenant_hk AND r.event_id = i.event_id
+    JOIN raw.event_key k ON k.tenant_hk = i.tenant_hk AND k.event_id = i.event_id
+    LEFT JOIN raw.site_tracking_events_r r ON r.raw_event_id = k.raw_event_id
     WHERE done.ord IS NULL;
 END;
 $$;

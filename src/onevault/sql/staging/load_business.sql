@@ -65,7 +65,10 @@ BEGIN
         INSERT INTO business.site_event_page_l (link_event_page_hk, site_event_hk, site_page_hk, tenant_hk,
                                                 load_date, record_source)
         SELECT sha256(site_event_hk || page_hk), site_event_hk, page_hk, tenant_hk, v_load, source
-        FROM batch WHERE p_replay
+        FROM batch
+        -- (The events a replay loads anew, after retention deleted them, got theirs above: a
+        -- statement does not see its own inserts, so a second insert of one would fail.)
+        WHERE p_replay AND site_event_hk NOT IN (SELECT n.site_event_hk FROM new_events n)
         ON CONFLICT DO NOTHING
     ), session_visitor_l AS (
         INSERT INTO business.site_session_visitor_l (link_session_visitor_hk, site_session_hk, site_visitor_hk,
