@@ -27,7 +27,6 @@ Q = sqlfile.load(__package__, "queries.sql")
 
 # Partitions are made this many days ahead: events keep a place to go while the scheduler is down.
 DAYS_AHEAD = 3
-KEYS_PER_STATEMENT = 50_000
 STAGED_PER_STATEMENT = 10_000
 SESSIONS_PER_STATEMENT = 5_000
 
@@ -99,9 +98,10 @@ def _run(conn: psycopg.Connection, retention: Retention, today: date, now: datet
         report.staged_expired = _chunks(
             conn, "expire_staging", today - timedelta(retention.staging_days), STAGED_PER_STATEMENT
         )
-    report.keys_expired = _chunks(
-        conn, "expire_keys", today - timedelta(retention.idempotency_days), KEYS_PER_STATEMENT
-    )
+    keys = conn.execute(
+        Q["expire_keys"], {"before": today - timedelta(retention.idempotency_days)}
+    ).fetchone()
+    report.keys_expired = int(keys[0]) if keys else 0
     while True:
         row = conn.execute(Q["business_retention"], {"now": now, "limit": SESSIONS_PER_STATEMENT}).fetchone()
         result: dict[str, Any] = row[0] if row else {}

@@ -20,7 +20,7 @@ JOIN pg_inherits i ON i.inhrelid = x.partition_name;
 SELECT staging.expire_events(%(before)s::date, %(limit)s);
 
 -- name: expire_keys
-SELECT raw.expire_event_keys(%(before)s::date, %(limit)s);
+SELECT raw.expire_event_keys(%(before)s::date);
 
 -- name: business_retention
 -- One chunk of the customers' business-layer retention (`onevault tenant set-retention`).

@@ -36,8 +36,9 @@ ALTER TABLE raw.event_key
     ALTER COLUMN stored_on SET NOT NULL,
     ALTER COLUMN stored_on SET DEFAULT (now() AT TIME ZONE 'UTC')::date,
     ADD PRIMARY KEY (tenant_hk, event_id);
--- Keys are written in day order: a block range index finds the expired ones for almost nothing.
-CREATE INDEX event_key_stored_on_idx ON raw.event_key USING brin (stored_on);
+-- Keys are written in day order: a block range index finds the expired ones for almost nothing
+-- (summarised by autovacuum as page ranges fill, not only by VACUUM).
+CREATE INDEX event_key_stored_on_idx ON raw.event_key USING brin (stored_on) WITH (autosummarize = on);
 COMMENT ON TABLE raw.event_key IS
     'Idempotency keys: the event_ids stored per tenant, each with the raw_event_id of its event, kept for the idempotency window after stored_on';
 
