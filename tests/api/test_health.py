@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import psycopg
@@ -52,6 +52,10 @@ def test_detailed_health_reports_database_pool_and_backlog(
     backlog = database["backlog"]
     assert isinstance(backlog, dict)
     assert all(isinstance(v, int) and v >= 0 for v in backlog.values())
+    # The scheduler keeps partitions three days ahead (docs/retention.md).
+    assert date.fromisoformat(database["raw_partitions_through"]) >= datetime.now(UTC).date() + timedelta(
+        days=2
+    )
 
 
 def test_openapi_documents_every_endpoint_with_request_bodies(client: httpx.Client) -> None:

@@ -54,6 +54,9 @@ async def _probe(services: Services) -> dict[str, Any]:
         "latency_ms": round((time.perf_counter() - started) * 1000, 2),
         "server_version": info["server_version"] if info else None,
         "schema_version": info["schema_version"] if info else None,
+        "raw_partitions_through": str(info["partitions_through"])
+        if info and info["partitions_through"]
+        else None,
         "backlog": backlog,
     }
 

@@ -141,7 +141,10 @@ class HealthDetailed(BaseModel):
     version: str
     timestamp: datetime
     pool: dict[str, int]
-    database: dict[str, Any] = Field(description="`status`, and latency, versions and backlog when connected")
+    database: dict[str, Any] = Field(
+        description="`status`, and latency, versions, backlog and the last day raw has a partition for "
+        "(`raw_partitions_through`) when connected"
+    )
     circuit: State = Field(description="The breaker in front of the pool: `open` while PostgreSQL is away")
     read_replica: dict[str, Any] | None = Field(
         default=None,

@@ -3,9 +3,13 @@
 SELECT pending, errors FROM raw.queue_counts();
 
 -- name: server_info
--- The server's version and the schema version of the database layer.
+-- The server's version, the schema version of the database layer, and the last day (UTC) the raw
+-- layer has a partition for: events of a later day could not be stored (the scheduler makes them
+-- ahead: an earlier day than tomorrow says it has not run).
 SELECT current_setting('server_version') AS server_version,
-       (SELECT max(version) FROM util.schema_migration) AS schema_version;
+       (SELECT max(version) FROM util.schema_migration) AS schema_version,
+       (SELECT max(raw.event_day(raw.partition_upper(i.inhrelid) - 1)) FROM pg_inherits i
+        WHERE i.inhparent = 'raw.site_tracking_events_r'::regclass) AS partitions_through;
 
 -- name: pipeline_status
 -- The automation layer's status of one tenant.
