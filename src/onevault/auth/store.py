@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -44,14 +45,19 @@ def create_tenant(conn: psycopg.Connection, customer_id: str, display_name: str 
     return row is not None
 
 
-def set_tenant_active(conn: psycopg.Connection, customer_id: str, active: bool) -> None:
-    """Enable or disable a tenant (its tokens stop or start working)."""
+def _set(conn: psycopg.Connection, query: str, customer_id: str, **values: object) -> tuple[Any, ...]:
+    """Run one of the statements that record a tenant's setting; its row (AdminError: no such tenant)."""
     row = conn.execute(
-        Q["set_tenant_active"],
-        {"customer_id": customer_id, "is_active": active, "record_source": RECORD_SOURCE},
+        Q[query], {"customer_id": customer_id, "record_source": RECORD_SOURCE, **values}
     ).fetchone()
     if row is None:
         raise AdminError(f"no tenant {customer_id!r}")
+    return tuple(row)
+
+
+def set_tenant_active(conn: psycopg.Connection, customer_id: str, active: bool) -> None:
+    """Enable or disable a tenant (its tokens stop or start working)."""
+    _set(conn, "set_tenant_active", customer_id, is_active=active)
 
 
 def set_origin(conn: psycopg.Connection, customer_id: str, origin: str, allowed: bool) -> tuple[str, bool]:
@@ -60,23 +66,13 @@ def set_origin(conn: psycopg.Connection, customer_id: str, origin: str, allowed:
         canonical = origins.normalise(origin)
     except origins.InvalidOrigin as exc:
         raise AdminError(str(exc)) from None
-    row = conn.execute(
-        Q["set_origin"],
-        {"customer_id": customer_id, "origin": canonical, "allowed": allowed, "record_source": RECORD_SOURCE},
-    ).fetchone()
-    if row is None:
-        raise AdminError(f"no tenant {customer_id!r}")
+    row = _set(conn, "set_origin", customer_id, origin=canonical, allowed=allowed)
     return canonical, bool(row[0])
 
 
 def set_time_zone(conn: psycopg.Connection, customer_id: str, time_zone: str) -> tuple[str, bool]:
     """Set the zone of a tenant's analytics days and hours; its canonical name and whether it changed."""
-    row = conn.execute(
-        Q["set_time_zone"],
-        {"customer_id": customer_id, "time_zone": time_zone, "record_source": RECORD_SOURCE},
-    ).fetchone()
-    if row is None:
-        raise AdminError(f"no tenant {customer_id!r}")
+    row = _set(conn, "set_time_zone", customer_id, time_zone=time_zone)
     if row[0] is None:
         raise AdminError(f"unknown time zone {time_zone!r}: use an IANA name such as Europe/Berlin or UTC")
     return str(row[0]), bool(row[1])
@@ -84,23 +80,12 @@ def set_time_zone(conn: psycopg.Connection, customer_id: str, time_zone: str) ->
 
 def set_privacy(conn: psycopg.Connection, customer_id: str, respect: bool) -> bool:
     """Set whether a tenant stores nothing of requests with `DNT: 1` or `Sec-GPC: 1`; whether it changed."""
-    row = conn.execute(
-        Q["set_privacy"], {"customer_id": customer_id, "respect": respect, "record_source": RECORD_SOURCE}
-    ).fetchone()
-    if row is None:
-        raise AdminError(f"no tenant {customer_id!r}")
-    return bool(row[0])
+    return bool(_set(conn, "set_privacy", customer_id, respect=respect)[0])
 
 
 def set_retention(conn: psycopg.Connection, customer_id: str, business_days: int | None) -> bool:
     """Set the days a tenant keeps ended sessions in the business layer (None: always); whether it changed."""
-    row = conn.execute(
-        Q["set_retention"],
-        {"customer_id": customer_id, "business_days": business_days, "record_source": RECORD_SOURCE},
-    ).fetchone()
-    if row is None:
-        raise AdminError(f"no tenant {customer_id!r}")
-    return bool(row[0])
+    return bool(_set(conn, "set_retention", customer_id, business_days=business_days)[0])
 
 
 def list_tenants(conn: psycopg.Connection) -> list[dict[str, object]]:
