@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +21,7 @@ from onevault.db import describe, open_pool, resolve_database_url, tuned_conninf
 from onevault.export import routes as export_routes
 from onevault.ingest import routes as ingest_routes
 from onevault.ingest.cors import CorsMiddleware
+from onevault.ingest.fastpath import TrackingFastPath
 from onevault.ingest.ratelimit import RateLimiter
 from onevault.ingest.writer import EventWriter
 from onevault.monitoring import health
@@ -48,8 +49,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = sent if _CLIENT_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        sent = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
+        rid = sent if _CLIENT_REQUEST_ID.fullmatch(sent) else os.urandom(16).hex()
         token = logs.request_id.set(rid)
 
         async def send_with_id(message: Message) -> None:
@@ -151,8 +152,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         # /docs is served by onevault.web.docs with its files from this service, not from a CDN.
         docs_url=None,
         redoc_url=None,
+        # Metrics are Prometheus's (onevault.metrics); no OpenTelemetry check on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app, settings)
+    app.add_middleware(TrackingFastPath, routes=ingest_routes.router.routes)
     app.add_middleware(metrics.HttpMetricsMiddleware)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(CorsMiddleware, read_origins=frozenset(settings.cors_read_origins))

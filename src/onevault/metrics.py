@@ -6,10 +6,11 @@ before the workers start, and every scrape aggregates all of them.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import (
@@ -112,5 +113,12 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            HTTP_LATENCY.labels(scope["method"], path, str(status)).observe(time.perf_counter() - started)
+            _latency(scope["method"], getattr(route, "path", "unmatched"), status).observe(
+                time.perf_counter() - started
+            )
+
+
+@functools.lru_cache(maxsize=1024)
+def _latency(method: str, path: str, status: int) -> Any:
+    """The request-duration histogram of one method, route and status (bounded: routes are templates)."""
+    return HTTP_LATENCY.labels(method, path, str(status))

@@ -47,7 +47,8 @@ async def read_json(request: Request, limit: int) -> object:
     if not chunks.strip():
         raise ApiError(400, "empty request body: send a JSON object")
     try:
-        return json.loads(chunks, parse_float=Decimal, parse_int=_integer, parse_constant=_no_constant)
+        # What json.loads does with bytes, with a decoder built once.
+        return _DECODER.decode(chunks.decode(json.detect_encoding(chunks), "surrogatepass"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
     except RecursionError:
@@ -61,6 +62,9 @@ def _integer(text: str) -> int | Decimal:
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=_integer, parse_constant=_no_constant)
 
 
 def _exact_number(value: object) -> orjson.Fragment:

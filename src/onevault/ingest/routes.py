@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
@@ -14,7 +15,6 @@ from typing import Any
 import orjson
 import psycopg
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
 
 from onevault import metrics
 from onevault.auth.caller import OPENAPI_AUTH, Caller, authenticate, authenticate_body, has_header_credentials
@@ -109,9 +109,15 @@ def _now() -> datetime:
 
 
 def _client_ip(request: Request) -> str | None:
-    host = request.client.host if request.client else None
+    client = request.scope.get("client")
+    return _canonical_ip(client[0]) if client and client[0] else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_ip(host: str) -> str | None:
+    """The address in its canonical spelling; None when the server gave something else (a socket path)."""
     try:
-        return str(ipaddress.ip_address(host)) if host else None
+        return str(ipaddress.ip_address(host))
     except ValueError:
         return None
 
@@ -226,38 +232,31 @@ async def _store_one(
     return caller, event, outcome
 
 
-def _json(body: BaseModel) -> Response:
-    # Built and serialised here: FastAPI would validate the model again and encode it more slowly.
-    return Response(orjson.dumps(body.model_dump(exclude_none=True)), media_type="application/json")
-
-
-def _answer(event: NewEvent, stored: Stored, processing: str, pipeline: PipelineState | None) -> Response:
-    return _json(
-        TrackResponse.model_construct(
-            message="Event already recorded (duplicate event_id)"
-            if stored.duplicate
-            else "Event tracked successfully",
-            event_id=event.event_id,
-            timestamp=event.received_at.isoformat(),
-            processing=processing,
-            duplicate=stored.duplicate,
-            stored=True,
-            pipeline=pipeline,
-        )
-    )
-
-
-def _answer_not_stored(event: NewEvent, processing: str) -> Response:
-    return _json(
-        TrackResponse.model_construct(
-            message=NOT_STORED,
-            event_id=event.event_id,
-            timestamp=event.received_at.isoformat(),
-            processing=processing,
-            duplicate=False,
-            stored=False,
-        )
-    )
+def _answer(
+    event: NewEvent,
+    processing: str,
+    stored: Stored | None,
+    pipeline: PipelineState | None = None,
+) -> Response:
+    """The TrackResponse of one event, built as a dict (hot path); `stored` None: not stored."""
+    if stored is None:
+        message = NOT_STORED
+    elif stored.duplicate:
+        message = "Event already recorded (duplicate event_id)"
+    else:
+        message = "Event tracked successfully"
+    body: dict[str, Any] = {
+        "success": True,
+        "message": message,
+        "event_id": event.event_id,
+        "timestamp": event.received_at.isoformat(),
+        "processing": processing,
+        "duplicate": stored is not None and stored.duplicate,
+        "stored": stored is not None,
+    }
+    if pipeline is not None:
+        body["pipeline"] = pipeline.model_dump(exclude_none=True)
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.post(
@@ -273,7 +272,7 @@ async def track(request: Request) -> Response:
     services = get_services(request)
     caller, event, stored = await _store_one(request, services, "/api/v1/track")
     if stored is None:
-        return _answer_not_stored(event, "automatic")
+        return _answer(event, "automatic", None)
     logger.info("🔄 Triggering automatic site tracking processing...")
     try:
         lanes = services.pipeline.lanes_of(stored.lane)
@@ -293,7 +292,7 @@ async def track(request: Request) -> Response:
             detail = "queued behind other events; processing follows in the background"
             services.pipeline.notify(caller.customer_id)
         pipeline = PipelineState(status=outcome, detail=detail)
-    return _answer(event, stored, "automatic", pipeline)
+    return _answer(event, "automatic", stored, pipeline)
 
 
 @router.post(
@@ -308,11 +307,9 @@ async def track_async(request: Request) -> Response:
     """Store one event durably and answer at once; processing follows in the background."""
     services = get_services(request)
     caller, event, stored = await _store_one(request, services, "/api/v1/track/async")
-    if stored is None:
-        return _answer_not_stored(event, "background")
-    if not stored.duplicate:
+    if stored is not None and not stored.duplicate:
         services.pipeline.notify(caller.customer_id)
-    return _answer(event, stored, "background", None)
+    return _answer(event, "background", stored)
 
 
 @router.post(

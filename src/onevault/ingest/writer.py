@@ -82,6 +82,7 @@ class _Write:
     # request when it stops waiting first (then the write is never sent).
     taken: bool = False
     abandoned: bool = False
+    timer: asyncio.TimerHandle | None = None
 
     def fail(self, exc: Exception) -> None:
         if not self.future.done():
@@ -134,16 +135,27 @@ class EventWriter:
             raise DatabaseUnavailable("the event writer is not running")
         write = _Write(events, deadline=time.monotonic() + self._timeout)
         self._queue.put_nowait(write)
-        done, _ = await asyncio.wait([write.future], timeout=self._timeout)
-        if not done:
-            if not write.taken:
-                write.abandoned = True  # the writer tasks skip it: it is never sent
-                raise DatabaseUnavailable("no transaction could take the write in time")
-            # Taken: its task answers by the deadline plus the grace given to a cancel.
-            done, _ = await asyncio.wait([write.future], timeout=2 * CANCEL_GRACE_SECONDS + 0.5)
-            if not done:
-                raise OutcomeUnknown([e.event_id for e in events])
-        return write.future.result()
+        # A timer rather than asyncio.wait(): the request awaits its future alone (hot path).
+        loop = asyncio.get_running_loop()
+        write.timer = loop.call_later(self._timeout, self._overdue, write, loop)
+        try:
+            return await write.future
+        finally:
+            if write.timer is not None:
+                write.timer.cancel()
+
+    @staticmethod
+    def _overdue(write: _Write, loop: asyncio.AbstractEventLoop) -> None:
+        """The write's timeout passed: give it up if no task took it, else wait for its task's answer
+        (by the deadline plus the grace given to a cancel) before calling its outcome unknown."""
+        if write.future.done():
+            return
+        if not write.taken:
+            write.abandoned = True  # the writer tasks skip it: it is never sent
+            write.fail(DatabaseUnavailable("no transaction could take the write in time"))
+            return
+        unknown = OutcomeUnknown([e.event_id for e in write.events])
+        write.timer = loop.call_later(2 * CANCEL_GRACE_SECONDS + 0.5, write.fail, unknown)
 
     async def _work(self) -> None:
         while True:
