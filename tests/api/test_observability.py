@@ -14,6 +14,8 @@ from tests.helpers.metrics import delta, scrape
 from tests.helpers.servers import LiveServer
 from tests.helpers.tenants import Tenant
 
+from onevault.ingest import routes
+
 
 def test_metrics_count_known_traffic_exactly(client: httpx.Client, tenant: Tenant) -> None:
     """Received (by endpoint and outcome), processed per layer, quarantined, latency and HTTP timings."""
@@ -57,6 +59,30 @@ def test_metrics_count_known_traffic_exactly(client: httpx.Client, tenant: Tenan
         'onevault_http_request_duration_seconds_count{method="POST",route="/api/v1/track",status="200"}'
     )
     assert delta(before, after, http_count) == 2
+
+
+def test_a_bug_in_a_tracking_route_is_a_logged_500_counted_by_its_route(
+    client: httpx.Client, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tracking routes, served past FastAPI's routing, answer an unexpected error as every route does."""
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(routes, "_prepare", broken)
+    before = scrape(client)
+    bodies = {"/api/v1/track": {}, "/api/v1/track/async": {}, "/api/v1/track/batch": {"events": [{}]}}
+    with caplog.at_level(logging.ERROR, logger="onevault"):
+        for path, body in bodies.items():
+            response = client.post(path, headers={**tenant.headers, "X-Request-ID": "bug-1"}, json=body)
+            assert response.status_code == 500, path
+            assert response.json() == {"detail": "internal server error"}
+            assert response.headers["x-request-id"] == "bug-1"
+    assert caplog.text.count("Unhandled error: RuntimeError") == len(bodies)
+    after = scrape(client)
+    for path in bodies:
+        count = f'onevault_http_request_duration_seconds_count{{method="POST",route="{path}",status="500"}}'
+        assert delta(before, after, count) == 1
 
 
 @pytest.fixture
