@@ -22,7 +22,7 @@
    (bench/analytics.sql), in the same run on the same connection: the answers must be equal (each
    pair in one transaction, so that both read the same data and the same `now()`). The marts'
    queries run `--repeat` times, the naive ones `--naive-repeat` times within `--naive-budget`.
-4. Pipeline events/s with the marts and without them (`mart.refresh_sessions` a no-op in that
+4. Pipeline events/s with the marts and without them (`mart.refresh_facts` a no-op in that
    database only), each run on a copy of one database of pending raw events (bench/vault.py's
    drain, as bench/pipeline.py's process_all, with the PostgreSQL CPU time per event), the two
    alternating.
@@ -705,14 +705,17 @@ def profile_refresh(pg: harness.Postgres, template: str, args: argparse.Namespac
             if body.count("$refresh$") == 2:
                 # The refresh's main statement, run by EXECUTE with the sessions as $1.
                 statement = (
-                    body.split("$refresh$")[1].replace("%", "%%").replace("$1", "%(sessions)s::bytea[]")
+                    body.split("$refresh$")[1]
+                    .replace("%", "%%")
+                    .replace("$1", "%(sessions)s::bytea[]")
+                    .replace("$2", "true")
                 )
-                label = f"mart.refresh_sessions of one batch ({len(sessions):,} sessions), main statement"
+                label = f"mart.refresh_facts of one batch ({len(sessions):,} sessions), main statement"
                 explained = explain.explain_query(
                     conn, label, sql.SQL(statement), {"sessions": sessions}, False
                 )
             at = time.perf_counter()
-            conn.execute(Q["refresh_sessions"], {"sessions": sessions})
+            conn.execute(Q["refresh_batch"], {"sessions": sessions})
             refresh_ms = (time.perf_counter() - at) * 1000
     pipeline.drop(pg, name)
     return {

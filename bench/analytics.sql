@@ -377,11 +377,15 @@ SELECT array_agg(util.hash_key(s.tenant_hk, s.session_bk)) FROM bench_gen.sessio
 -- What staging.load_business does last: the marts of the sessions it touched.
 SELECT mart.refresh_sessions(%(sessions)s::bytea[]);
 
+-- name: refresh_batch
+-- What the pipeline's refresh does with the sessions a batch touched (their queued entries).
+SELECT mart.refresh_facts(%(sessions)s::bytea[], true);
+
 -- name: refresh_definition
--- mart.refresh_sessions as a CREATE statement (to restore it), and its body.
+-- mart.refresh_facts as a CREATE statement (to restore it), and its body.
 SELECT pg_get_functiondef(p.oid), p.prosrc
 FROM pg_proc p
-WHERE p.oid = 'mart.refresh_sessions(bytea[])'::regprocedure;
+WHERE p.oid = 'mart.refresh_facts(bytea[], boolean)'::regprocedure;
 
 -- name: batch_sessions
 -- The sessions of the events this transaction loaded into the business vault (as load_business
@@ -392,7 +396,7 @@ WHERE s.business_loaded_at >= now() AND s.validation_status <> 'INVALID';
 
 -- name: no_marts
 -- The pipeline without the marts: their refresh does nothing (in the database it runs in only).
-CREATE OR REPLACE FUNCTION mart.refresh_sessions(p_sessions bytea[]) RETURNS void LANGUAGE sql AS '';
+CREATE OR REPLACE FUNCTION mart.refresh_facts(p_sessions bytea[], p_deltas boolean) RETURNS void LANGUAGE sql AS '';
 
 -- ---------------------------------------------------------------------------------------------
 -- The naive way: the dashboard's answers straight from the business vault, as an application

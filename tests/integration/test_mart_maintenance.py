@@ -31,6 +31,7 @@ from tests.helpers.vault_load import (
     load_one_batch,
     new_customer,
     process_all,
+    process_batch,
     run_concurrently,
 )
 
@@ -356,10 +357,12 @@ def test_refreshing_again_changes_nothing(conn: psycopg.Connection, late_evening
 
 
 def _pending(conn: psycopg.Connection, customer_id: str) -> int:
+    """Sessions waiting for their marts (an entry per event a session gained, or one for all of it)."""
     return int(
         scalar(
             conn,
-            "SELECT count(*) FROM mart.session_queue WHERE tenant_hk = util.tenant_hk(%s)",
+            "SELECT count(DISTINCT site_session_hk) FROM mart.session_queue"
+            " WHERE tenant_hk = util.tenant_hk(%s)",
             (customer_id,),
         )
     )
@@ -421,6 +424,48 @@ def test_recording_a_session_never_waits_for_a_refresh_taking_it(
     assert (_pending(conn, customer_id), mart_state(conn, customer_id)) == (0, live)
 
 
+@pytest.mark.parametrize("between", ["nothing", "rebuild", "erasure"])
+def test_a_session_that_gains_events_is_counted_once_whoever_refreshes_it(
+    conn: psycopg.Connection, between: str
+) -> None:
+    """A session's gained events wait as entries that the next refresh adds to its facts (no moves, so
+    no recount); a whole recount in between (a rebuild, an erasure's refresh) takes them too: none counts
+    twice."""
+    customer_id = new_customer(conn, "grown")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    page = "/b?utm_source=news"
+    first = [
+        Event(f"e{n}", t0 + timedelta(minutes=n), visitor_id="v", session_id="s", page=page) for n in range(2)
+    ]
+    load_one_batch(conn, customer_id, first)
+    other = Event("o0", t0, visitor_id="w", session_id="t", page=page)
+    load_one_batch(conn, customer_id, [other])
+    gained = [
+        Event("e2", t0 + timedelta(minutes=5), visitor_id="v", session_id="s", page=page, event_type="click"),
+        Event("e3", t0 - timedelta(minutes=1), visitor_id="v", session_id="s", page=page),
+    ]
+    ingest_events(conn, customer_id, gained)
+    # A full batch: its sessions wait (the run has not caught up).
+    assert process_batch(conn, customer_id, limit=2)["claimed"] == 2
+    entries = rows(
+        conn,
+        "SELECT site_event_hk IS NOT NULL AS event FROM mart.session_queue"
+        " WHERE tenant_hk = util.tenant_hk(%s)",
+        (customer_id,),
+    )
+    assert [r["event"] for r in entries] == [True, True]
+    if between == "rebuild":
+        rebuild_marts(conn, customer_id)
+    elif between == "erasure":
+        scalar(conn, "SELECT privacy.erase_visitor(util.tenant_hk(%s), 'v', NULL, 'test')", (customer_id,))
+    process_all(conn, customer_id)
+    assert _pending(conn, customer_id) == 0
+    live = mart_state(conn, customer_id)
+    assert sum(e[4] for e in live.events) == (1 if between == "erasure" else 5)
+    rebuild_marts(conn, customer_id)
+    assert_same_marts(live, mart_state(conn, customer_id))
+
+
 def test_the_sweep_refreshes_sessions_left_waiting(conn: psycopg.Connection) -> None:
     """A run stopped after full batches leaves sessions waiting: the periodic sweep finds the customer and
     refreshes them with nothing due."""
@@ -442,10 +487,10 @@ def test_a_failing_mart_refresh_never_holds_back_the_vault(conn: psycopg.Connect
     wait; once it works again, the next run counts them."""
     customer_id = new_customer(conn, "broken")
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-    source = scalar(conn, "SELECT pg_get_functiondef('mart.refresh_sessions(bytea[])'::regprocedure)")
+    source = scalar(conn, "SELECT pg_get_functiondef('mart.refresh_facts(bytea[], boolean)'::regprocedure)")
     conn.execute(
-        "CREATE OR REPLACE FUNCTION mart.refresh_sessions(p_sessions bytea[]) RETURNS void LANGUAGE plpgsql"
-        " AS $$ BEGIN RAISE EXCEPTION 'marts out of order'; END $$"
+        "CREATE OR REPLACE FUNCTION mart.refresh_facts(p_sessions bytea[], p_deltas boolean) RETURNS void"
+        " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'marts out of order'; END $$"
     )
     warnings: list[str] = []
     conn.add_notice_handler(lambda notice: warnings.append(str(notice.message_primary)))

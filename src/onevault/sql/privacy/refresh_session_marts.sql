@@ -34,7 +34,6 @@ BEGIN
     SELECT count(*) INTO v_before FROM mart.session_f f WHERE f.site_session_hk = ANY (p_sessions);
     PERFORM mart.refresh_sessions(p_sessions);
     SELECT count(*) INTO v_after FROM mart.session_f f WHERE f.site_session_hk = ANY (p_sessions);
-    DELETE FROM mart.session_queue q WHERE q.site_session_hk = ANY (p_sessions);
 
     DELETE FROM mart.traffic_daily t
     USING (SELECT DISTINCT (c ->> 0)::smallint AS dimension, (c ->> 1) COLLATE "C" AS value

@@ -3,7 +3,8 @@
 -- depends on (docs/vault.md). p_moved: staged events stage_events moved to another derived
 -- session. p_replay: the events were loaded before (staging.rebuild_vault), so their links are
 -- written where missing too. Idempotent: a replay inserts nothing. Returns the events it added.
--- The sessions it touches wait in mart.session_queue for their information marts.
+-- The sessions it touches wait in mart.session_queue for their information marts, with the
+-- events they gained.
 -- The caller holds the lanes of the events (staging.process_batch), so no other run touches their
 -- sessions. Visitors and pages, which runs of different lanes may share, need no lock: their
 -- current details are the latest event's, which the run that loads it always writes. One load
@@ -356,9 +357,17 @@ BEGIN
         ON CONFLICT DO NOTHING
     ), pending AS (
         -- The information marts follow: mart.refresh_queued (staging.process_batch) refreshes them.
-        INSERT INTO mart.session_queue (site_session_hk, tenant_hk)
-        SELECT DISTINCT h.site_session_hk, h.tenant_hk
+        -- A session that only gained events is queued with each of them (the marts add them); one
+        -- that lost or exchanged events, or a replay's, is queued whole.
+        INSERT INTO mart.session_queue (site_session_hk, tenant_hk, site_event_hk)
+        SELECT s.site_session_hk, s.tenant_hk, s.site_event_hk
+        FROM staging.site_tracking_events_s s
+        JOIN touched t ON t.site_session_hk = s.site_session_hk AND NOT t.moved AND NOT $3
+        WHERE s.raw_event_id = ANY ($1) AND s.validation_status <> 'INVALID' AND s.business_loaded_at >= now()
+        UNION ALL
+        SELECT DISTINCT h.site_session_hk, h.tenant_hk, NULL::bytea
         FROM touched t JOIN business.site_session_h h USING (site_session_hk)
+        WHERE t.moved OR $3
     )
     INSERT INTO business.site_session_visitor_eff_s (site_session_hk, load_date, applied_date,
                                                      link_session_visitor_hk, site_visitor_hk, tenant_hk,
