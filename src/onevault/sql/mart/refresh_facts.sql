@@ -1,6 +1,6 @@
 -- Brings the marts up to date with the given sessions as the business vault holds them now
 -- (docs/analytics.md): their facts are recomputed and the rollups change by the difference.
--- With p_deltas, a session whose entries in mart.session_queue all name an event it gained (its
+-- With p_deltas, a session whose entries in mart.session_queue all name events it gained (its
 -- other events unchanged, staging.load_business) and which has facts gets those events added to
 -- its facts, instead of all of its events read again; any other session is recomputed whole.
 -- The sessions' queue entries are taken in the same statement (the same snapshot) as the vault
@@ -73,13 +73,13 @@ BEGIN
         SELECT f.* FROM mart.session_event_f f WHERE f.site_session_hk = ANY ($1)
     ), taken AS MATERIALIZED (
         DELETE FROM mart.session_queue q WHERE q.site_session_hk = ANY ($1)
-        RETURNING q.site_session_hk, q.site_event_hk
+        RETURNING q.site_session_hk, q.site_event_hks
     ), grown AS MATERIALIZED (
         -- Sessions that only gained events since their facts were written: those events are added.
         SELECT t.site_session_hk FROM taken t
         WHERE $2 AND t.site_session_hk IN (SELECT o.site_session_hk FROM old_s o)
         GROUP BY t.site_session_hk
-        HAVING bool_and(t.site_event_hk IS NOT NULL)
+        HAVING bool_and(t.site_event_hks IS NOT NULL)
     ), links AS MATERIALIZED (
         -- The events to count: all of a session's, or those a grown session gained.
         SELECT n.site_session_hk, n.tenant_hk, l.site_event_hk
@@ -87,8 +87,9 @@ BEGIN
         JOIN business.site_event_session_l l ON l.site_session_hk = n.site_session_hk
         WHERE n.site_session_hk NOT IN (SELECT g.site_session_hk FROM grown g)
         UNION ALL
-        SELECT DISTINCT n.site_session_hk, n.tenant_hk, t.site_event_hk
+        SELECT DISTINCT n.site_session_hk, n.tenant_hk, e.site_event_hk
         FROM taken t
+        CROSS JOIN LATERAL unnest(t.site_event_hks) e(site_event_hk)
         JOIN grown g ON g.site_session_hk = t.site_session_hk
         JOIN new_s n ON n.site_session_hk = t.site_session_hk
     ), new_e AS MATERIALIZED (

@@ -234,7 +234,8 @@ BEGIN
                (array_agg(ARRAY[s.referrer_host, s.referrer_class, s.utm_source, s.utm_medium, s.utm_campaign,
                                 s.utm_term, s.utm_content, substr(s.record_source, 9)]
                           ORDER BY s.occurred_at, s.site_event_hk))[1:1] AS first_event,
-               (array_agg(s.site_visitor_hk ORDER BY s.occurred_at DESC, s.site_event_hk DESC))[1] AS visitor_hk
+               (array_agg(s.site_visitor_hk ORDER BY s.occurred_at DESC, s.site_event_hk DESC))[1] AS visitor_hk,
+               array_agg(s.site_event_hk) AS gained
         FROM staging.site_tracking_events_s s
         WHERE s.raw_event_id = ANY ($1) AND s.validation_status <> 'INVALID' AND s.business_loaded_at >= now()
         GROUP BY s.site_session_hk
@@ -357,17 +358,14 @@ BEGIN
         ON CONFLICT DO NOTHING
     ), pending AS (
         -- The information marts follow: mart.refresh_queued (staging.process_batch) refreshes them.
-        -- A session that only gained events is queued with each of them (the marts add them); one
-        -- that lost or exchanged events, or a replay's, is queued whole.
-        INSERT INTO mart.session_queue (site_session_hk, tenant_hk, site_event_hk)
-        SELECT s.site_session_hk, s.tenant_hk, s.site_event_hk
-        FROM staging.site_tracking_events_s s
-        JOIN touched t ON t.site_session_hk = s.site_session_hk AND NOT t.moved AND NOT $3
-        WHERE s.raw_event_id = ANY ($1) AND s.validation_status <> 'INVALID' AND s.business_loaded_at >= now()
-        UNION ALL
-        SELECT DISTINCT h.site_session_hk, h.tenant_hk, NULL::bytea
-        FROM touched t JOIN business.site_session_h h USING (site_session_hk)
-        WHERE t.moved OR $3
+        -- A session that only gained events is queued with them (the marts add them); one that
+        -- lost or exchanged events, or a replay's, is queued whole.
+        INSERT INTO mart.session_queue (site_session_hk, tenant_hk, site_event_hks)
+        SELECT h.site_session_hk, h.tenant_hk, CASE WHEN NOT t.moved AND NOT $3 THEN a.gained END
+        FROM touched t
+        JOIN business.site_session_h h USING (site_session_hk)
+        LEFT JOIN arrived a USING (site_session_hk)
+        WHERE t.moved OR $3 OR a.gained IS NOT NULL
     )
     INSERT INTO business.site_session_visitor_eff_s (site_session_hk, load_date, applied_date,
                                                      link_session_visitor_hk, site_visitor_hk, tenant_hk,
