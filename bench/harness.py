@@ -145,8 +145,10 @@ class Server:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     break
             if self.process.poll() is not None or time.monotonic() > deadline:
+                # Read before stopping: stop() deletes a log without a traceback.
+                log = self.log.read_text(errors="replace")[-3000:]
                 self.stop()
-                raise RuntimeError(f"{name} did not start:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(f"{name} did not start:\n{log}")
             time.sleep(0.2)
 
     def pids(self) -> list[int]:
