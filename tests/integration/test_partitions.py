@@ -4,7 +4,9 @@ retention that drops whole days and nothing newer or unprocessed, and staging's 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
@@ -119,6 +121,30 @@ def test_a_copy_of_an_event_stored_on_an_earlier_day_is_a_duplicate(
     ).fetchone()
     assert again == (first, True)
     assert scalar(conn, "SELECT count(*) FROM raw.site_tracking_events_r WHERE event_id = 'evt-old'") == 1
+
+
+def test_batches_sharing_event_ids_in_other_orders_wait_for_each_other_without_deadlock(
+    db_url: str, conn: psycopg.Connection, customer: str
+) -> None:
+    """The keys of a batch are taken in one order (tenant, event id), whatever the request's: a batch
+    holding `a` and then taking `b` waits for, but never deadlocks with, a batch of [b, a]."""
+    with psycopg.connect(db_url) as first, psycopg.connect(db_url) as second:
+        (a,) = ingest(first, [{}], ["a"])
+        with ThreadPoolExecutor(1) as pool:
+            copies = pool.submit(ingest, second, [{}, {}], ["b", "a"])
+            deadline = time.monotonic() + 10
+            while not scalar(
+                conn,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%%ingest_site_events%%' AND pid <> pg_backend_pid()",
+            ):
+                assert time.monotonic() < deadline, "the second batch never waited for the first"
+                time.sleep(0.02)
+            (b,) = ingest(first, [{}], ["b"])
+            first.commit()
+            assert copies.result(timeout=10) == [b, a]
+        second.commit()
+    assert scalar(conn, "SELECT count(*) FROM raw.site_tracking_events_r WHERE event_id IN ('a', 'b')") == 2
 
 
 def test_keys_past_the_idempotency_window_are_forgotten_and_the_event_id_is_stored_again(

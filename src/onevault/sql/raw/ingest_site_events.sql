@@ -1,6 +1,7 @@
 -- Stores a batch of events for any tenants in one statement, idempotently.
 -- Returns one row per input position (1-based): the raw_event_id that holds the event, whether
 -- it was already there, and its lane. The key of raw.event_key decides, so racing copies store once.
+-- requires: raw/day_first_id.sql
 CREATE OR REPLACE FUNCTION raw.ingest_site_events(
     p_tenant_hks bytea[],
     p_event_ids text[],
@@ -29,11 +30,19 @@ BEGIN
         SELECT DISTINCT ON (i.tenant_hk, i.event_id) i.*
         FROM input i
         ORDER BY i.tenant_hk, i.event_id, i.ord
+    ), numbered AS MATERIALIZED (
+        -- Ids allotted in request order (as raw_event_id's default does), so that processing,
+        -- oldest first, follows the order events were sent in; copies leave gaps.
+        SELECT f.tenant_hk, f.event_id,
+               raw.day_first_id((now() AT TIME ZONE 'UTC')::date) + nextval('raw.event_seq') % 274877906944 AS new_id
+        FROM (SELECT x.tenant_hk, x.event_id FROM firsts x ORDER BY x.ord) f
     ), keys AS (
-        -- The idempotency key allots the event's id; a key already there (or being written by a
-        -- concurrent transaction, which this one then waits for) makes the event a copy.
-        INSERT INTO raw.event_key AS k (tenant_hk, event_id)
-        SELECT f.tenant_hk, f.event_id FROM firsts f ORDER BY f.ord
+        -- The idempotency key decides; a key already there (or being written by a concurrent
+        -- transaction, which this one then waits for) makes the event a copy. Keys are taken in
+        -- one order, not the request's: two batches sharing event ids in other orders would
+        -- otherwise each hold a key the other waits for (a deadlock).
+        INSERT INTO raw.event_key AS k (tenant_hk, event_id, raw_event_id)
+        SELECT n.tenant_hk, n.event_id, n.new_id FROM numbered n ORDER BY n.tenant_hk, n.event_id
         ON CONFLICT (tenant_hk, event_id) DO NOTHING
         RETURNING k.tenant_hk, k.event_id, k.raw_event_id
     ), ins AS (
