@@ -9,17 +9,23 @@ JOIN auth.tenant_current t ON t.tenant_hk = k.tenant_hk
 WHERE k.api_token_hk = %(token_hash)s;
 
 -- name: insert_raw
--- One event into the raw layer; no row when the event id is already stored.
+-- One event into the raw layer; no row when the event id is already stored (its idempotency key,
+-- raw.event_key, is there).
+WITH key AS (
+    INSERT INTO raw.event_key (tenant_hk, event_id) VALUES (%(tenant_hk)s, %(event_id)s)
+    ON CONFLICT (tenant_hk, event_id) DO NOTHING
+    RETURNING raw_event_id
+)
 INSERT INTO raw.site_tracking_events_r
-    (tenant_hk, event_id, raw_payload, received_timestamp, record_source, user_agent, client_ip_hash)
-VALUES (%(tenant_hk)s, %(event_id)s, %(payload)s, clock_timestamp(), 'naive', %(user_agent)s,
-        util.hash_client_ip(%(client_ip)s::inet, util.client_ip_key(clock_timestamp())))
-ON CONFLICT (tenant_hk, event_id) DO NOTHING
+    (raw_event_id, tenant_hk, event_id, raw_payload, received_timestamp, record_source, user_agent, client_ip_hash)
+SELECT key.raw_event_id, %(tenant_hk)s, %(event_id)s, %(payload)s, clock_timestamp(), 'naive', %(user_agent)s,
+       util.hash_client_ip(%(client_ip)s::inet, util.client_ip_key(clock_timestamp()))
+FROM key
 RETURNING raw_event_id;
 
 -- name: existing_raw
 -- The raw row already holding an event id.
-SELECT raw_event_id FROM raw.site_tracking_events_r WHERE tenant_hk = %(tenant_hk)s AND event_id = %(event_id)s;
+SELECT raw_event_id FROM raw.event_key WHERE tenant_hk = %(tenant_hk)s AND event_id = %(event_id)s;
 
 -- name: select_raw
 -- One raw event, locked, so two processors of the same event serialise.

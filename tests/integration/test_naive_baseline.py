@@ -381,3 +381,19 @@ def test_baseline_enriches_every_event_as_the_service_does(
     assert gap["gap-0"] == gap["late-40"] == gap["gap-60"] == gap["gap-70"] == "v-gap@" + iso(T0)
     assert gap["gap-105"] == gap["gap-135"] == gap["late-125"] == gap["next-140"] != gap["next-200"]
     assert len({ours[k]["session_id"] for k in ("anon-0", "anon-5", "anon-50", "anon-70")}) == 2
+
+
+def test_baseline_stores_each_event_id_once(naive_db_url: str) -> None:
+    """The baseline's single-row insert is idempotent by the service's key table: a copy finds the event."""
+    with psycopg.connect(naive_db_url, autocommit=True) as db:
+        store.create_tenant(db, CUSTOMER)
+        tenant_hk = rows(db, "SELECT util.tenant_hk(%s) AS hk", (CUSTOMER,))[0]["hk"]
+        first = naive.store_event(
+            db, tenant_hk, "evt-1", {"page_url": "https://a.test/"}, "ua", "203.0.113.7"
+        )
+        again = naive.store_event(
+            db, tenant_hk, "evt-1", {"page_url": "https://a.test/"}, "ua", "203.0.113.7"
+        )
+        assert again == first
+        stored = rows(db, "SELECT count(*) AS n FROM raw.site_tracking_events_r WHERE event_id = 'evt-1'")
+        assert stored[0]["n"] == 1
