@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from tests.helpers.pipeline import CHROME
 from tests.helpers.servers import LiveServer
 from tests.helpers.tenants import Tenant, make_tenant
 
@@ -79,6 +80,37 @@ def test_sync_track_answers_after_the_event_reached_the_business_layer(
         "JOIN business.site_event_details_s d USING (site_event_hk)"
     ).fetchone()
     assert row == (body["event_id"], "https://shop.test/products?utm_source=news", "news")
+
+
+def _queued_sessions(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM mart.session_queue").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _counted_sessions(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM mart.session_f").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_sync_track_answers_without_waiting_for_the_marts_which_background_processing_refreshes(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """The answer waits for the vault, not for the information marts: the session is still queued
+    for them when no background processing runs; with it, the marts count the session soon after."""
+    tenant = make_tenant(conn, "one_spa")
+    # A browser's (python-httpx's own User-Agent is a bot's, which the marts leave out).
+    headers = tenant.headers | {"User-Agent": CHROME}
+    event = {"page_url": "https://shop.test/", "event_data": {"session_id": "s-1", "visitor_id": "v-1"}}
+    with LiveServer(db_url, pipeline_background=False) as server:
+        response = httpx.post(f"{server.url}/api/v1/track", headers=headers, json=event)
+        assert response.json()["pipeline"] == {"status": "complete"}
+        assert (_queued_sessions(conn), _counted_sessions(conn)) == (1, 0)
+    with LiveServer(db_url) as server:
+        response = httpx.post(
+            f"{server.url}/api/v1/track", headers=headers, json=event | {"page_url": "https://shop.test/b"}
+        )
+        assert response.json()["pipeline"] == {"status": "complete"}
+        _wait_for(lambda: (_queued_sessions(conn), _counted_sessions(conn)) == (0, 1), timeout=5.0)
 
 
 def test_sync_track_reports_a_quarantined_event_with_its_reason(client: httpx.Client, tenant: Tenant) -> None:

@@ -735,7 +735,7 @@ def test_automation_layer_remove_and_install(conn: psycopg.Connection, tenant: T
     after = catalog(conn)
     assert before - after == {
         "function api.track_site_event(text,text,text,jsonb,inet,text,text)",
-        "function staging.auto_process_if_needed(text,integer,smallint[],boolean)",
+        "function staging.auto_process_if_needed(text,integer,smallint[],boolean,boolean)",
         "function staging.trigger_pipeline_now(text)",
         "function staging.get_pipeline_status(text)",
         "function staging.resolve_tenants(text)",

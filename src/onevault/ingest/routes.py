@@ -276,7 +276,8 @@ async def track(request: Request) -> Response:
     logger.info("🔄 Triggering automatic site tracking processing...")
     try:
         lanes = services.pipeline.lanes_of(stored.lane)
-        result = await services.pipeline.process(caller.customer_id, lanes)
+        # The answer waits for the vault; the marts follow in the background (notified below).
+        result = await services.pipeline.process(caller.customer_id, lanes, refresh_marts=False)
         if result.nothing_due:
             logger.info("ℹ️ %s", NOTHING_DUE)
         else:
@@ -284,14 +285,13 @@ async def track(request: Request) -> Response:
         outcome, reasons = await services.pipeline.outcome(stored.raw_event_id)
     except (ProcessingFailed, psycopg.Error) as exc:
         logger.warning("⚠️ Site tracking processing failed (non-critical): %s", {"error": str(exc)})
-        services.pipeline.notify(caller.customer_id)
         pipeline = PipelineState(status="pending", detail="processing failed; the event is stored and queued")
     else:
         detail = "; ".join(reasons) if reasons else None
         if outcome == "pending":
             detail = "queued behind other events; processing follows in the background"
-            services.pipeline.notify(caller.customer_id)
         pipeline = PipelineState(status=outcome, detail=detail)
+    services.pipeline.notify(caller.customer_id)
     return _answer(event, "automatic", stored, pipeline)
 
 

@@ -24,7 +24,8 @@ ON CONFLICT DO NOTHING;
 
 -- name: auto_process
 -- One bounded batch of a tenant's due events through the whole pipeline (automation layer).
-SELECT staging.auto_process_if_needed(%(customer_id)s, %(batch_size)s, %(lanes)s::smallint[], %(wait)s);
+SELECT staging.auto_process_if_needed(%(customer_id)s, %(batch_size)s, %(lanes)s::smallint[], %(wait)s,
+                                      %(refresh_marts)s);
 
 -- name: tenants_with_due_events
 -- Customers having events waiting (or due for a retry), or sessions waiting for their marts: the

@@ -54,7 +54,8 @@ class _TenantRuns:
     driver: asyncio.Task[None] | None = None
 
 
-_RunKey = tuple[str, tuple[int, ...], bool]
+# (customer, lanes, wait, refresh_marts)
+_RunKey = tuple[str, tuple[int, ...], bool, bool]
 
 
 @dataclass
@@ -125,6 +126,7 @@ class PipelineRunner:
         lanes: tuple[int, ...] = ALL_LANES,
         *,
         wait: bool = True,
+        refresh_marts: bool = True,
         until_done: bool = False,
         progress: Callable[[PipelineResult], None] | None = None,
     ) -> PipelineResult:
@@ -133,19 +135,20 @@ class PipelineRunner:
         One batch of at most `batch_size` events, shared with the callers arriving while it has not
         started; with `until_done`, batch after batch until one finds less than a full batch due.
         With `wait`, a batch waits for the lanes other runs (of any process) hold; without, it skips
-        them. `progress` is given the running total after each batch that found events.
+        them. Without `refresh_marts`, the information marts of what it loads are left to the next
+        run that refreshes them (background processing, once notified). `progress` is given the
+        running total after each batch that found events.
         """
         total = PipelineResult()
         while True:
-            batch = await self._shared_run(customer_id, lanes, wait)
+            batch = await self._shared_run((customer_id, lanes, wait, refresh_marts))
             total += batch
             if progress is not None and not batch.nothing_due:
                 progress(total)
             if not until_done or batch.processed < self.batch_size:
                 return total
 
-    async def _shared_run(self, customer_id: str, lanes: tuple[int, ...], wait: bool) -> PipelineResult:
-        key = (customer_id, lanes, wait)
+    async def _shared_run(self, key: _RunKey) -> PipelineResult:
         state = self._tenants.setdefault(key, _TenantRuns())
         if state.next_run is None:
             state.next_run = asyncio.get_running_loop().create_future()
@@ -182,7 +185,9 @@ class PipelineRunner:
         """Do the work SQL does badly before a run: parse the user agents of due events."""
         await self._parse_user_agents(customer_id, lanes)
 
-    async def _run(self, customer_id: str, lanes: tuple[int, ...], wait: bool) -> PipelineResult:
+    async def _run(
+        self, customer_id: str, lanes: tuple[int, ...], wait: bool, refresh_marts: bool
+    ) -> PipelineResult:
         started_at, started = datetime.now(UTC), time.perf_counter()
         try:
             await self.prepare(customer_id, lanes)
@@ -194,6 +199,7 @@ class PipelineRunner:
                         "batch_size": self.batch_size,
                         "lanes": list(lanes),
                         "wait": wait,
+                        "refresh_marts": refresh_marts,
                     },
                 )
                 row = await cur.fetchone()

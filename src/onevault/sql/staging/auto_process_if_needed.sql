@@ -1,9 +1,10 @@
 -- layer: automation
 -- One bounded batch for each tenant that has due events; the message says when there was none.
--- p_lanes and p_wait as in staging.process_batch (the service passes them to run lanes in parallel).
+-- p_lanes, p_wait and p_refresh_marts as in staging.process_batch (the service passes them to run
+-- lanes in parallel, and to leave the marts to background processing in a request's run).
 CREATE OR REPLACE FUNCTION staging.auto_process_if_needed(
     p_customer_id text DEFAULT NULL, p_batch_size integer DEFAULT 1000, p_lanes smallint[] DEFAULT NULL,
-    p_wait boolean DEFAULT false
+    p_wait boolean DEFAULT false, p_refresh_marts boolean DEFAULT true
 ) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -27,7 +28,7 @@ BEGIN
                             (SELECT 1 FROM mart.session_queue p WHERE p.tenant_hk = t.tenant_hk LIMIT 1)
                             LIMIT 1) due
     LOOP
-        v_batch := staging.process_batch(v_tenant.tenant_hk, p_batch_size, p_lanes, p_wait);
+        v_batch := staging.process_batch(v_tenant.tenant_hk, p_batch_size, p_lanes, p_wait, p_refresh_marts);
         v_claimed := v_claimed + (v_batch ->> 'claimed')::integer;
         v_staged := v_staged + (v_batch ->> 'staged')::integer;
         v_loaded := v_loaded + (v_batch ->> 'loaded')::integer;
