@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -11,10 +12,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 from tests.helpers.tenants import Tenant
 
 from onevault.auth import caller, store
 from onevault.auth.caller import TokenResolver
+from onevault.auth.tokens import token_hash
 
 BURST = 20
 
@@ -114,3 +117,28 @@ def test_a_refusal_is_answered_late_on_a_closed_connection(client: httpx.Client,
     assert refused.status_code == 429
     assert time.monotonic() - started >= caller.REFUSAL_DELAY_SECONDS * 0.9
     assert refused.headers["connection"] == "close"
+
+
+class _ExpiresWhenRead(dict[bytes, Any]):
+    """A token cache whose entry expires between `in` and the read (a TTLCache entry can)."""
+
+    def __getitem__(self, key: bytes) -> Any:
+        raise KeyError(key)
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        return default
+
+
+def test_a_cached_token_expiring_during_its_lookup_is_looked_up_again(db_url: str, tenant: Tenant) -> None:
+    """An entry that expires while it is read is a miss, not a KeyError (a 500 under load)."""
+
+    async def lookup() -> Any:
+        async with AsyncConnectionPool(db_url, min_size=1, open=False) as pool:
+            resolver = TokenResolver(pool, ttl_seconds=2)
+            expiring = _ExpiresWhenRead()
+            expiring[token_hash(tenant.token)] = None
+            resolver._cache = expiring  # type: ignore[assignment]
+            return await resolver.lookup(token_hash(tenant.token))
+
+    grant = asyncio.run(lookup())
+    assert grant is not None and grant.customer_id == tenant.customer_id

@@ -7,6 +7,7 @@ whose only scope is `track` in the body (see `authenticate_body`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -124,8 +125,10 @@ class TokenResolver:
 
     async def lookup(self, token_hash: bytes) -> _Grant | None:
         """What the token with this hash grants, or None if no such token exists."""
-        if self._cache is not None and token_hash in self._cache:
-            return self._cache[token_hash]
+        if self._cache is not None:
+            # One read, no `in` first: an entry can expire between the two.
+            with contextlib.suppress(KeyError):
+                return self._cache[token_hash]
         async with self._pool.connection() as conn:
             cur = await conn.execute(Q["resolve_token"], {"token_hash": token_hash})
             row = await cur.fetchone()
