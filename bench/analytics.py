@@ -53,7 +53,6 @@ from bench import data, drive, explain, harness, pipeline, vault
 from onevault import sqlfile
 from onevault.auth import store
 from onevault.pipeline import marts, rebuild
-from onevault.pipeline.runner import ALL_LANES
 from onevault.stats.models import DIMENSIONS, METRICS
 from onevault.stats.query import realtime_visitors, run_query
 from onevault.stats.routes import REALTIME_WINDOW_SECONDS
@@ -695,7 +694,7 @@ def profile_refresh(pg: harness.Postgres, template: str, args: argparse.Namespac
             at = time.perf_counter()
             conn.execute(
                 drive.PIPELINE["auto_process"],
-                {"customer_id": BIG, "batch_size": args.batch, "lanes": list(ALL_LANES), "wait": False},
+                drive.auto_process_params(BIG, args.batch),
             )
             batch_ms = (time.perf_counter() - at) * 1000
             row = conn.execute(Q["batch_sessions"]).fetchone()

@@ -54,6 +54,20 @@ def parse_user_agents(
     return len(agents)
 
 
+def auto_process_params(
+    customer_id: str, batch_size: int, lanes: tuple[int, ...] = ALL_LANES
+) -> dict[str, Any]:
+    """The parameters of PIPELINE["auto_process"] as a background run gives them: lanes other runs hold
+    skipped, the marts refreshed."""
+    return {
+        "customer_id": customer_id,
+        "batch_size": batch_size,
+        "lanes": list(lanes),
+        "wait": False,
+        "refresh_marts": True,
+    }
+
+
 def run_once(
     conn: psycopg.Connection[Any],
     customer_id: str,
@@ -69,8 +83,7 @@ def run_once(
     prepared = time.perf_counter()
     with conn.transaction():
         row = conn.execute(
-            PIPELINE["auto_process"],
-            {"customer_id": customer_id, "batch_size": batch_size, "lanes": list(lanes), "wait": False},
+            PIPELINE["auto_process"], auto_process_params(customer_id, batch_size, lanes)
         ).fetchone()
     done = time.perf_counter()
     result: dict[str, Any] = row[0] if row else {}

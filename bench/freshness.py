@@ -161,9 +161,11 @@ async def sample_backlog(
                 drained.set()
 
 
-async def run(url: str, port: int, token: str, args: argparse.Namespace) -> dict[str, Any]:
+async def run(
+    url: str, port: int, token: str, rate: float, seconds: float, connections: int, drain_seconds: float
+) -> dict[str, Any]:
     """Send, sample, drain, and measure; the results."""
-    n = int(args.rate * args.seconds)
+    n = int(rate * seconds)
     payloads = requests(port, token, n)
     series: list[tuple[float, int]] = []
     sent, drained = asyncio.Event(), asyncio.Event()
@@ -172,12 +174,12 @@ async def run(url: str, port: int, token: str, args: argparse.Namespace) -> dict
     db_t0 = await _db_now(url)
     t0 = time.perf_counter() + 1.0
     sampler = asyncio.create_task(sample_backlog(url, t0, sent, drained, series))
-    outcome = await send_all(port, payloads, args.rate, args.connections, t0)
+    outcome = await send_all(port, payloads, rate, connections, t0)
     sending_seconds = time.perf_counter() - t0
     client_cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
     sent.set()
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(drained.wait(), timeout=args.drain_seconds)
+        await asyncio.wait_for(drained.wait(), timeout=drain_seconds)
     sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sampler
@@ -218,35 +220,28 @@ def _slope(points: list[tuple[float, int]]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
 
 
-def main() -> None:
-    """Run the freshness benchmark and print its table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=1000, help="events per second")
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--connections", type=int, default=128, help="client connections (max in flight)")
-    parser.add_argument(
-        "--drain-seconds", type=float, default=60, help="how long to wait for the backlog after"
-    )
-    parser.add_argument("--batch-size", type=int, help="ONEVAULT_PIPELINE_BATCH_SIZE for the server")
-    args = parser.parse_args()
+def measure(
+    url: str,
+    port: int,
+    token: str,
+    rate: float,
+    seconds: float,
+    connections: int = 128,
+    drain_seconds: float = 60,
+) -> dict[str, Any]:
+    """Send `rate` events/s for `seconds` to the server on `port` (database `url`), wait for the
+    backlog to drain, and measure freshness; the results."""
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-
-    env = {"ONEVAULT_PIPELINE_BATCH_SIZE": str(args.batch_size)} if args.batch_size else {}
-    with harness.postgres() as pg:
-        url = harness.create_database(pg, "freshness")
-        token = harness.tenant_token(url)
-        port = harness.free_port()
-        with harness.onevault(url, port, **env) as server, harness.peak_rss(server) as rss:
-            result = asyncio.run(run(url, port, token, args))
-        with psycopg.connect(url, autocommit=True) as conn:
-            row = conn.execute(FRESHNESS, {"customer_id": CUSTOMER}).fetchone()
-            per_second = conn.execute(
-                FRESHNESS_PER_SECOND, {"customer_id": CUSTOMER, "t0": result["db_t0"]}
-            ).fetchall()
-            states = conn.execute(STATES, {"customer_id": CUSTOMER}).fetchone()
+    result = asyncio.run(run(url, port, token, rate, seconds, connections, drain_seconds))
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(FRESHNESS, {"customer_id": CUSTOMER}).fetchone()
+        per_second = conn.execute(
+            FRESHNESS_PER_SECOND, {"customer_id": CUSTOMER, "t0": result["db_t0"]}
+        ).fetchall()
+        states = conn.execute(STATES, {"customer_id": CUSTOMER}).fetchone()
     assert row is not None and states is not None
 
     outcome: Sent = result["outcome"]
@@ -257,12 +252,12 @@ def main() -> None:
     from_schedule_ms = [(outcome.done[i] - outcome.scheduled[i]) * 1000 for i in ok]
     last_done = max(outcome.done) - result["t0"] if n else 0.0
     series: list[tuple[float, int]] = result["series"]
-    during = [p for p in series if p[0] <= args.seconds]
-    last10 = [p for p in during if p[0] > args.seconds - 10]
+    during = [p for p in series if p[0] <= seconds]
+    last10 = [p for p in during if p[0] > seconds - 10]
     slope = _slope(last10)
     p50, p95, p99 = row[1] or [None, None, None]
     client = {
-        "target_rate": args.rate,
+        "target_rate": rate,
         "achieved_rate": round(len(ok) / last_done, 1) if last_done else 0,
         "requests": n,
         "ok": len(ok),
@@ -277,7 +272,7 @@ def main() -> None:
         "client_cpu_share": round(result["client_cpu"], 3),
     }
     # The rate was held if nearly every request went out on time (a free connection was there).
-    client["kept_up"] = client["achieved_rate"] >= 0.97 * args.rate and client["lag_ms_p99"] <= 100
+    client["kept_up"] = client["achieved_rate"] >= 0.97 * rate and client["lag_ms_p99"] <= 100
     fresh = {
         "events_loaded": row[0],
         "p50_ms": round(p50, 1) if p50 is not None else None,
@@ -297,9 +292,41 @@ def main() -> None:
         "max": max((b for _, b in during), default=0),
         "mean": round(statistics.mean([b for _, b in during]), 1) if during else 0,
         "last10_slope_per_s": round(slope, 1),
-        "flat": slope <= 0.05 * args.rate,
+        "flat": slope <= 0.05 * rate,
         "series": [b for _, b in series],
     }
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "connections": connections,
+        "client": client,
+        "freshness_ms": fresh,
+        "checks": checks,
+        "backlog": backlog,
+        "per_second": [{"second": r[0], "events": r[1], "p50_ms": r[2], "p95_ms": r[3]} for r in per_second],
+    }
+
+
+def main() -> None:
+    """Run the freshness benchmark and print its table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=1000, help="events per second")
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--connections", type=int, default=128, help="client connections (max in flight)")
+    parser.add_argument(
+        "--drain-seconds", type=float, default=60, help="how long to wait for the backlog after"
+    )
+    parser.add_argument("--batch-size", type=int, help="ONEVAULT_PIPELINE_BATCH_SIZE for the server")
+    args = parser.parse_args()
+
+    env = {"ONEVAULT_PIPELINE_BATCH_SIZE": str(args.batch_size)} if args.batch_size else {}
+    with harness.postgres() as pg:
+        url = harness.create_database(pg, "freshness")
+        token = harness.tenant_token(url)
+        port = harness.free_port()
+        with harness.onevault(url, port, **env) as server, harness.peak_rss(server) as rss:
+            result = measure(url, port, token, args.rate, args.seconds, args.connections, args.drain_seconds)
+    client, fresh, checks, backlog = (result[k] for k in ("client", "freshness_ms", "checks", "backlog"))
     print(f"\nFreshness: {args.rate:,.0f} events/s to /api/v1/track/async for {args.seconds:.0f} s")
     print(harness.table([client], list(client)))
     if not client["kept_up"]:
@@ -323,25 +350,10 @@ def main() -> None:
         and fresh["p95_ms"] <= TARGET_P95_MS
     )
     print(f"Target (rate held, p95 ≤ {TARGET_P95_MS} ms, backlog flat): {'met' if met else 'NOT met'}")
-    p95_series = [round(r[3]) for r in per_second]
+    p95_series = [round(r["p95_ms"]) for r in result["per_second"]]
     print(f"p95 freshness (ms) by second of receipt:\n  {' '.join(str(v) for v in p95_series)}")
     print(f"server peak RSS (MB): {', '.join(f'{v:.0f}' for v in rss.values())}")
-    path = harness.save(
-        "freshness",
-        {
-            "rate": args.rate,
-            "seconds": args.seconds,
-            "connections": args.connections,
-            "client": client,
-            "freshness_ms": fresh,
-            "checks": checks,
-            "backlog": backlog,
-            "per_second": [
-                {"second": r[0], "events": r[1], "p50_ms": r[2], "p95_ms": r[3]} for r in per_second
-            ],
-            "server_peak_rss_mb": rss,
-        },
-    )
+    path = harness.save("freshness", result | {"server_peak_rss_mb": rss})
     print(f"\nresults: {path}")
 
 

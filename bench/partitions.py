@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -467,9 +465,13 @@ def step_profile(pg: harness.Postgres, name: str, request: dict[str, Any], say: 
 def step_ingest_template(
     pg: harness.Postgres, name: str, request: dict[str, Any], say: Callable[[str], None]
 ) -> Any:
-    """Part 3: a migrated database with the benchmark customer, copied for every cell; its token."""
+    """Part 3: a migrated database with the benchmark customer, copied for every cell; its token (and, with
+    `request["browser"]`, a web page's token for beacons)."""
     url = harness.create_database(pg, name)
-    return {"token": harness.tenant_token(url)}
+    result = {"token": harness.tenant_token(url)}
+    if request.get("browser"):
+        result["browser_token"] = harness.browser_token(url)
+    return result
 
 
 def _cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
@@ -493,10 +495,11 @@ def step_ingest_cell(
     pg: harness.Postgres, name: str, request: dict[str, Any], say: Callable[[str], None]
 ) -> Any:
     """Part 3: one wrk run against this tree's server on a fresh copy of its template (bench/ingest.py's
-    measure), with the CPU its server processes and their PostgreSQL backends used meanwhile."""
+    measure; `request["credentials"]` "body": as beacons send it), with the CPU its server processes and
+    their PostgreSQL backends used meanwhile and the peak memory of each server process."""
     url = pipeline.clone(pg, request["template"], name)
     env = {"ONEVAULT_PIPELINE_BACKGROUND": "false"} if request["ingestion_only"] else {}
-    with harness.onevault(url, harness.free_port(), **env) as server:
+    with harness.onevault(url, harness.free_port(), **env) as server, harness.peak_rss(server) as rss:
         server_before, pg_before = _cpu_seconds(server.pids()), _cpu_seconds(_backends(url))
         result = ingest.measure(
             server,
@@ -507,8 +510,10 @@ def step_ingest_cell(
             request["connections"],
             request["seconds"],
             0,
+            request.get("credentials", "headers"),
         )
         server_after, pg_after = _cpu_seconds(server.pids()), _cpu_seconds(_backends(url))
+    result["peak_rss_mb"] = round(max(rss.values(), default=0.0), 1)
     # A process started during the run counts from zero.
     for what, before, after in (("server", server_before, server_after), ("pg", pg_before, pg_after)):
         used = sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
@@ -604,27 +609,18 @@ def part_pipeline(
         for w in workers:
             for key in order:
                 history = templates[key].get("history", {})
-                result = trees[key.split("_")[0]].run(
+                result = vault.run_pipeline(
                     pg,
-                    "pipeline_run",
-                    f"part_{key}_w{w}",
-                    args.run_seconds + 300,
-                    template=f"part_{key}",
-                    workers=w,
-                    batch=args.batch,
-                    seconds=args.run_seconds,
+                    trees[key.split("_")[0]],
+                    f"part_{key}",
+                    w,
+                    args,
                     # What verify expects of the whole database: the history is processed too.
                     events=args.events + history.get("events", 0),
                     malformed=templates[key]["malformed"] + history.get("malformed", 0),
+                    title=_case_title(key, args.history_days),
                 )
                 runs[key].setdefault(w, []).append(result)
-                print(
-                    f"[{_case_title(key, args.history_days)}] {w} run(s): "
-                    f"{result['events_per_s']:,} events/s, "
-                    f"cpu {result['pg_cpu_ms_per_1000']} ms per 1,000, verified: {result['verify']['ok']} "
-                    f"(other work: {result['other_cores']} cores)",
-                    flush=True,
-                )
     profiled = {}
     for key in ("old_history", "new_history"):
         if args.profile_batch and key in templates:
@@ -989,18 +985,13 @@ def main() -> None:
         "old": vault.Tree("old", args.baseline, baseline_python),
         "new": vault.Tree("new", args.current, args.current_python),
     }
-    for tree in trees.values():
-        if not (tree.root / "src" / "onevault").is_dir() or not tree.python.exists():
-            sys.exit(
-                f"{tree.label}: no checkout at {tree.root} or no {tree.python}; for the baseline:\n"
-                f"  git -C {ROOT} worktree add {DEFAULT_BASELINE} {BASELINE_COMMIT}\n"
-                f"  bash {DEFAULT_BASELINE}/scripts/_venv.sh '[bench]'"
-            )
+    commits = vault.checkouts(
+        list(trees.values()),
+        f"for the baseline:\n  git -C {ROOT} worktree add {DEFAULT_BASELINE} {BASELINE_COMMIT}\n"
+        f"  bash {DEFAULT_BASELINE}/scripts/_venv.sh '[bench]'",
+    )
     if not (trees["new"].root / "src" / "onevault" / "maintenance").is_dir():
         sys.exit(f"{trees['new'].root} has no onevault.maintenance: not the partitioned tree")
-    commits = {label: tree.describe() for label, tree in trees.items()}
-    for tree in trees.values():
-        print(f"{tree.label}: {tree.root} at {commits[tree.label]} ({tree.python})", flush=True)
 
     started = time.perf_counter()
     results: dict[str, Any] = {}
@@ -1019,17 +1010,9 @@ def main() -> None:
     for part, report in (("drop", report_drop), ("pipeline", report_pipeline), ("ingest", report_ingest)):
         if part in results:
             targets += report(results[part], args)
-    others = vault.OTHER_CORES
-    if others:
-        print(
-            f"\nMachine: {os.cpu_count()} cores; other work used {min(others):.1f}-{max(others):.1f} of them "
-            f"during the steps (mean {statistics.mean(others):.1f})"
-            + (
-                ": compare before with after, and read the cpu columns, not events/s against other runs"
-                if statistics.mean(others) > 0.25
-                else ""
-            )
-        )
+    vault.print_other_work(
+        "compare before with after, and read the cpu columns, not events/s against other runs"
+    )
     print("\nTargets:")
     for name, met, detail in targets:
         print(f"  {'PASS' if met else 'FAIL'}  {name}: {detail}")
@@ -1039,7 +1022,7 @@ def main() -> None:
             "trees": {label: {"root": str(t.root), "commit": commits[label]} for label, t in trees.items()},
             "options": {k: str(v) for k, v in vars(args).items()},
             "seconds": round(seconds),
-            "other_cores": others,
+            "other_cores": vault.OTHER_CORES,
             "targets": [{"target": name, "met": met, "detail": detail} for name, met, detail in targets],
             **results,
         },

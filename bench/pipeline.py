@@ -171,7 +171,7 @@ def explain_batch(url: str, batch: int) -> dict[str, Any]:
                 conn,
                 lambda: conn.execute(
                     drive.PIPELINE["auto_process"],
-                    {"customer_id": CUSTOMER, "batch_size": batch, "lanes": list(ALL_LANES), "wait": False},
+                    drive.auto_process_params(CUSTOMER, batch),
                 ),
             )
             batch_ms = (time.perf_counter() - started) * 1000

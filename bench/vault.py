@@ -520,10 +520,66 @@ class Tree:
             result_path.unlink(missing_ok=True)
 
 
+def checkouts(trees: list[Tree], setup: str) -> dict[str, str]:
+    """Each tree's commit, printed; exits with `setup` (how to make the baseline) where a tree has no
+    checkout or no Python."""
+    for tree in trees:
+        if not (tree.root / "src" / "onevault").is_dir() or not tree.python.exists():
+            sys.exit(f"{tree.label}: no checkout at {tree.root} or no {tree.python}; {setup}")
+    commits = {t.label: t.describe() for t in trees}
+    for tree in trees:
+        print(f"{tree.label}: {tree.root} at {commits[tree.label]} ({tree.python})", flush=True)
+    return commits
+
+
+def print_other_work(hint: str) -> None:
+    """How many cores other work used during the steps (OTHER_CORES); `hint` after it if that was a
+    noticeable share."""
+    if OTHER_CORES:
+        low, high, mean = min(OTHER_CORES), max(OTHER_CORES), statistics.mean(OTHER_CORES)
+        print(
+            f"\nMachine: {os.cpu_count()} cores; other work used {low:.1f}-{high:.1f} of them during the "
+            f"steps (mean {mean:.1f})" + (f": {hint}" if mean > 0.25 else "")
+        )
+
+
 def _change(new: float | None, old: float | None) -> str:
     if not new or not old:
         return ""
     return f"{(new - old) / old * 100:+.1f} %"
+
+
+def run_pipeline(
+    pg: harness.Postgres,
+    tree: Tree,
+    template: str,
+    workers: int,
+    args: argparse.Namespace,
+    events: int,
+    malformed: int,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """The pipeline_run step in `tree`: a copy of `template` processed by `workers` runs (`args.batch`,
+    within `args.run_seconds`) and verified against `events` and `malformed`; printed under `title`."""
+    result = tree.run(
+        pg,
+        "pipeline_run",
+        f"{template}_w{workers}",
+        args.run_seconds + 300,
+        template=template,
+        workers=workers,
+        batch=args.batch,
+        seconds=args.run_seconds,
+        events=events,
+        malformed=malformed,
+    )
+    print(
+        f"[{title or tree.label}] {workers} run(s), batch {args.batch}: {result['events_per_s']:,} events/s, "
+        f"cpu {result['pg_cpu_ms_per_1000']} ms per 1,000, verified: {result['verify']['ok']} "
+        f"(other work: {result['other_cores']} cores)",
+        flush=True,
+    )
+    return result
 
 
 def part_pipeline(pg: harness.Postgres, trees: list[Tree], args: argparse.Namespace) -> dict[str, Any]:
@@ -540,25 +596,16 @@ def part_pipeline(pg: harness.Postgres, trees: list[Tree], args: argparse.Namesp
         order = trees if repeat % 2 == 0 else trees[::-1]
         for w in workers:
             for tree in order:
-                result = tree.run(
+                result = run_pipeline(
                     pg,
-                    "pipeline_run",
-                    f"vault_{tree.label}_w{w}",
-                    args.run_seconds + 300,
-                    template=f"vault_{tree.label}_template",
-                    workers=w,
-                    batch=args.batch,
-                    seconds=args.run_seconds,
+                    tree,
+                    f"vault_{tree.label}_template",
+                    w,
+                    args,
                     events=args.events,
                     malformed=templates[tree.label]["malformed"],
                 )
                 runs[tree.label].setdefault(w, []).append(result)
-                print(
-                    f"[{tree.label}] {w} run(s), batch {args.batch}: {result['events_per_s']:,} events/s, "
-                    f"cpu {result['pg_cpu_ms_per_1000']} ms per 1,000, verified: {result['verify']['ok']} "
-                    f"(other work: {result['other_cores']} cores)",
-                    flush=True,
-                )
     for tree in trees:
         pipeline.drop(pg, f"vault_{tree.label}_template")
     best = {
@@ -874,17 +921,12 @@ def main() -> None:
     parts = {int(p) for p in args.parts.split(",")}
     baseline_python = args.baseline_python or args.baseline / ".venv" / "bin" / "python"
     trees = [Tree("old", args.baseline, baseline_python), Tree("new", args.current, args.current_python)]
-    for tree in trees:
-        if not (tree.root / "src" / "onevault").is_dir() or not tree.python.exists():
-            sys.exit(
-                f"{tree.label}: no checkout at {tree.root} or no {tree.python}; for the baseline:\n"
-                f"  git worktree add {DEFAULT_BASELINE} 41d2a70\n"
-                f"  python3 -m venv {DEFAULT_BASELINE}/.venv && "
-                f"{DEFAULT_BASELINE}/.venv/bin/pip install -e '{DEFAULT_BASELINE}[bench,test]'"
-            )
-    commits = {t.label: t.describe() for t in trees}
-    for tree in trees:
-        print(f"{tree.label}: {tree.root} at {commits[tree.label]} ({tree.python})", flush=True)
+    commits = checkouts(
+        trees,
+        f"for the baseline:\n  git worktree add {DEFAULT_BASELINE} 41d2a70\n"
+        f"  python3 -m venv {DEFAULT_BASELINE}/.venv && "
+        f"{DEFAULT_BASELINE}/.venv/bin/pip install -e '{DEFAULT_BASELINE}[bench,test]'",
+    )
 
     started = time.perf_counter()
     results: dict[str, Any] = {}
@@ -900,17 +942,7 @@ def main() -> None:
 
     print(f"\nBusiness vault, {trees[0].label} = {commits['old']}, {trees[1].label} = {commits['new']}")
     targets = report(trees, results, args)
-    if OTHER_CORES:
-        print(
-            f"\nMachine: {os.cpu_count()} cores; other work used "
-            f"{min(OTHER_CORES):.1f}-{max(OTHER_CORES):.1f} of them during the steps "
-            f"(mean {statistics.mean(OTHER_CORES):.1f})"
-            + (
-                ": compare old with new, and read the cpu columns, not events/s against other runs"
-                if statistics.mean(OTHER_CORES) > 0.25
-                else ""
-            )
-        )
+    print_other_work("compare old with new, and read the cpu columns, not events/s against other runs")
     print("\nTargets:" if targets else "\nTargets: none in the parts run")
     for name, met, detail in targets:
         print(f"  {'PASS' if met else 'FAIL'}  {name}: {detail}")
