@@ -785,6 +785,19 @@ def _raw_scans(conn: psycopg.Connection) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def test_a_run_with_nothing_due_holds_no_lane(db_url: str, conn: psycopg.Connection, tenant: Tenant) -> None:
+    """A run that only refreshes the marts (background processing behind /track's own runs) takes no
+    lane, so a run with events never waits for it; a run with events takes them."""
+    lanes = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7071 AND pid = %s"
+    with psycopg.connect(db_url) as run:
+        scalar(run, "SELECT staging.process_batch(util.tenant_hk(%s))", (CUSTOMER,))
+        assert scalar(conn, lanes, (run.info.backend_pid,)) == 0
+        run.rollback()
+        track(conn)
+        assert scalar(run, "SELECT staging.process_batch(util.tenant_hk(%s))", (CUSTOMER,))["claimed"] == 1
+        assert scalar(conn, lanes, (run.info.backend_pid,)) > 0
+
+
 def test_queue_queries_use_the_pending_index_after_statistics_taken_during_a_backlog(
     conn: psycopg.Connection, tenant: Tenant
 ) -> None:

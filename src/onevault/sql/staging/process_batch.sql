@@ -23,26 +23,37 @@ DECLARE
     v_errors integer := 0;
     v_quarantined integer;
 BEGIN
-    -- Lanes are locked in ascending order, so runs waiting for several never deadlock.
-    FOR v_lane IN SELECT DISTINCT l FROM unnest(coalesce(p_lanes, '{0,1,2,3,4,5,6,7}')) AS l ORDER BY 1 LOOP
-        IF p_wait THEN
-            PERFORM pg_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex') || '/' || v_lane));
-        ELSIF NOT pg_try_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex') || '/' || v_lane)) THEN
-            CONTINUE;
-        END IF;
-        v_lanes := v_lanes || v_lane;
-    END LOOP;
-    -- The oldest due events of the locked lanes (other lanes' entries are skipped in the index).
-    SELECT array_agg(c.raw_event_id ORDER BY c.raw_event_id) INTO v_ids
-    FROM (
-        SELECT r.raw_event_id FROM raw.site_tracking_events_r r
-        WHERE r.tenant_hk = p_tenant_hk AND r.processing_lane = ANY (v_lanes)
-          AND r.processing_status <> 'PROCESSED'
-          AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-        ORDER BY r.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    ) c;
+    -- Lanes are taken only when they have due events: a run that has nothing to process but the
+    -- marts (background processing woken by POST /api/v1/track requests, which process their own
+    -- events) holds none, so it never holds back a run that has events.
+    PERFORM FROM raw.site_tracking_events_r r
+    WHERE r.tenant_hk = p_tenant_hk AND r.processing_lane = ANY (coalesce(p_lanes, '{0,1,2,3,4,5,6,7}'))
+      AND r.processing_status <> 'PROCESSED'
+      AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
+    ORDER BY r.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
+    LIMIT 1;
+    IF FOUND THEN
+        -- Lanes are locked in ascending order, so runs waiting for several never deadlock.
+        FOR v_lane IN SELECT DISTINCT l FROM unnest(coalesce(p_lanes, '{0,1,2,3,4,5,6,7}')) AS l ORDER BY 1 LOOP
+            IF p_wait THEN
+                PERFORM pg_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex') || '/' || v_lane));
+            ELSIF NOT pg_try_advisory_xact_lock(7071, hashtext(encode(p_tenant_hk, 'hex') || '/' || v_lane)) THEN
+                CONTINUE;
+            END IF;
+            v_lanes := v_lanes || v_lane;
+        END LOOP;
+        -- The oldest due events of the locked lanes (other lanes' entries are skipped in the index).
+        SELECT array_agg(c.raw_event_id ORDER BY c.raw_event_id) INTO v_ids
+        FROM (
+            SELECT r.raw_event_id FROM raw.site_tracking_events_r r
+            WHERE r.tenant_hk = p_tenant_hk AND r.processing_lane = ANY (v_lanes)
+              AND r.processing_status <> 'PROCESSED'
+              AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
+            ORDER BY r.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        ) c;
+    END IF;
     IF v_ids IS NULL THEN
         IF p_refresh_marts THEN
             PERFORM staging.refresh_marts(p_tenant_hk);
