@@ -287,7 +287,9 @@ def process_as_service(conn: psycopg.Connection) -> None:
             if agents:
                 conn.execute(PIPELINE["save_user_agents"], useragents.save_parameters(agents))
         with conn.transaction():
-            row = conn.execute(PIPELINE["auto_process"], params | {"wait": False}).fetchone()
+            row = conn.execute(
+                PIPELINE["auto_process"], params | {"wait": False, "refresh_marts": True}
+            ).fetchone()
         assert row is not None
         if not row[0].get("processed"):
             return
