@@ -113,6 +113,33 @@ def test_sync_track_answers_without_waiting_for_the_marts_which_background_proce
         _wait_for(lambda: (_queued_sessions(conn), _counted_sessions(conn)) == (0, 1), timeout=5.0)
 
 
+def test_background_processing_commits_the_vault_before_it_refreshes_the_marts(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """A background run commits its batch, then refreshes the marts in a transaction of its own: a
+    slow refresh (here: one waiting for the customer's mart lock) holds back neither the events'
+    place in the vault nor the rows it wrote (pages, which runs of other lanes share)."""
+    tenant = make_tenant(conn, "one_spa")
+    headers = tenant.headers | {"User-Agent": CHROME}
+    events = [
+        {"page_url": f"https://shop.test/{n}", "event_data": {"visitor_id": f"v-{n}"}} for n in range(3)
+    ]
+    with psycopg.connect(db_url, autocommit=True) as holder, LiveServer(db_url) as server:
+        holder.execute("SELECT pg_advisory_lock(7072, hashtext(encode(util.tenant_hk('one_spa'), 'hex')))")
+        response = httpx.post(f"{server.url}/api/v1/track/batch", headers=headers, json={"events": events})
+        assert response.status_code == 200, response.text
+        _wait_for(lambda: _completed(conn) == 3, timeout=5.0)
+        # The refresh waits for the lock, and the batch's page rows are free meanwhile.
+        with psycopg.connect(db_url) as other:
+            other.execute("SET lock_timeout = '1s'")
+            other.execute(
+                "SELECT 1 FROM business.site_page_h WHERE tenant_hk = util.tenant_hk('one_spa') FOR UPDATE"
+            )
+        assert (_queued_sessions(conn), _counted_sessions(conn)) == (3, 0)
+        holder.execute("SELECT pg_advisory_unlock_all()")
+        _wait_for(lambda: (_queued_sessions(conn), _counted_sessions(conn)) == (0, 3), timeout=5.0)
+
+
 def test_sync_track_reports_a_quarantined_event_with_its_reason(client: httpx.Client, tenant: Tenant) -> None:
     """A well-formed but unusable event is stored, then quarantined; the answer says why."""
     response = client.post("/api/v1/track", headers=tenant.headers, json={"page_url": "not a url"})

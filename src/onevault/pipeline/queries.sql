@@ -27,6 +27,11 @@ ON CONFLICT DO NOTHING;
 SELECT staging.auto_process_if_needed(%(customer_id)s, %(batch_size)s, %(lanes)s::smallint[], %(wait)s,
                                       %(refresh_marts)s);
 
+-- name: refresh_marts
+-- The information marts of the sessions a run loaded, when due (staging.refresh_marts_if_due), in
+-- a transaction of their own after the run's commit.
+SELECT staging.refresh_marts_if_due(util.tenant_hk(%(customer_id)s), %(caught_up)s);
+
 -- name: tenants_with_due_events
 -- Customers having events waiting (or due for a retry), or sessions waiting for their marts: the
 -- periodic sweep's work list. (A lateral first-due-event in the pending index's order, not EXISTS,

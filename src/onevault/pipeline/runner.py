@@ -199,19 +199,36 @@ class PipelineRunner:
                         "batch_size": self.batch_size,
                         "lanes": list(lanes),
                         "wait": wait,
-                        "refresh_marts": refresh_marts,
+                        "refresh_marts": False,
                     },
                 )
                 row = await cur.fetchone()
+                await conn.commit()
+                answer: dict[str, Any] = row[0] if row else {}
+                if refresh_marts:
+                    await self._refresh_marts(conn, customer_id, int(answer.get("events_processed", 0)))
         except psycopg.Error as exc:
             metrics.PIPELINE_RUNS.labels("failed").inc()
             missing = isinstance(exc, psycopg.errors.UndefinedFunction | psycopg.errors.UndefinedTable)
             failure = AutomationMissing if missing else ProcessingFailed
             raise failure(f"{type(exc).__name__}: {exc.diag.message_primary or exc}") from None
-        answer: dict[str, Any] = row[0] if row else {}
         result = PipelineResult.of_batch(answer, started_at, (time.perf_counter() - started) * 1000)
         metrics.record_pipeline_run(result, answer.get("latencies_ms", []))
         return result
+
+    async def _refresh_marts(
+        self, conn: psycopg.AsyncConnection[Any], customer_id: str, processed: int
+    ) -> None:
+        """The information marts of what a run loaded, when due, in a transaction of their own after
+        the run's commit: the batch's rows (pages, which runs of other lanes share) are not held
+        while they are refreshed. Its failure leaves the sessions queued and the run done."""
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    Q["refresh_marts"], {"customer_id": customer_id, "caught_up": processed < self.batch_size}
+                )
+        except psycopg.Error as exc:
+            logger.warning("⚠️ Information marts not refreshed (non-critical): %s", {"error": str(exc)})
 
     async def _parse_user_agents(self, customer_id: str, lanes: tuple[int, ...]) -> None:
         async with self.pool.connection() as conn:

@@ -3,9 +3,11 @@
 -- proceed in parallel (they share no session: see raw.processing_lane); with p_wait a run waits
 -- for its lanes instead of skipping busy ones. A batch that fails is retried event by event, so
 -- one bad event is marked ERROR (retried later with backoff) without holding back the others.
--- With p_refresh_marts false the information marts are left to the next run that refreshes them
--- (the run of one POST /api/v1/track request answers once its event is in the vault).
--- requires: staging/refresh_marts.sql
+-- With p_refresh_marts false the information marts are left to the caller or to the next run that
+-- refreshes them: the service refreshes them after the batch's commit, in a transaction of its own
+-- (staging.refresh_marts_if_due), and the run of one POST /api/v1/track request leaves them to
+-- background processing (it answers once its event is in the vault).
+-- requires: staging/refresh_marts_if_due.sql
 CREATE OR REPLACE FUNCTION staging.process_batch(
     p_tenant_hk bytea, p_limit integer DEFAULT 1000, p_lanes smallint[] DEFAULT NULL, p_wait boolean DEFAULT false,
     p_refresh_marts boolean DEFAULT true
@@ -56,7 +58,7 @@ BEGIN
     END IF;
     IF v_ids IS NULL THEN
         IF p_refresh_marts THEN
-            PERFORM staging.refresh_marts(p_tenant_hk);
+            PERFORM staging.refresh_marts_if_due(p_tenant_hk, true);
         END IF;
         RETURN jsonb_build_object('claimed', 0, 'staged', 0, 'loaded', 0, 'quarantined', 0, 'errors', 0,
                                   'latencies_ms', '[]'::jsonb);
@@ -94,18 +96,10 @@ BEGIN
         next_attempt_at = NULL
     WHERE raw_event_id = ANY (v_done);
 
-    -- The information marts of the sessions loaded: at once when this run has caught up (it took
-    -- fewer events than it could), else once 20,000 entries wait (a session is queued by every
-    -- batch that touches it), so that a backlog's sessions and visitors, touched by many batches,
-    -- are refreshed once. In a backlog a run does not wait for another run's refresh (the lock of
-    -- mart.refresh_queued): its sessions wait for the next one.
+    -- The information marts of the sessions loaded, when due (a caught-up run: fewer events than
+    -- it could take).
     IF p_refresh_marts THEN
-        IF cardinality(v_ids) < p_limit THEN
-            PERFORM staging.refresh_marts(p_tenant_hk);
-        ELSIF EXISTS (SELECT 1 FROM mart.session_queue x WHERE x.tenant_hk = p_tenant_hk OFFSET 19999)
-              AND pg_try_advisory_xact_lock(7072, hashtext(encode(p_tenant_hk, 'hex'))) THEN
-            PERFORM staging.refresh_marts(p_tenant_hk);
-        END IF;
+        PERFORM staging.refresh_marts_if_due(p_tenant_hk, cardinality(v_ids) < p_limit);
     END IF;
 
     -- Rows staged by this transaction carry a load_date at or after its start.
