@@ -424,6 +424,28 @@ def test_recording_a_session_never_waits_for_a_refresh_taking_it(
     assert (_pending(conn, customer_id), mart_state(conn, customer_id)) == (0, live)
 
 
+def test_a_visitor_counts_once_in_an_hour_holding_two_of_its_sessions_refreshed_apart(
+    conn: psycopg.Connection,
+) -> None:
+    """A visitor's second session in an hour that holds its first, refreshed by a later batch, adds a
+    visit to that hour but not a visitor; the visitor days and a rebuild agree."""
+    customer_id = new_customer(conn, "hour")
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    load_one_batch(conn, customer_id, [Event("a0", t0 + timedelta(minutes=1), visitor_id="v", page="/a")])
+    # 40 minutes later, the same hour: a new derived session (30 minutes of inactivity).
+    load_one_batch(conn, customer_id, [Event("b0", t0 + timedelta(minutes=41), visitor_id="v", page="/b")])
+    hour = scalar(
+        conn,
+        "SELECT (visitors, visits, pageviews)::text FROM mart.traffic_hourly"
+        " WHERE tenant_hk = util.tenant_hk(%s) AND visits > 0",
+        (customer_id,),
+    )
+    assert hour == "(1,2,2)"
+    live = mart_state(conn, customer_id)
+    rebuild_marts(conn, customer_id)
+    assert_same_marts(live, mart_state(conn, customer_id))
+
+
 @pytest.mark.parametrize("between", ["nothing", "rebuild", "erasure"])
 def test_a_session_that_gains_events_is_counted_once_whoever_refreshes_it(
     conn: psycopg.Connection, between: str

@@ -192,23 +192,20 @@ BEGIN
               FROM version_e x
               CROSS JOIN LATERAL (VALUES (1::smallint, x.page), (2::smallint, x.event_type)) d(dimension, value)) p
         JOIN versions s ON s.version = p.version AND s.site_session_hk = p.site_session_hk
-    ), members AS MATERIALIZED (
-        -- (visitor, dimension, value, day): the visitor was seen that local day with that value.
-        SELECT DISTINCT c.version, c.site_visitor_hk, c.dimension, c.value, c.day, c.tenant_hk
-        FROM cells c WHERE c.member
     ), kept_sessions AS MATERIALIZED (
         -- The same visitors' other sessions, which count before and after.
         SELECT f.site_session_hk, f.site_visitor_hk, f.tenant_hk, f.entry_page, f.exit_page, f.referrer, f.channel,
                f.utm_source, f.utm_medium, f.utm_campaign, f.browser, f.os, f.device
         FROM mart.session_f f
-        WHERE f.site_visitor_hk IN (SELECT DISTINCT m.site_visitor_hk FROM members m)
+        WHERE f.site_visitor_hk IN (SELECT v.site_visitor_hk FROM versions v)
           AND f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g)
     ), day_flags AS (
-        -- Each (visitor, dimension, value, day): seen before, after (these sessions' versions, or
-        -- another session of the visitor, which counts in both).
+        -- Each (visitor, dimension, value, day) the visitor was seen with that local day: before,
+        -- after (these sessions' versions, or another session of the visitor, which counts in both).
         SELECT x.site_visitor_hk, x.dimension, x.value, x.day, x.tenant_hk,
                bool_or(x.version <= 0) AS seen_before, bool_or(x.version >= 0) AS seen_after
-        FROM (SELECT m.version, m.site_visitor_hk, m.dimension, m.value, m.day, m.tenant_hk FROM members m
+        FROM (SELECT c.version, c.site_visitor_hk, c.dimension, c.value, c.day, c.tenant_hk FROM cells c
+              WHERE c.member
               UNION ALL
               SELECT 0, f.site_visitor_hk, d.dimension, d.value, e.day, f.tenant_hk
               FROM kept_sessions f
@@ -227,30 +224,34 @@ BEGIN
               JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk
               CROSS JOIN LATERAL (VALUES (1::smallint, e.page), (2::smallint, e.event_type)) d(dimension, value)) x
         GROUP BY 1, 2, 3, 4, 5
-    ), changed_groups AS MATERIALIZED (
-        -- The (visitor, dimension, value) with a day seen before or after only, and all their days
-        -- before and after (hashed, not sorted: most groups change nothing).
-        SELECT row_number() OVER () AS gid, g.tenant_hk, g.dimension, g.value,
-               array_agg(g.day) FILTER (WHERE g.seen_before) AS days_before,
-               array_agg(g.day) FILTER (WHERE g.seen_after) AS days_after
-        FROM day_flags g
-        GROUP BY g.site_visitor_hk, g.dimension, g.value, g.tenant_hk
-        HAVING bool_or(g.seen_before <> g.seen_after)
     ), visitor_days AS (
-        -- Their visitor days before (-1) and after (+1): each day with the previous one.
+        -- The visitor days before (-1) and after (+1), each day with the previous one of its
+        -- (visitor, dimension, value): one pass in day order. Days seen before and after with the
+        -- same previous day cancel out.
         SELECT p.tenant_hk, p.dimension, p.day, p.value, p.prev_day, sum(p.version)::integer AS visitors
-        FROM (SELECT g.tenant_hk, g.dimension, g.value, c.version, c.day,
-                     coalesce(lag(c.day) OVER (PARTITION BY g.gid, c.version ORDER BY c.day), '-infinity') AS prev_day
-              FROM changed_groups g
-              CROSS JOIN LATERAL (SELECT -1 AS version, d AS day FROM unnest(g.days_before) d
+        FROM (SELECT g.tenant_hk, g.dimension, g.value, g.day, v.version,
+                     coalesce(CASE v.version WHEN -1 THEN g.prev_before ELSE g.prev_after END, '-infinity') AS prev_day
+              FROM (SELECT f.*,
+                           max(f.day) FILTER (WHERE f.seen_before) OVER w AS prev_before,
+                           max(f.day) FILTER (WHERE f.seen_after) OVER w AS prev_after
+                    FROM day_flags f
+                    WINDOW w AS (PARTITION BY f.site_visitor_hk, f.dimension, f.value ORDER BY f.day
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) g
+              CROSS JOIN LATERAL (SELECT -1 AS version WHERE g.seen_before
                                   UNION ALL
-                                  SELECT 1, d FROM unnest(g.days_after) d) c) p
+                                  SELECT 1 WHERE g.seen_after) v
+              WHERE g.seen_before <> g.seen_after OR g.prev_before IS DISTINCT FROM g.prev_after) p
         GROUP BY 1, 2, 3, 4, 5
         HAVING sum(p.version) <> 0
     ), put_visitor_days AS (
         INSERT INTO mart.visitor_days AS t (tenant_hk, dimension, day, value, prev_day, visitors)
         SELECT * FROM visitor_days
         ON CONFLICT (tenant_hk, dimension, day, value, prev_day) DO UPDATE SET visitors = t.visitors + EXCLUDED.visitors
+    ), kept_hours AS MATERIALIZED (
+        -- The hours in which the same visitors' other sessions have events.
+        SELECT DISTINCT k.site_visitor_hk, e.hour
+        FROM kept_sessions k
+        JOIN mart.session_event_f e ON e.site_session_hk = k.site_session_hk
     ), hour_visitors AS (
         -- A visitor counts in an hour once: a change of presence here matters unless another of
         -- the visitor's sessions has events in that hour.
@@ -261,10 +262,7 @@ BEGIN
                     JOIN versions s ON s.version = e.version AND s.site_session_hk = e.site_session_hk) h
               GROUP BY 1, 2, 3
               HAVING sum(h.version) <> 0) c
-        WHERE NOT EXISTS (SELECT 1 FROM mart.session_f f
-                          JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk AND e.hour = c.hour
-                          WHERE f.site_visitor_hk = c.site_visitor_hk
-                            AND f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g))
+        WHERE NOT EXISTS (SELECT 1 FROM kept_hours k WHERE k.site_visitor_hk = c.site_visitor_hk AND k.hour = c.hour)
     ), hourly AS (
         SELECT x.tenant_hk, x.hour, sum(x.visitors)::integer AS visitors, sum(x.visits)::integer AS visits,
                sum(x.bounces)::integer AS bounces, sum(x.duration_seconds)::bigint AS duration_seconds,
