@@ -31,7 +31,7 @@ from bench import data, harness
 
 CUSTOMER = harness.CUSTOMER_ID
 TARGET_P95_MS = 1000
-BACKLOG = "SELECT count(*) FROM raw.site_tracking_events_r WHERE processing_status <> 'PROCESSED'"
+BACKLOG = "SELECT pending + errors FROM raw.queue_counts()"
 FRESHNESS = """
 SELECT count(*) AS loaded,
        percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY f) AS p,

@@ -33,13 +33,9 @@ ENDPOINTS: list[tuple[str, int]] = [
 # The endpoint browsers' beacons post to; the baseline has no body credentials, so no beacon run.
 BEACON_ENDPOINT = "/api/v1/track/async"
 BEACON_LABEL = "beacon (text/plain, body credentials)"
-# Events still to be processed: pending, or failed but due for a retry (a row out of retries
-# would otherwise hold every drain for its whole timeout).
-BACKLOG = (
-    "SELECT count(*) FROM raw.site_tracking_events_r"
-    " WHERE processing_status <> 'PROCESSED'"
-    " AND (processing_status = 'PENDING' OR next_attempt_at IS NOT NULL)"
-)
+# Events still to be processed, counted in the queue (not failed ones: a row out of retries would
+# otherwise hold every drain for its whole timeout).
+BACKLOG = "SELECT pending FROM raw.queue_counts()"
 # A run's stored rows, and those still holding a credential (the server must take them out).
 ROWS_OF_RUN = (
     "SELECT count(*), count(*) FILTER (WHERE raw_payload ?| array['customer_id', 'token'])"

@@ -337,7 +337,7 @@ def process_event(conn: Conn, raw_event_id: int) -> None:
     if inserted is not None and staged["validation_status"] != "INVALID":
         staged["referrer_class"] = inserted[0]
         _load_business(conn, staged, record_source, moved)
-    conn.execute(Q["mark_raw_processed"], {"raw_event_id": raw_event_id})
+    conn.execute(Q["mark_raw_processed"], {"tenant_hk": bytes(tenant_hk), "raw_event_id": raw_event_id})
 
 
 def _iso_ms(moment: datetime) -> str:

@@ -265,7 +265,10 @@ UPDATE staging.site_tracking_events_s SET business_loaded_at = clock_timestamp()
 WHERE raw_event_id = %(raw_event_id)s;
 
 -- name: mark_raw_processed
--- One raw event processed.
+-- One raw event processed, and off the queue.
+WITH unqueued AS (
+    DELETE FROM raw.event_queue WHERE tenant_hk = %(tenant_hk)s AND raw_event_id = %(raw_event_id)s
+)
 UPDATE raw.site_tracking_events_r
 SET processing_status = 'PROCESSED', processed_at = clock_timestamp(), error_message = NULL, next_attempt_at = NULL
 WHERE raw_event_id = %(raw_event_id)s;

@@ -359,9 +359,7 @@ def worker(request_json: str) -> None:
             for _ in data.load_raw(conn, _tenant_hk(conn, CUSTOMER), stream, request["events"]):
                 pass
             result = drain(url, CUSTOMER, 1, request["batch"], time.monotonic() + request["seconds"], say)
-            left = harness.count(
-                url, "SELECT count(*) FROM raw.site_tracking_events_r WHERE processing_status <> 'PROCESSED'"
-            )
+            left = harness.count(url, "SELECT pending + errors FROM raw.queue_counts()")
             if left:
                 raise RuntimeError(f"{left} events were not processed ({result['failed']} in failed batches)")
             conn.execute("VACUUM ANALYZE")
@@ -393,9 +391,7 @@ def worker(request_json: str) -> None:
             result["load_seconds"] = round(time.perf_counter() - started, 1)
             for customer in (CUSTOMER, OTHER):
                 result[f"process_{customer}"] = drain(url, customer, 2, request["batch"], deadline, say)
-            result["not_processed"] = harness.count(
-                url, "SELECT count(*) FROM raw.site_tracking_events_r WHERE processing_status <> 'PROCESSED'"
-            )
+            result["not_processed"] = harness.count(url, "SELECT pending + errors FROM raw.queue_counts()")
             conn.execute("VACUUM ANALYZE")
     else:
         raise ValueError(f"unknown step {step}")

@@ -19,6 +19,8 @@ from tests.helpers.vault_load import process_all
 
 from onevault import maintenance
 from onevault.config import Settings
+from onevault.monitoring.pipeline import Q as MONITORING
+from onevault.pipeline.runner import Q as PIPELINE
 
 TODAY = datetime.now(UTC).date()
 
@@ -279,3 +281,46 @@ def test_cli_maintenance_run(
     assert result.exit_code == 0, result.output
     assert f"dropped raw.site_tracking_events_r_{old:%Y%m%d}" in result.stdout
     assert "partitions dropped" in result.stdout
+
+
+def test_a_run_reads_only_the_partitions_of_the_events_it_takes(
+    conn: psycopg.Connection, customer: str
+) -> None:
+    """With a year of days stored (the default keeps them all), what a run and the operators' status
+    do reads today's partition only: nothing scans, plans or locks every day (a year of partitions
+    once took ~3,800 locks and +5 ms per run, 40 ms per status call)."""
+    conn.execute("SELECT raw.create_day_partitions(%s, %s)", (TODAY - timedelta(365), TODAY))
+    today = scalar(conn, "SELECT %s::regclass::oid", (f"raw.site_tracking_events_r_{TODAY:%Y%m%d}",))
+    params = {
+        "customer_id": CUSTOMER,
+        "batch_size": 1000,
+        "lanes": list(range(8)),
+        "seconds": 1,
+        "max_delay": 60,
+    }
+    steps: dict[str, Callable[[], object]] = {
+        "ingestion": lambda: ingest(conn, [{}, {}], ["a", "b"]),
+        "a copy": lambda: ingest(conn, [{}], ["a"]),
+        "the next batch's user agents": lambda: conn.execute(
+            PIPELINE["unparsed_user_agents"], params
+        ).fetchall(),
+        "a run's rest": lambda: conn.execute(PIPELINE["rest"], params),
+        "the background sweep": lambda: conn.execute(PIPELINE["tenants_with_due_events"]).fetchall(),
+        "a run": lambda: process_all(conn, CUSTOMER),
+        "the pipeline status": lambda: scalar(conn, "SELECT staging.get_pipeline_status(%s)", (CUSTOMER,)),
+        "the backlog": lambda: conn.execute(MONITORING["backlog"]).fetchall(),
+    }
+    for name, step in steps.items():
+        with conn.transaction():  # locks are held to its end
+            step()
+            locked = [
+                r["relation"]
+                for r in rows(
+                    conn,
+                    # (pg_inherits, not pg_partition_tree, which locks every partition itself)
+                    "SELECT l.relation FROM pg_locks l WHERE l.pid = pg_backend_pid() AND l.relation IN"
+                    " (SELECT inhrelid FROM pg_inherits"
+                    "  WHERE inhparent = 'raw.site_tracking_events_r'::regclass)",
+                )
+            ]
+        assert set(locked) <= {today}, f"{name}: {len(set(locked))} partitions"

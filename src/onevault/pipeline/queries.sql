@@ -1,16 +1,6 @@
 -- name: unparsed_user_agents
--- Distinct user agents, not parsed yet, of the tenant's events the next run of these lanes will take
--- (hashed once per distinct agent, not once per event).
-SELECT a.user_agent
-FROM (SELECT DISTINCT r.user_agent
-      FROM (SELECT y.user_agent FROM raw.site_tracking_events_r y
-            WHERE y.tenant_hk = util.tenant_hk(%(customer_id)s) AND y.processing_lane = ANY (%(lanes)s::smallint[])
-              AND y.processing_status <> 'PROCESSED'
-            ORDER BY y.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
-            LIMIT %(batch_size)s) r
-      WHERE r.user_agent IS NOT NULL) a
-WHERE NOT EXISTS (SELECT 1 FROM staging.user_agent_parse p
-                  WHERE p.user_agent_hk = sha256(convert_to(a.user_agent, 'UTF8')));
+-- Distinct user agents, not parsed yet, of the events the next run of these lanes will take.
+SELECT staging.unparsed_user_agents(util.tenant_hk(%(customer_id)s), %(lanes)s::smallint[], %(batch_size)s);
 
 -- name: save_user_agents
 -- Stores parsed user agents (first parse wins).
@@ -34,14 +24,13 @@ SELECT staging.refresh_marts_if_due(util.tenant_hk(%(customer_id)s), %(caught_up
 
 -- name: tenants_with_due_events
 -- Customers having events waiting (or due for a retry), or sessions waiting for their marts: the
--- periodic sweep's work list. (A lateral first-due-event in the pending index's order, not EXISTS,
--- whose ORDER BY PostgreSQL drops: see raw.site_tracking_events_r.)
+-- periodic sweep's work list.
 SELECT t.tenant_bk
 FROM auth.tenant_h t
-CROSS JOIN LATERAL ((SELECT 1 FROM raw.site_tracking_events_r r
-                     WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
-                       AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-                     ORDER BY r.raw_event_id + 0 LIMIT 1)
+CROSS JOIN LATERAL ((SELECT 1 FROM raw.event_queue q
+                     WHERE q.tenant_hk = t.tenant_hk
+                       AND (q.processing_status = 'PENDING' OR q.next_attempt_at <= now())
+                     LIMIT 1)
                     UNION ALL
                     (SELECT 1 FROM mart.session_queue p WHERE p.tenant_hk = t.tenant_hk LIMIT 1)
                     LIMIT 1) due;
@@ -69,10 +58,8 @@ INSERT INTO staging.pipeline_rest (tenant_hk, lane, rest_until)
 SELECT t.tenant_hk, l.lane, now() + make_interval(secs => %(seconds)s)
 FROM (SELECT util.tenant_hk(%(customer_id)s) AS tenant_hk) t
 CROSS JOIN unnest(%(lanes)s::smallint[]) AS l(lane)
-WHERE (SELECT r.received_timestamp FROM raw.site_tracking_events_r r
-       WHERE r.tenant_hk = t.tenant_hk AND r.processing_lane = ANY (%(lanes)s::smallint[])
-         AND r.processing_status <> 'PROCESSED'
-         AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-       ORDER BY r.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
-       LIMIT 1) > now() - make_interval(secs => %(max_delay)s)
+WHERE (SELECT q.received_timestamp FROM raw.event_queue q
+       WHERE q.tenant_hk = t.tenant_hk AND q.processing_lane = ANY (%(lanes)s::smallint[])
+         AND (q.processing_status = 'PENDING' OR q.next_attempt_at <= now())
+       ORDER BY q.raw_event_id LIMIT 1) > now() - make_interval(secs => %(max_delay)s)
 ON CONFLICT (tenant_hk, lane) DO UPDATE SET rest_until = EXCLUDED.rest_until;

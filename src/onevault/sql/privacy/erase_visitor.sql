@@ -66,8 +66,9 @@ BEGIN
               SELECT staging.visitor_hk(r.tenant_hk, coalesce(r.raw_payload ->> 'visitor_id',
                                                               r.raw_payload -> 'event_data' ->> 'visitor_id'),
                                         r.client_ip_hash, r.user_agent)
-              FROM raw.site_tracking_events_r r
-              WHERE r.tenant_hk = p_tenant_hk AND r.processing_status <> 'PROCESSED'
+              FROM raw.event_queue q
+              JOIN raw.site_tracking_events_r r ON r.raw_event_id = q.raw_event_id
+              WHERE q.tenant_hk = p_tenant_hk
                 AND nullif(btrim(coalesce(r.raw_payload ->> 'user_id', r.raw_payload -> 'event_data' ->> 'user_id'),
                                  E' \t\r\n\f\v'), '') = v_user) x
         WHERE x.hk IS NOT NULL;
@@ -96,8 +97,9 @@ BEGIN
                        staging.visitor_hk(r.tenant_hk, coalesce(r.raw_payload ->> 'visitor_id',
                                                                 r.raw_payload -> 'event_data' ->> 'visitor_id'),
                                           r.client_ip_hash, r.user_agent) AS site_visitor_hk
-                FROM raw.site_tracking_events_r r
-                WHERE r.tenant_hk = p_tenant_hk AND r.processing_status <> 'PROCESSED') r
+                FROM raw.event_queue q
+                JOIN raw.site_tracking_events_r r ON r.raw_event_id = q.raw_event_id
+                WHERE q.tenant_hk = p_tenant_hk) r
           WHERE r.site_visitor_hk = ANY (v_visitors)) x
     WHERE x.raw_event_id IS NOT NULL;
 

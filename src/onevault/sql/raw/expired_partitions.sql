@@ -1,8 +1,8 @@
 -- The partitions of raw.site_tracking_events_r whose events were all stored before p_before,
 -- oldest first, each with the number of its events that still hold it back (not processed:
--- pending or failed). The last day of a partition is read from its bound; that of `_legacy`
--- (the events stored before 0011) is that of its latest event. The scheduler detaches and drops
--- those that nothing holds back (onevault.maintenance).
+-- pending or failed, i.e. queued). The last day of a partition is read from its bound; that of
+-- `_legacy` (the events stored before 0011) is that of its latest event. The scheduler detaches
+-- and drops those that nothing holds back (onevault.maintenance).
 -- requires: raw/event_day.sql
 -- requires: raw/partition_upper.sql
 CREATE OR REPLACE FUNCTION raw.expired_partitions(p_before date)
@@ -10,6 +10,7 @@ RETURNS TABLE (partition_name regclass, last_day date, holding bigint)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_part record;
+    v_lower bigint;  -- the previous partition's upper bound: partitions follow each other
 BEGIN
     FOR v_part IN
         SELECT c.oid::regclass AS part, c.relname, raw.partition_upper(c.oid) AS upper_id
@@ -23,10 +24,13 @@ BEGIN
         ELSE
             last_day := raw.event_day(v_part.upper_id - 1);
         END IF;
-        CONTINUE WHEN last_day IS NULL OR last_day >= p_before;
-        EXECUTE format('SELECT count(*) FROM %s WHERE processing_status <> ''PROCESSED''', v_part.part) INTO holding;
-        partition_name := v_part.part;
-        RETURN NEXT;
+        IF last_day IS NOT NULL AND last_day < p_before THEN
+            SELECT count(*) INTO holding FROM raw.event_queue q
+            WHERE q.raw_event_id < v_part.upper_id AND (v_lower IS NULL OR q.raw_event_id >= v_lower);
+            partition_name := v_part.part;
+            RETURN NEXT;
+        END IF;
+        v_lower := v_part.upper_id;
     END LOOP;
 END;
 $$;

@@ -70,12 +70,16 @@ BEGIN
     -- The others are copies of events already stored (by an earlier or a concurrent request, or
     -- earlier in this batch); this statement's fresh snapshot sees them all. (An event that raw's
     -- retention dropped while its key is kept has no lane left: 0 stands in.)
-    RETURN QUERY
-    SELECT i.ord, k.raw_event_id, true, coalesce(r.processing_lane, 0::smallint)
+    -- Their lanes are read by naming their ids, which reads only their days' partitions.
+    SELECT array_agg(i.ord), array_agg(k.raw_event_id) INTO v_ords, v_ids
     FROM unnest(p_tenant_hks, p_event_ids) WITH ORDINALITY AS i(tenant_hk, event_id, ord)
     LEFT JOIN unnest(v_ords) AS done(ord) ON done.ord = i.ord
     JOIN raw.event_key k ON k.tenant_hk = i.tenant_hk AND k.event_id = i.event_id
-    LEFT JOIN raw.site_tracking_events_r r ON r.raw_event_id = k.raw_event_id
     WHERE done.ord IS NULL;
+    RETURN QUERY
+    SELECT d.ord, d.raw_event_id, true, coalesce(r.processing_lane, 0::smallint)
+    FROM unnest(v_ords, v_ids) AS d(ord, raw_event_id)
+    LEFT JOIN (SELECT x.raw_event_id, x.processing_lane FROM raw.site_tracking_events_r x
+               WHERE x.raw_event_id = ANY (v_ids)) r ON r.raw_event_id = d.raw_event_id;
 END;
 $$;

@@ -19,10 +19,10 @@ DECLARE
 BEGIN
     FOR v_tenant IN
         SELECT t.tenant_hk FROM staging.resolve_tenants(p_customer_id) t
-        CROSS JOIN LATERAL ((SELECT 1 FROM raw.site_tracking_events_r r
-                             WHERE r.tenant_hk = t.tenant_hk AND r.processing_status <> 'PROCESSED'
-                               AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-                             ORDER BY r.raw_event_id + 0 LIMIT 1)  -- the pending index's order
+        CROSS JOIN LATERAL ((SELECT 1 FROM raw.event_queue q
+                             WHERE q.tenant_hk = t.tenant_hk
+                               AND (q.processing_status = 'PENDING' OR q.next_attempt_at <= now())
+                             LIMIT 1)
                             UNION ALL
                             -- or sessions waiting for the marts (a batch with nothing due refreshes them)
                             (SELECT 1 FROM mart.session_queue p WHERE p.tenant_hk = t.tenant_hk LIMIT 1)

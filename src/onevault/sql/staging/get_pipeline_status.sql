@@ -11,10 +11,15 @@ BEGIN
     SELECT jsonb_build_object(
         'customer_id', p_customer_id,
         'raw_events_total', st.staged + q.raw_pending + q.raw_errors,
-        'last_received_at', (SELECT max(r.received_timestamp) FROM unnest(v_tenants) AS t(tenant_hk)
-                             CROSS JOIN LATERAL (SELECT x.received_timestamp FROM raw.site_tracking_events_r x
-                                                 WHERE x.tenant_hk = t.tenant_hk
-                                                 ORDER BY x.received_timestamp DESC LIMIT 1) r),
+        -- The latest event is the latest staged or the latest queued (ids grow with arrival): two
+        -- index probes, where raw would be read in every day partition.
+        'last_received_at', (SELECT max(x.received) FROM unnest(v_tenants) AS t(tenant_hk)
+                             CROSS JOIN LATERAL (
+                                 (SELECT s.received_at AS received FROM staging.site_tracking_events_s s
+                                  WHERE s.tenant_hk = t.tenant_hk ORDER BY s.raw_event_id DESC LIMIT 1)
+                                 UNION ALL
+                                 (SELECT q.received_timestamp FROM raw.event_queue q
+                                  WHERE q.tenant_hk = t.tenant_hk ORDER BY q.raw_event_id DESC LIMIT 1)) x),
         'raw_pending', q.raw_pending,
         'raw_errors', q.raw_errors,
         'staging_pending', (SELECT count(*) FROM staging.site_tracking_events_s s

@@ -28,11 +28,9 @@ BEGIN
     -- Lanes are taken only when they have due events: a run that has nothing to process but the
     -- marts (background processing woken by POST /api/v1/track requests, which process their own
     -- events) holds none, so it never holds back a run that has events.
-    PERFORM FROM raw.site_tracking_events_r r
-    WHERE r.tenant_hk = p_tenant_hk AND r.processing_lane = ANY (coalesce(p_lanes, '{0,1,2,3,4,5,6,7}'))
-      AND r.processing_status <> 'PROCESSED'
-      AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-    ORDER BY r.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
+    PERFORM FROM raw.event_queue q
+    WHERE q.tenant_hk = p_tenant_hk AND q.processing_lane = ANY (coalesce(p_lanes, '{0,1,2,3,4,5,6,7}'))
+      AND (q.processing_status = 'PENDING' OR q.next_attempt_at <= now())
     LIMIT 1;
     IF FOUND THEN
         -- Lanes are locked in ascending order, so runs waiting for several never deadlock.
@@ -44,14 +42,13 @@ BEGIN
             END IF;
             v_lanes := v_lanes || v_lane;
         END LOOP;
-        -- The oldest due events of the locked lanes (other lanes' entries are skipped in the index).
+        -- The oldest due events of the locked lanes.
         SELECT array_agg(c.raw_event_id ORDER BY c.raw_event_id) INTO v_ids
         FROM (
-            SELECT r.raw_event_id FROM raw.site_tracking_events_r r
-            WHERE r.tenant_hk = p_tenant_hk AND r.processing_lane = ANY (v_lanes)
-              AND r.processing_status <> 'PROCESSED'
-              AND (r.processing_status = 'PENDING' OR r.next_attempt_at <= now())
-            ORDER BY r.raw_event_id + 0  -- the pending index's order (see raw.site_tracking_events_r)
+            SELECT q.raw_event_id FROM raw.event_queue q
+            WHERE q.tenant_hk = p_tenant_hk AND q.processing_lane = ANY (v_lanes)
+              AND (q.processing_status = 'PENDING' OR q.next_attempt_at <= now())
+            ORDER BY q.raw_event_id
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED
         ) c;
@@ -91,6 +88,8 @@ BEGIN
             END;
         END LOOP;
     END;
+    -- Failed events stay queued (raw.queue_unprocessed_event brought their entries up to date).
+    DELETE FROM raw.event_queue q WHERE q.tenant_hk = p_tenant_hk AND q.raw_event_id = ANY (v_done);
     UPDATE raw.site_tracking_events_r
     SET processing_status = 'PROCESSED', processed_at = clock_timestamp(), error_message = NULL,
         next_attempt_at = NULL

@@ -22,9 +22,17 @@ BEGIN
     )
     SELECT count(*) INTO v_quarantined FROM r;
 
-    UPDATE raw.site_tracking_events_r
+    -- Failed events are found in the queue, whose entries are locked first: a run retrying one of
+    -- them holds its entry, and this waits for it rather than deadlock over its raw row.
+    WITH failed AS (
+        SELECT q.raw_event_id FROM raw.event_queue q
+        WHERE q.processing_status = 'ERROR' AND (p_tenant_hk IS NULL OR q.tenant_hk = p_tenant_hk)
+        FOR UPDATE
+    )
+    UPDATE raw.site_tracking_events_r r
     SET processing_status = 'PENDING', retry_count = 0, next_attempt_at = NULL
-    WHERE processing_status = 'ERROR' AND (p_tenant_hk IS NULL OR tenant_hk = p_tenant_hk);
+    FROM failed f
+    WHERE r.raw_event_id = f.raw_event_id AND r.processing_status = 'ERROR';
     GET DIAGNOSTICS v_failed = ROW_COUNT;
 
     RETURN jsonb_build_object('requeued_quarantined', v_quarantined, 'requeued_errors', v_failed);
