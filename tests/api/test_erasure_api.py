@@ -4,6 +4,7 @@ token by its public id; other tokens get 401/403 and nothing is erased."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,9 +28,14 @@ def server_settings() -> dict[str, Any]:
     return {"pipeline_background": False}
 
 
+# Every person of a test sends from an address of their own: another person's events keep the hash
+# of an address they share with the one erased, which the no-trace checks would find.
+_ADDRESSES = itertools.count()
+
+
 def person(visitor_id: str, user_id: str | None = None) -> list[Event]:
     """Three events of a visitor, the last one carrying a user id."""
-    ip = f"198.51.100.{uuid.uuid4().int % 200 + 1}"
+    ip = f"198.51.100.{next(_ADDRESSES) % 254 + 1}"
     return [
         Event(
             f"{visitor_id[:20]}-{n}-{uuid.uuid4().hex}",
