@@ -43,7 +43,7 @@ CREATE TABLE raw.event_queue (
     autovacuum_vacuum_cost_delay = 0
 );
 COMMENT ON TABLE raw.event_queue IS
-    'The queue: one entry per raw event not processed yet (pending, or failed and retried at next_attempt_at; a failure retried no more has none), kept by triggers on raw.site_tracking_events_r and taken off by staging.process_batch';
+    'The queue: one entry per raw event not processed yet (PENDING, or ERROR: retried at next_attempt_at, or never again when it is NULL), kept by triggers on raw.site_tracking_events_r and taken off by staging.process_batch';
 
 INSERT INTO raw.event_queue
     (tenant_hk, raw_event_id, received_timestamp, processing_lane, processing_status, next_attempt_at)
