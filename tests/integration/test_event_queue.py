@@ -79,6 +79,12 @@ def test_the_queue_holds_exactly_the_unprocessed_events(conn: psycopg.Connection
         (ids[:2],),
     )
     assert len(_assert_queue_is_raws_unprocessed(conn)) == 4
+    conn.execute(
+        "UPDATE raw.site_tracking_events_r SET received_timestamp = received_timestamp - interval '1 hour'"
+        " WHERE raw_event_id = %s",
+        (ids[1],),
+    )
+    _assert_queue_is_raws_unprocessed(conn)
     conn.execute("DELETE FROM raw.site_tracking_events_r WHERE raw_event_id = %s", (ids[0],))
     assert len(_assert_queue_is_raws_unprocessed(conn)) == 3
 

@@ -10,8 +10,8 @@
 -- triggers and their functions are schema: made here, changed only by later migrations, so that
 -- no event stored while the database code is being replaced goes unqueued):
 --   * rows stored unprocessed (every ingestion) are queued at the end of the inserting statement;
---   * a row whose status, retry time or lane changes to an unprocessed state (a failure, a requeue
---     by staging.requeue_failed or by hand) is queued or its entry updated;
+--   * a row whose status, retry time, lane or receipt time changes while it is unprocessed (a
+--     failure, a requeue by staging.requeue_failed or by hand) is queued or its entry updated;
 --   * deleted rows (erasure) leave the queue;
 --   * a row's raw_event_id and tenant_hk never change: an update of either is refused (moving a row
 --     to another day's partition is a delete and an insert that no row trigger of UPDATE sees).
@@ -74,8 +74,8 @@ CREATE TRIGGER site_tracking_events_r_queue_stored
     REFERENCING NEW TABLE AS stored
     FOR EACH STATEMENT EXECUTE FUNCTION raw.queue_stored_events();
 
--- A row turned unprocessed (failed, requeued): its entry made or brought up to date. The pipeline's
--- own updates to PROCESSED do not fire it.
+-- A row turned unprocessed (failed, requeued) or changed while unprocessed: its entry made or
+-- brought up to date. The pipeline's own updates to PROCESSED do not fire it.
 CREATE FUNCTION raw.queue_unprocessed_event() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -84,8 +84,8 @@ BEGIN
     VALUES (NEW.tenant_hk, NEW.raw_event_id, NEW.received_timestamp, NEW.processing_lane, NEW.processing_status,
             NEW.next_attempt_at)
     ON CONFLICT (tenant_hk, raw_event_id) DO UPDATE
-        SET processing_lane = EXCLUDED.processing_lane, processing_status = EXCLUDED.processing_status,
-            next_attempt_at = EXCLUDED.next_attempt_at;
+        SET received_timestamp = EXCLUDED.received_timestamp, processing_lane = EXCLUDED.processing_lane,
+            processing_status = EXCLUDED.processing_status, next_attempt_at = EXCLUDED.next_attempt_at;
     RETURN NULL;
 END;
 $$;
@@ -93,8 +93,9 @@ CREATE TRIGGER site_tracking_events_r_queue_unprocessed
     AFTER UPDATE ON raw.site_tracking_events_r
     FOR EACH ROW
     WHEN (NEW.processing_status <> 'PROCESSED'
-          AND (OLD.processing_status, OLD.next_attempt_at, OLD.processing_lane)
-              IS DISTINCT FROM (NEW.processing_status, NEW.next_attempt_at, NEW.processing_lane))
+          AND (OLD.processing_status, OLD.next_attempt_at, OLD.processing_lane, OLD.received_timestamp)
+              IS DISTINCT FROM (NEW.processing_status, NEW.next_attempt_at, NEW.processing_lane,
+                                NEW.received_timestamp))
     EXECUTE FUNCTION raw.queue_unprocessed_event();
 
 -- Deleted rows leave the queue.
