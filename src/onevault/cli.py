@@ -844,8 +844,7 @@ def maintenance_run() -> None:
     _table(
         [
             {"what": "days of partitions made", "count": report.days_made},
-            {"what": "raw partitions dropped", "count": len(report.dropped)},
-            {"what": "staged events deleted", "count": report.staged_expired},
+            {"what": "partitions dropped (raw and staging)", "count": len(report.dropped)},
             {"what": "idempotency keys expired", "count": report.keys_expired},
             {"what": "sessions deleted (business retention)", "count": report.sessions_expired},
             {"what": "events deleted (business retention)", "count": report.events_expired},

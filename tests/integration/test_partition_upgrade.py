@@ -1,6 +1,7 @@
-"""The upgrade that partitions raw and staging (0011) on a database holding 100,000 events, half of
-them processed: the tables become partitions without a copy, every event stays exactly once with
-its id, idempotency holds for the events stored before, and processing goes on."""
+"""The upgrades that partition raw (0011) and staging (0016) on a database holding 100,000 events,
+half of them processed: the tables become partitions without a copy, every event stays exactly
+once with its id, idempotency holds for the events stored before, processing goes on, and both
+legacy partitions expire with their latest events."""
 
 from __future__ import annotations
 
@@ -75,6 +76,10 @@ def test_partitioning_a_populated_database_keeps_every_event_exactly_once(empty_
             conn, "SELECT array_agg(DISTINCT tableoid::regclass::text) FROM raw.site_tracking_events_r"
         )
         assert parts == ["raw.site_tracking_events_r_legacy"]
+        parts = scalar(
+            conn, "SELECT array_agg(DISTINCT tableoid::regclass::text) FROM staging.site_tracking_events_s"
+        )
+        assert parts == ["staging.site_tracking_events_s_legacy"]
         # Every stored event has its key, pointing at its own id.
         assert (
             scalar(
@@ -118,3 +123,11 @@ def test_partitioning_a_populated_database_keeps_every_event_exactly_once(empty_
         assert report is not None
         assert report.dropped == ["raw.site_tracking_events_r_legacy"]
         assert scalar(conn, "SELECT count(*) FROM raw.site_tracking_events_r") == 0
+        # Staging's legacy partition (and the staged events of raw's legacy ids, staged after the
+        # upgrade) likewise, with the days after it once they are past retention.
+        report = maintenance.run(
+            empty_db_url, maintenance.Retention(raw_days=None, staging_days=32), today=today + timedelta(40)
+        )
+        assert report is not None and report.held == {}
+        assert report.dropped[0] == "staging.site_tracking_events_s_legacy"
+        assert scalar(conn, "SELECT count(*) FROM staging.site_tracking_events_s") == 0

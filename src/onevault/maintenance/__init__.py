@@ -2,10 +2,9 @@
 
 Run by every server process in the background (`Scheduler`: at start, then every
 ONEVAULT_MAINTENANCE_SECONDS), one process at a time, and by `onevault maintenance run`.
-A raw partition past retention is detached with DETACH … CONCURRENTLY, which lets reads and
-writes of the other days go on, then dropped; one that still holds unprocessed events is kept and
-reported. Staging's expired events are deleted in chunks (staging is not partitioned: see
-migration 0011).
+A raw or staging partition past retention is detached with DETACH … CONCURRENTLY, which lets
+reads and writes of the other days go on, then dropped; one that still holds events not processed
+(raw) or not loaded (staging) is kept and reported.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ Q = sqlfile.load(__package__, "queries.sql")
 
 # Partitions are made this many days ahead: events keep a place to go while the scheduler is down.
 DAYS_AHEAD = 3
-STAGED_PER_STATEMENT = 10_000
 SESSIONS_PER_STATEMENT = 5_000
 
 
@@ -54,7 +52,6 @@ class Report:
     # Partitions past retention kept because of events not processed yet: name → how many.
     held: dict[str, int] = field(default_factory=dict)
     keys_expired: int = 0
-    staged_expired: int = 0
     sessions_expired: int = 0
     events_expired: int = 0
 
@@ -93,11 +90,9 @@ def _make_partitions(conn: psycopg.Connection, today: date) -> int:
 def _run(conn: psycopg.Connection, retention: Retention, today: date, now: datetime | None) -> Report:
     report = Report(days_made=_make_partitions(conn, today))
     if retention.raw_days is not None:
-        _drop_expired(conn, today - timedelta(retention.raw_days), report)
+        _drop_expired(conn, "expired_partitions", today - timedelta(retention.raw_days), report)
     if retention.staging_days is not None:
-        report.staged_expired = _chunks(
-            conn, "expire_staging", today - timedelta(retention.staging_days), STAGED_PER_STATEMENT
-        )
+        _drop_expired(conn, "expired_staging_partitions", today - timedelta(retention.staging_days), report)
     keys = conn.execute(
         Q["expire_keys"], {"before": today - timedelta(retention.idempotency_days)}
     ).fetchone()
@@ -112,21 +107,8 @@ def _run(conn: psycopg.Connection, retention: Retention, today: date, now: datet
     return report
 
 
-def _chunks(conn: psycopg.Connection, statement: str, before: date, limit: int) -> int:
-    """Run a deleting statement until it deletes less than its limit; how many rows it deleted."""
-    deleted = 0
-    while True:
-        row = conn.execute(Q[statement], {"before": before, "limit": limit}).fetchone()
-        gone = int(row[0]) if row else 0
-        deleted += gone
-        if gone < limit:
-            return deleted
-
-
-def _drop_expired(conn: psycopg.Connection, before: date, report: Report) -> None:
-    for name, holding, parent, pending in conn.execute(
-        Q["expired_partitions"], {"before": before}
-    ).fetchall():
+def _drop_expired(conn: psycopg.Connection, query: str, before: date, report: Report) -> None:
+    for name, holding, parent, pending in conn.execute(Q[query], {"before": before}).fetchall():
         if holding:
             report.held[name] = int(holding)
             continue
@@ -147,18 +129,15 @@ def log(report: Report | None) -> None:
     if (
         report.days_made
         or report.dropped
-        or report.staged_expired
         or report.keys_expired
         or report.sessions_expired
     ):
         logger.info(
-            "Maintenance: %d day(s) of partitions made, %d raw partition(s) dropped (%s), %d staged event(s) "
-            "and %d idempotency key(s) expired, %d session(s) and %d event(s) past the business layer's "
-            "retention deleted",
+            "Maintenance: %d day(s) of partitions made, %d partition(s) dropped (%s), %d idempotency key(s) "
+            "expired, %d session(s) and %d event(s) past the business layer's retention deleted",
             report.days_made,
             len(report.dropped),
             ", ".join(report.dropped) or "none",
-            report.staged_expired,
             report.keys_expired,
             report.sessions_expired,
             report.events_expired,

@@ -16,8 +16,11 @@ SELECT x.partition_name::text, x.holding, i.inhparent::regclass::text AS parent,
 FROM raw.expired_partitions(%(before)s::date) x
 JOIN pg_inherits i ON i.inhrelid = x.partition_name;
 
--- name: expire_staging
-SELECT staging.expire_events(%(before)s::date, %(limit)s);
+-- name: expired_staging_partitions
+-- Partitions of staging older than its retention, likewise.
+SELECT x.partition_name::text, x.holding, i.inhparent::regclass::text AS parent, i.inhdetachpending
+FROM staging.expired_partitions(%(before)s::date) x
+JOIN pg_inherits i ON i.inhrelid = x.partition_name;
 
 -- name: expire_keys
 SELECT raw.expire_event_keys(%(before)s::date);

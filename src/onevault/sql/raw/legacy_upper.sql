@@ -1,5 +1,5 @@
 -- The first id after the legacy partition (the events stored before migration 0011, whatever day
--- their ids say), or 0 when there is none: lookups bounded by day (staging.id_floor) read it too.
+-- their ids say), or 0 when there is none.
 -- requires: raw/partition_upper.sql
 CREATE OR REPLACE FUNCTION raw.legacy_upper() RETURNS bigint
     LANGUAGE sql STABLE

@@ -2,7 +2,9 @@
 -- SUSPICIOUS) staging rows, and the derived data they touch, recomputed from all the events it
 -- depends on (docs/vault.md). p_moved: staged events stage_events moved to another derived
 -- session. p_replay: the events were loaded before (staging.rebuild_vault), so their links are
--- written where missing too. Idempotent: a replay inserts nothing. Returns the events it added.
+-- written where missing too. p_from: the earliest time a staged event of the batch's derived
+-- sessions can have happened (stage_events' derived_from; by default any). Idempotent: a replay
+-- inserts nothing. Returns the events it added.
 -- The sessions it touches wait in mart.session_queue for their information marts, with the
 -- events they gained.
 -- The caller holds the lanes of the events (staging.process_batch), so no other run touches their
@@ -13,7 +15,8 @@
 -- requires: util/iso_utc.sql
 -- requires: staging/load_sessions.sql
 CREATE OR REPLACE FUNCTION staging.load_business(
-    p_raw_ids bigint[], p_moved bigint[] DEFAULT '{}', p_replay boolean DEFAULT false
+    p_raw_ids bigint[], p_moved bigint[] DEFAULT '{}', p_replay boolean DEFAULT false,
+    p_from timestamptz DEFAULT '-infinity'
 ) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -173,7 +176,7 @@ BEGIN
 
     -- Sessions: the moves stage_events made, then the summary, state and holder of every session
     -- the batch touches (staging.load_sessions: a new statement, which sees the rows written above).
-    PERFORM staging.load_sessions(p_raw_ids, p_moved, p_replay, v_load);
+    PERFORM staging.load_sessions(p_raw_ids, p_moved, p_replay, p_from, v_load);
 
     RETURN v_loaded;
 END;

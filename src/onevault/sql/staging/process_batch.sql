@@ -64,7 +64,7 @@ BEGIN
     BEGIN
         v_staging := staging.stage_events(v_ids);
         v_staged := v_staging.staged;
-        v_loaded := staging.load_business(v_ids, v_staging.moved);
+        v_loaded := staging.load_business(v_ids, v_staging.moved, false, v_staging.derived_from);
         v_done := v_ids;
     EXCEPTION WHEN OTHERS THEN
         v_staged := 0;
@@ -74,7 +74,8 @@ BEGIN
             BEGIN
                 v_staging := staging.stage_events(ARRAY[v_id]);
                 v_staged := v_staged + v_staging.staged;
-                v_loaded := v_loaded + staging.load_business(ARRAY[v_id], v_staging.moved);
+                v_loaded := v_loaded + staging.load_business(ARRAY[v_id], v_staging.moved, false,
+                                                                v_staging.derived_from);
                 v_done := v_done || v_id;
             EXCEPTION WHEN OTHERS THEN
                 v_errors := v_errors + 1;

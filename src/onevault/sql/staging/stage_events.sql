@@ -1,14 +1,68 @@
 -- raw → staging: validate, normalise and enrich the given raw events (those not staged yet),
 -- deriving visitors and 30-minute sessions where the client sent none (docs/vault.md). Returns
--- how many it staged and the staged events it moved to another derived session.
--- The caller holds the locks of the events' visitors (staging.process_batch).
+-- how many it staged, the staged events it moved to another derived session, and the earliest
+-- time a staged event it read can have happened (derived_from: NULL when none of the events
+-- derives a session; staging.load_sessions bounds its lookups with it).
+-- Staging is partitioned by day: the lookups by visitor and session carry a floor of
+-- raw_event_id known when they are planned (staging.id_floor), so they plan and read only the
+-- days from there on. The floor comes from the batch's times and from the starts of the sessions
+-- it touches (business.site_session_state, whose start is its earliest staged event): two small
+-- statements before the main one.
+-- The caller holds the lanes of the events (staging.process_batch).
 -- requires: util/language_tag.sql
 -- requires: util/pixels.sql
 -- requires: staging/visitor_hk.sql
 -- requires: staging/derived_session_id.sql
-CREATE OR REPLACE FUNCTION staging.stage_events(p_raw_ids bigint[], OUT staged integer, OUT moved bigint[])
-LANGUAGE plpgsql AS $$
+-- requires: staging/payload_value.sql
+-- requires: staging/occurred_at.sql
+-- requires: staging/id_floor.sql
+CREATE OR REPLACE FUNCTION staging.stage_events(
+    p_raw_ids bigint[], OUT staged integer, OUT moved bigint[], OUT derived_from timestamptz
+)
+LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    v_visitors bytea[];
+    v_times timestamptz[];
+    v_touched_visitors bytea[];
+    v_touched_sessions bytea[];
+    v_floor bigint;
 BEGIN
+    -- The events without a client session, with their visitor and time as the statement below
+    -- derives them (the same functions).
+    SELECT array_agg(staging.visitor_hk(r.tenant_hk, staging.payload_value(r.raw_payload, 'visitor_id') #>> '{}',
+                                        r.client_ip_hash, r.user_agent)),
+           array_agg(staging.occurred_at(util.client_time(staging.payload_value(r.raw_payload, 'timestamp')),
+                                         util.client_time(staging.payload_value(r.raw_payload, 'sent_at')),
+                                         r.received_timestamp))
+    INTO v_visitors, v_times
+    FROM raw.site_tracking_events_r r
+    WHERE r.raw_event_id = ANY (p_raw_ids)
+      AND util.canon_id(staging.payload_value(r.raw_payload, 'session_id') #>> '{}') IS NULL;
+    derived_from := (SELECT min(t) FROM unnest(v_times) t) - interval '30 minutes';
+    -- Their visitors' staged sessions within 30 minutes of one of them: the only ones they can
+    -- extend, start earlier or merge (the invalid ones among them are not told apart here, which
+    -- adds whole sessions that come out as they were). Their events happened from their start on.
+    v_floor := coalesce(staging.id_floor(derived_from), 9223372036854775807);
+    SELECT array_agg(n.site_visitor_hk), array_agg(n.site_session_hk), least(derived_from, min(st.session_start))
+    INTO v_touched_visitors, v_touched_sessions, derived_from
+    FROM (
+        SELECT DISTINCT e.site_visitor_hk, x.site_session_hk
+        FROM unnest(v_visitors, v_times) e(site_visitor_hk, occurred_at)
+        CROSS JOIN LATERAL (
+            (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
+             WHERE s.site_visitor_hk = e.site_visitor_hk AND s.session_derived AND s.raw_event_id >= v_floor
+               AND s.occurred_at BETWEEN e.occurred_at - interval '30 minutes' AND e.occurred_at
+             ORDER BY s.occurred_at DESC LIMIT 1)
+            UNION ALL
+            (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
+             WHERE s.site_visitor_hk = e.site_visitor_hk AND s.session_derived AND s.raw_event_id >= v_floor
+               AND s.occurred_at BETWEEN e.occurred_at AND e.occurred_at + interval '30 minutes'
+             ORDER BY s.occurred_at LIMIT 1)
+        ) x
+    ) n
+    LEFT JOIN business.site_session_state st ON st.site_session_hk = n.site_session_hk;
+    v_floor := coalesce(staging.id_floor(derived_from), 9223372036854775807);
+
     WITH src AS (
         SELECT r.raw_event_id, r.tenant_hk, r.event_id, r.record_source, r.received_timestamp AS received_at,
                r.user_agent, r.client_ip_hash, r.raw_payload AS p,
@@ -22,21 +76,21 @@ BEGIN
         -- Known keys are read at the top level first, then inside event_data. Materialised (like
         -- the next step) so that each parse runs once per event, not once per use.
         SELECT src.*,
-               coalesce(p ->> 'event_type', d ->> 'event_type', 'page_view') AS event_type,
-               coalesce(p ->> 'page_url', d ->> 'page_url') AS page_url_in,
-               coalesce(p ->> 'referrer', d ->> 'referrer') AS referrer_in,
-               coalesce(p ->> 'page_title', d ->> 'page_title') AS page_title,
-               coalesce(nullif(p -> 'timestamp', 'null'), nullif(d -> 'timestamp', 'null')) AS ts_in,
-               coalesce(nullif(p -> 'sent_at', 'null'), nullif(d -> 'sent_at', 'null')) AS sent_in,
-               util.canon_id(coalesce(p ->> 'session_id', d ->> 'session_id')) AS session_in,
-               util.canon_id(coalesce(p ->> 'visitor_id', d ->> 'visitor_id')) AS visitor_in,
-               coalesce(p ->> 'visitor_id', d ->> 'visitor_id') AS visitor_sent,
-               nullif(btrim(coalesce(p ->> 'user_id', d ->> 'user_id'), E' \t\r\n\f\v'), '') AS user_id,
-               util.language_tag(coalesce(p ->> 'language', d ->> 'language')) AS language,
-               util.pixels(coalesce(nullif(p -> 'screen_width', 'null'), d -> 'screen_width')) AS screen_width,
-               util.pixels(coalesce(nullif(p -> 'screen_height', 'null'), d -> 'screen_height')) AS screen_height,
-               util.pixels(coalesce(nullif(p -> 'viewport_width', 'null'), d -> 'viewport_width')) AS viewport_width,
-               util.pixels(coalesce(nullif(p -> 'viewport_height', 'null'), d -> 'viewport_height')) AS viewport_height
+               coalesce(staging.payload_value(p, 'event_type') #>> '{}', 'page_view') AS event_type,
+               staging.payload_value(p, 'page_url') #>> '{}' AS page_url_in,
+               staging.payload_value(p, 'referrer') #>> '{}' AS referrer_in,
+               staging.payload_value(p, 'page_title') #>> '{}' AS page_title,
+               staging.payload_value(p, 'timestamp') AS ts_in,
+               staging.payload_value(p, 'sent_at') AS sent_in,
+               util.canon_id(staging.payload_value(p, 'session_id') #>> '{}') AS session_in,
+               util.canon_id(staging.payload_value(p, 'visitor_id') #>> '{}') AS visitor_in,
+               staging.payload_value(p, 'visitor_id') #>> '{}' AS visitor_sent,
+               nullif(btrim(staging.payload_value(p, 'user_id') #>> '{}', E' \t\r\n\f\v'), '') AS user_id,
+               util.language_tag(staging.payload_value(p, 'language') #>> '{}') AS language,
+               util.pixels(staging.payload_value(p, 'screen_width')) AS screen_width,
+               util.pixels(staging.payload_value(p, 'screen_height')) AS screen_height,
+               util.pixels(staging.payload_value(p, 'viewport_width')) AS viewport_width,
+               util.pixels(staging.payload_value(p, 'viewport_height')) AS viewport_height
         FROM src
     ), parsed AS MATERIALIZED (
         SELECT f.*, util.url_parts(f.page_url_in) AS page_parts, util.url_parts(f.referrer_in) AS referrer_parts,
@@ -54,9 +108,7 @@ BEGIN
                coalesce(ua.os_version, fb.os_version) AS os_version,
                coalesce(ua.device_type, fb.device_type) AS device_type,
                coalesce(ua.is_bot, fb.is_bot, false) AS is_bot,
-               CASE WHEN f.ts IS NULL THEN f.received_at
-                    WHEN f.sent IS NOT NULL THEN f.received_at - (f.sent - f.ts)
-                    ELSE f.ts END AS occurred_at,
+               staging.occurred_at(f.ts, f.sent, f.received_at) AS occurred_at,
                CASE WHEN f.sent IS NOT NULL
                     THEN (extract(epoch FROM (f.sent - f.received_at)) * 1000)::bigint END AS clock_skew_ms,
                coalesce(f.visitor_in, staging.derived_visitor_id(f.tenant_hk, f.client_ip_hash, f.user_agent))
@@ -96,21 +148,10 @@ BEGIN
         FROM checked c
         WHERE cardinality(c.invalid_reasons) = 0 AND c.session_in IS NULL
     ), touched AS (
-        -- The visitor's staged sessions within 30 minutes of a new event: the only ones it can
-        -- extend, start earlier or merge.
-        SELECT DISTINCT f.site_visitor_hk, n.site_session_hk
-        FROM fresh f
-        CROSS JOIN LATERAL (
-            (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
-             WHERE s.site_visitor_hk = f.site_visitor_hk AND s.session_derived
-               AND s.occurred_at BETWEEN f.occurred_at - interval '30 minutes' AND f.occurred_at
-             ORDER BY s.occurred_at DESC LIMIT 1)
-            UNION ALL
-            (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
-             WHERE s.site_visitor_hk = f.site_visitor_hk AND s.session_derived
-               AND s.occurred_at BETWEEN f.occurred_at AND f.occurred_at + interval '30 minutes'
-             ORDER BY s.occurred_at LIMIT 1)
-        ) n
+        -- The staged sessions the new events can extend, start earlier or merge (found above).
+        SELECT DISTINCT t.site_visitor_hk, t.site_session_hk
+        FROM unnest(v_touched_visitors, v_touched_sessions) t(site_visitor_hk, site_session_hk)
+        WHERE t.site_visitor_hk IN (SELECT f.site_visitor_hk FROM fresh f)
     ), spans AS (
         -- Per visitor, the time span re-derived: the new events and the whole of every touched session.
         SELECT x.site_visitor_hk, min(x.first_at) AS first_at, max(x.last_at) AS last_at
@@ -122,7 +163,7 @@ BEGIN
             FROM touched t
             CROSS JOIN LATERAL (SELECT min(s.occurred_at) AS first_at, max(s.occurred_at) AS last_at
                                 FROM staging.site_tracking_events_s s
-                                WHERE s.site_session_hk = t.site_session_hk) e
+                                WHERE s.site_session_hk = t.site_session_hk AND s.raw_event_id >= v_floor) e
         ) x
         GROUP BY x.site_visitor_hk
     ), timeline AS (
@@ -134,7 +175,7 @@ BEGIN
                s.site_session_hk
         FROM spans p
         JOIN staging.site_tracking_events_s s
-          ON s.site_visitor_hk = p.site_visitor_hk AND s.session_derived
+          ON s.site_visitor_hk = p.site_visitor_hk AND s.session_derived AND s.raw_event_id >= v_floor
          AND s.occurred_at BETWEEN p.first_at AND p.last_at
     ), gaps AS (
         SELECT t.*,
@@ -162,7 +203,7 @@ BEGIN
         UPDATE staging.site_tracking_events_s s
         SET session_id = d.session_id, site_session_hk = d.site_session_hk
         FROM derived d
-        WHERE d.staged_session_hk IS NOT NULL AND s.raw_event_id = d.raw_event_id
+        WHERE d.staged_session_hk IS NOT NULL AND s.raw_event_id = d.raw_event_id AND s.raw_event_id >= v_floor
           AND d.staged_session_hk <> d.site_session_hk
         RETURNING s.raw_event_id
     ), sessions AS (
