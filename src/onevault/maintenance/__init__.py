@@ -126,12 +126,7 @@ def log(report: Report | None) -> None:
         return
     for name, holding in report.held.items():
         logger.warning("Kept %s past retention: %d of its events are not processed yet", name, holding)
-    if (
-        report.days_made
-        or report.dropped
-        or report.keys_expired
-        or report.sessions_expired
-    ):
+    if report.days_made or report.dropped or report.keys_expired or report.sessions_expired:
         logger.info(
             "Maintenance: %d day(s) of partitions made, %d partition(s) dropped (%s), %d idempotency key(s) "
             "expired, %d session(s) and %d event(s) past the business layer's retention deleted",
