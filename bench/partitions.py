@@ -293,7 +293,6 @@ def _timed_round(url: str, retention: Retention, today: date) -> dict[str, Any]:
         "seconds": seconds,
         "dropped": report.dropped,
         "held": report.held,
-        "staged_expired": report.staged_expired,
         "keys_expired": report.keys_expired,
     }
 
@@ -301,8 +300,8 @@ def _timed_round(url: str, retention: Retention, today: date) -> dict[str, Any]:
 def step_drop(pg: harness.Postgres, name: str, request: dict[str, Any], say: Callable[[str], None]) -> Any:
     """Part 1, current tree: two expired days and a kept one; the first day's partitions detached and
     dropped by statements, the second day's raw partition by a maintenance round; then a round with
-    nothing to do, the round that expires the first day's staged events (staging is one table), and
-    the one that expires its idempotency keys."""
+    nothing to do, the round that drops the second day's staging partition, and the one that
+    expires the first day's idempotency keys."""
     from onevault.maintenance import Retention
 
     url = harness.create_database(pg, name)
@@ -351,15 +350,13 @@ def step_drop(pg: harness.Postgres, name: str, request: dict[str, Any], say: Cal
     result["round"] = _timed_round(url, retention, today)
     say(f"maintenance round dropping {second}: {result['round']['seconds']} s ({result['round']['dropped']})")
     result["idle_round"] = _timed_round(url, retention, today)
-    if "staging" not in result["partitioned"]:
-        # Staging's retention deletes rows: those stored before the second day, the first day's.
-        staging = Retention(staging_days=raw_days + 1, idempotency_days=window)
-        result["staging_round"] = _timed_round(url, staging, today)
-        with psycopg.connect(url, autocommit=True) as conn:
-            result["mb"]["staging_round"] = _sizes_mb(conn)
-        say(
-            f"maintenance round expiring the staged events of {first}: {result['staging_round']['seconds']} s"
-        )
+    # Staging's retention (the first day's staging partition went by statements).
+    result["staging_round"] = _timed_round(
+        url, Retention(staging_days=raw_days, idempotency_days=window), today
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        result["mb"]["staging_round"] = _sizes_mb(conn)
+    say(f"maintenance round dropping staging's {second}: {result['staging_round']['seconds']} s")
     result["keys_round"] = _timed_round(url, Retention(idempotency_days=raw_days + 1), today)
     say(f"maintenance round expiring the keys of {first}: {result['keys_round']['seconds']} s")
     names = [_day_table(s, t, d).split(".")[1] for s, t, _ in LAYERS for d in (first, second)]
@@ -729,16 +726,15 @@ def report_drop(results: dict[str, Any], args: argparse.Namespace) -> list[Targe
             },
             {"what": f"  {schema}: DROP TABLE", "seconds": times["drop"], "detail": ""},
         ]
-    if "staging_round" in new:
-        staged, mb = new["staging_round"], new["mb"]
-        rows.append(
-            {
-                "what": "maintenance round expiring a day's staged events (staging is one table)",
-                "seconds": staged["seconds"],
-                "detail": f"{staged['staged_expired']:,} rows deleted (DELETE, 10,000 a statement); staging "
-                f"{mb['before']['staging']:,} MB before, {mb['staging_round']['staging']:,} MB after",
-            }
-        )
+    staged, mb = new["staging_round"], new["mb"]
+    rows.append(
+        {
+            "what": f"maintenance round dropping the staging partition of {new['days']['maintenance']}",
+            "seconds": staged["seconds"],
+            "detail": f"dropped {', '.join(staged['dropped']) or 'nothing'}; staging "
+            f"{mb['before']['staging']:,} MB before, {mb['staging_round']['staging']:,} MB after",
+        }
+    )
     keys = new["keys_round"]
     rows.append(
         {
