@@ -114,6 +114,9 @@ def test_partitioning_a_populated_database_keeps_every_event_exactly_once(empty_
         )
         assert scalar(conn, "SELECT count(*) FROM staging.site_tracking_events_s") == EVENTS + 2
         assert scalar(conn, "SELECT count(*) FROM business.site_event_h") == EVENTS + 2
+        # The events processed after the upgrade joined their visitors' sessions, staged before it
+        # (each visitor's 20 events span 100 s: one session each), and the new ones made one more.
+        assert scalar(conn, "SELECT count(*) FROM business.site_session_state") == 5000 + 1
 
         # The legacy partition holds every id up to the end of the day of its largest (ids given
         # before the rollback are today's): it expires with its latest event, and no day after it.

@@ -9,9 +9,11 @@
 -- that time and staging.load_business / load_sessions take it (their code is in sql/staging/).
 -- Their earlier signatures go, so that no call is ambiguous.
 --
--- The existing table is not copied: it becomes the partition `_legacy` of the ids it holds (up to
--- the end of the day of its largest id, and at least raw's legacy ids, whose events may still be
--- staged), attached with the indexes it has. The upgrade holds the table for the time it takes to
+-- The existing table is not copied: it becomes the partition `_legacy` of the ids it holds, of
+-- raw's legacy ids (whose events may still be staged) and of the ids of today: up to the end of
+-- today or of the day of its largest id. Ids given before 0011 carry no day, but their events
+-- were received before now, so a lookup whose floor is past today's (staging.id_floor) needs none
+-- of them; it is attached with the indexes it has. The upgrade holds the table for the time it takes to
 -- check it against that bound. A legacy table that holds nothing and has no raw legacy ids to
 -- take is dropped instead.
 DROP FUNCTION IF EXISTS staging.stage_events(bigint[]);
@@ -63,7 +65,8 @@ BEGIN
     IF v_max IS NULL AND v_raw_legacy = 0 THEN
         DROP TABLE staging.site_tracking_events_s_legacy;
     ELSE
-        v_upper := greatest(v_raw_legacy, (coalesce(v_max, 0) / 274877906944 + 1) * 274877906944);
+        v_upper := greatest(v_raw_legacy, (coalesce(v_max, 0) / 274877906944 + 1) * 274877906944,
+                            ((now() AT TIME ZONE 'UTC')::date + 1 - date '2020-01-01')::bigint * 274877906944);
         EXECUTE format('ALTER TABLE staging.site_tracking_events_s ATTACH PARTITION staging.site_tracking_events_s_legacy '
                        'FOR VALUES FROM (MINVALUE) TO (%s)', v_upper);
     END IF;
