@@ -134,3 +134,37 @@ def test_partitioning_a_populated_database_keeps_every_event_exactly_once(empty_
         assert report is not None and report.held == {}
         assert report.dropped[0] == "staging.site_tracking_events_s_legacy"
         assert scalar(conn, "SELECT count(*) FROM staging.site_tracking_events_s") == 0
+
+
+def test_events_stored_before_0011_join_their_sessions_after_both_upgrades(empty_db_url: str) -> None:
+    """Ids given before 0011 carry no day. Events stored then (from an identity: 1, 2, …) and
+    processed after the upgrades, half in one run and half in the next, make one session per
+    visitor: the second run's lookups read the first's staged events in staging's legacy partition,
+    though the events' day floor is far above their ids."""
+    migrations.upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        make_tenant(conn, CUSTOMER)
+    migrations.rollback(empty_db_url, to=BEFORE_PARTITIONS)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        # 100 visitors, 20 events each within 200 s, three days ago.
+        conn.execute(
+            "INSERT INTO raw.site_tracking_events_r (tenant_hk, event_id, raw_payload, received_timestamp,"
+            " record_source)"
+            " SELECT sha256(convert_to(%s, 'UTF8')), 'evt-' || g,"
+            "  jsonb_build_object('page_url', 'https://example.com/', 'visitor_id', 'v-' || g %% 100),"
+            "  now() - interval '3 days' + g * interval '100 ms', 'test'"
+            " FROM generate_series(1, 2000) g",
+            (CUSTOMER,),
+        )
+        assert scalar(conn, "SELECT max(raw_event_id) FROM raw.site_tracking_events_r") == 2000
+
+    migrations.upgrade(empty_db_url)
+
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        assert process_batch(conn, CUSTOMER, 1000)["staged"] == 1000
+        assert process_all(conn, CUSTOMER) == 1000
+        assert scalar(conn, "SELECT count(*) FROM business.site_session_state") == 100
+        parts = scalar(
+            conn, "SELECT array_agg(DISTINCT tableoid::regclass::text) FROM staging.site_tracking_events_s"
+        )
+        assert parts == ["staging.site_tracking_events_s_legacy"]
