@@ -3,11 +3,13 @@
 -- how many it staged, the staged events it moved to another derived session, and the earliest
 -- time a staged event it read can have happened (derived_from: NULL when none of the events
 -- derives a session; staging.load_sessions bounds its lookups with it).
--- Staging is partitioned by day: the lookups by visitor and session carry a floor of
--- raw_event_id known when they are planned (staging.id_floor), so they plan and read only the
--- days from there on. The floor comes from the batch's times and from the starts of the sessions
--- it touches (business.site_session_state, whose start is its earliest staged event): two small
--- statements before the main one.
+-- Staging is partitioned by day: its lookups by visitor and session carry bounds of raw_event_id
+-- known when they are planned (staging.id_floor and id_ceiling), so they plan and read only the
+-- days from the floor to today. The floor comes from the batch's times and from the starts of the
+-- sessions it touches (business.site_session_state, whose start is its earliest staged event).
+-- The lookups are small statements of their own, planned for their values (EXECUTE); the main
+-- statement, which parses and writes, reads no staged event, so its plan is kept (planning it for
+-- every batch cost ~29 ms), and a move of staged events is written by id after it.
 -- The caller holds the lanes of the events (staging.process_batch).
 -- requires: util/language_tag.sql
 -- requires: util/pixels.sql
@@ -16,52 +18,104 @@
 -- requires: staging/payload_value.sql
 -- requires: staging/occurred_at.sql
 -- requires: staging/id_floor.sql
+-- requires: staging/id_ceiling.sql
 CREATE OR REPLACE FUNCTION staging.stage_events(
     p_raw_ids bigint[], OUT staged integer, OUT moved bigint[], OUT derived_from timestamptz
 )
-LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
     v_visitors bytea[];
     v_times timestamptz[];
     v_touched_visitors bytea[];
     v_touched_sessions bytea[];
     v_floor bigint;
+    v_ceiling bigint := staging.id_ceiling();
+    -- The staged events of the timelines re-derived, column by column.
+    v_tenants bytea[];
+    v_staged_visitors bytea[];
+    v_visitor_ids text[];
+    v_staged_times timestamptz[];
+    v_ids bigint[];
+    v_events bytea[];
+    v_sessions bytea[];
+    -- The staged events that move to another derived session.
+    v_move_session_ids text[];
+    v_move_sessions bytea[];
 BEGIN
-    -- The events without a client session, with their visitor and time as the statement below
-    -- derives them (the same functions).
+    -- The events without a client session and with a valid time, with their visitor and time as
+    -- the main statement derives them (the same functions).
     SELECT array_agg(staging.visitor_hk(r.tenant_hk, staging.payload_value(r.raw_payload, 'visitor_id') #>> '{}',
                                         r.client_ip_hash, r.user_agent)),
-           array_agg(staging.occurred_at(util.client_time(staging.payload_value(r.raw_payload, 'timestamp')),
-                                         util.client_time(staging.payload_value(r.raw_payload, 'sent_at')),
-                                         r.received_timestamp))
+           array_agg(o.occurred_at)
     INTO v_visitors, v_times
     FROM raw.site_tracking_events_r r
+    CROSS JOIN LATERAL (
+        SELECT staging.occurred_at(util.client_time(staging.payload_value(r.raw_payload, 'timestamp')),
+                                   util.client_time(staging.payload_value(r.raw_payload, 'sent_at')),
+                                   r.received_timestamp) AS occurred_at
+    ) o
     WHERE r.raw_event_id = ANY (p_raw_ids)
-      AND util.canon_id(staging.payload_value(r.raw_payload, 'session_id') #>> '{}') IS NULL;
+      AND util.canon_id(staging.payload_value(r.raw_payload, 'session_id') #>> '{}') IS NULL
+      AND o.occurred_at BETWEEN timestamptz '2000-01-01 00:00:00+00'
+                            AND r.received_timestamp + interval '1 day';
     derived_from := (SELECT min(t) FROM unnest(v_times) t) - interval '30 minutes';
     -- Their visitors' staged sessions within 30 minutes of one of them: the only ones they can
     -- extend, start earlier or merge (the invalid ones among them are not told apart here, which
     -- adds whole sessions that come out as they were). Their events happened from their start on.
     v_floor := coalesce(staging.id_floor(derived_from), 9223372036854775807);
-    SELECT array_agg(n.site_visitor_hk), array_agg(n.site_session_hk), least(derived_from, min(st.session_start))
+    EXECUTE $touched$
+        SELECT array_agg(n.site_visitor_hk), array_agg(n.site_session_hk), least($3, min(st.session_start))
+        FROM (
+            SELECT DISTINCT e.site_visitor_hk, x.site_session_hk
+            FROM unnest($1::bytea[], $2::timestamptz[]) e(site_visitor_hk, occurred_at)
+            CROSS JOIN LATERAL (
+                (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
+                 WHERE s.site_visitor_hk = e.site_visitor_hk AND s.session_derived
+                   AND s.raw_event_id >= $4 AND s.raw_event_id < $5
+                   AND s.occurred_at BETWEEN e.occurred_at - interval '30 minutes' AND e.occurred_at
+                 ORDER BY s.occurred_at DESC LIMIT 1)
+                UNION ALL
+                (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
+                 WHERE s.site_visitor_hk = e.site_visitor_hk AND s.session_derived
+                   AND s.raw_event_id >= $4 AND s.raw_event_id < $5
+                   AND s.occurred_at BETWEEN e.occurred_at AND e.occurred_at + interval '30 minutes'
+                 ORDER BY s.occurred_at LIMIT 1)
+            ) x
+        ) n
+        LEFT JOIN business.site_session_state st ON st.site_session_hk = n.site_session_hk
+    $touched$
     INTO v_touched_visitors, v_touched_sessions, derived_from
-    FROM (
-        SELECT DISTINCT e.site_visitor_hk, x.site_session_hk
-        FROM unnest(v_visitors, v_times) e(site_visitor_hk, occurred_at)
-        CROSS JOIN LATERAL (
-            (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
-             WHERE s.site_visitor_hk = e.site_visitor_hk AND s.session_derived AND s.raw_event_id >= v_floor
-               AND s.occurred_at BETWEEN e.occurred_at - interval '30 minutes' AND e.occurred_at
-             ORDER BY s.occurred_at DESC LIMIT 1)
-            UNION ALL
-            (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
-             WHERE s.site_visitor_hk = e.site_visitor_hk AND s.session_derived AND s.raw_event_id >= v_floor
-               AND s.occurred_at BETWEEN e.occurred_at AND e.occurred_at + interval '30 minutes'
-             ORDER BY s.occurred_at LIMIT 1)
-        ) x
-    ) n
-    LEFT JOIN business.site_session_state st ON st.site_session_hk = n.site_session_hk;
+    USING v_visitors, v_times, derived_from, v_floor, v_ceiling;
     v_floor := coalesce(staging.id_floor(derived_from), 9223372036854775807);
+    -- Per visitor, the time span re-derived: its new events and the whole of every session they
+    -- touch; the visitor's staged events in it.
+    EXECUTE $timeline$
+        WITH spans AS (
+            SELECT x.site_visitor_hk, min(x.first_at) AS first_at, max(x.last_at) AS last_at
+            FROM (
+                SELECT e.site_visitor_hk, e.occurred_at AS first_at, e.occurred_at AS last_at
+                FROM unnest($1::bytea[], $2::timestamptz[]) e(site_visitor_hk, occurred_at)
+                UNION ALL
+                SELECT t.site_visitor_hk, m.first_at, m.last_at
+                FROM unnest($3::bytea[], $4::bytea[]) t(site_visitor_hk, site_session_hk)
+                CROSS JOIN LATERAL (SELECT min(s.occurred_at) AS first_at, max(s.occurred_at) AS last_at
+                                    FROM staging.site_tracking_events_s s
+                                    WHERE s.site_session_hk = t.site_session_hk
+                                      AND s.raw_event_id >= $5 AND s.raw_event_id < $6) m
+            ) x
+            GROUP BY x.site_visitor_hk
+        )
+        SELECT array_agg(s.tenant_hk), array_agg(s.site_visitor_hk), array_agg(s.visitor_id),
+               array_agg(s.occurred_at), array_agg(s.raw_event_id), array_agg(s.site_event_hk),
+               array_agg(s.site_session_hk)
+        FROM spans p
+        JOIN staging.site_tracking_events_s s
+          ON s.site_visitor_hk = p.site_visitor_hk AND s.session_derived
+         AND s.raw_event_id >= $5 AND s.raw_event_id < $6
+         AND s.occurred_at BETWEEN p.first_at AND p.last_at
+    $timeline$
+    INTO v_tenants, v_staged_visitors, v_visitor_ids, v_staged_times, v_ids, v_events, v_sessions
+    USING v_visitors, v_times, v_touched_visitors, v_touched_sessions, v_floor, v_ceiling;
 
     WITH src AS (
         SELECT r.raw_event_id, r.tenant_hk, r.event_id, r.record_source, r.received_timestamp AS received_at,
@@ -147,36 +201,17 @@ BEGIN
                util.hash_key(c.tenant_hk, c.event_id) AS site_event_hk
         FROM checked c
         WHERE cardinality(c.invalid_reasons) = 0 AND c.session_in IS NULL
-    ), touched AS (
-        -- The staged sessions the new events can extend, start earlier or merge (found above).
-        SELECT DISTINCT t.site_visitor_hk, t.site_session_hk
-        FROM unnest(v_touched_visitors, v_touched_sessions) t(site_visitor_hk, site_session_hk)
-        WHERE t.site_visitor_hk IN (SELECT f.site_visitor_hk FROM fresh f)
-    ), spans AS (
-        -- Per visitor, the time span re-derived: the new events and the whole of every touched session.
-        SELECT x.site_visitor_hk, min(x.first_at) AS first_at, max(x.last_at) AS last_at
-        FROM (
-            SELECT f.site_visitor_hk, min(f.occurred_at) AS first_at, max(f.occurred_at) AS last_at
-            FROM fresh f GROUP BY f.site_visitor_hk
-            UNION ALL
-            SELECT t.site_visitor_hk, e.first_at, e.last_at
-            FROM touched t
-            CROSS JOIN LATERAL (SELECT min(s.occurred_at) AS first_at, max(s.occurred_at) AS last_at
-                                FROM staging.site_tracking_events_s s
-                                WHERE s.site_session_hk = t.site_session_hk AND s.raw_event_id >= v_floor) e
-        ) x
-        GROUP BY x.site_visitor_hk
     ), timeline AS (
+        -- The new events and their visitors' staged events found above (the sessions touched by
+        -- invalid events among them are whole sessions: they come out as they were).
         SELECT f.tenant_hk, f.site_visitor_hk, f.visitor_id, f.occurred_at, f.raw_event_id, f.site_event_hk,
                NULL::bytea AS staged_session_hk
         FROM fresh f
         UNION ALL
-        SELECT s.tenant_hk, s.site_visitor_hk, s.visitor_id, s.occurred_at, s.raw_event_id, s.site_event_hk,
-               s.site_session_hk
-        FROM spans p
-        JOIN staging.site_tracking_events_s s
-          ON s.site_visitor_hk = p.site_visitor_hk AND s.session_derived AND s.raw_event_id >= v_floor
-         AND s.occurred_at BETWEEN p.first_at AND p.last_at
+        SELECT t.*
+        FROM unnest(v_tenants, v_staged_visitors, v_visitor_ids, v_staged_times, v_ids, v_events, v_sessions)
+             AS t(tenant_hk, site_visitor_hk, visitor_id, occurred_at, raw_event_id, site_event_hk, staged_session_hk)
+        WHERE t.site_visitor_hk IN (SELECT f.site_visitor_hk FROM fresh f)
     ), gaps AS (
         SELECT t.*,
                CASE WHEN t.occurred_at > lag(t.occurred_at) OVER w + interval '30 minutes'
@@ -198,14 +233,6 @@ BEGIN
                        g.visitor_id, min(g.occurred_at) OVER (PARTITION BY g.site_visitor_hk, g.session_no)) AS session_id
             FROM grouped g
         ) d
-    ), moved AS (
-        -- Staged events whose derived session changed: the business layer records the move.
-        UPDATE staging.site_tracking_events_s s
-        SET session_id = d.session_id, site_session_hk = d.site_session_hk
-        FROM derived d
-        WHERE d.staged_session_hk IS NOT NULL AND s.raw_event_id = d.raw_event_id AND s.raw_event_id >= v_floor
-          AND d.staged_session_hk <> d.site_session_hk
-        RETURNING s.raw_event_id
     ), sessions AS (
         SELECT c.*, d.raw_event_id IS NOT NULL AS derive_session,
                coalesce(c.session_in, d.session_id) AS session_id,
@@ -255,7 +282,22 @@ BEGIN
         ON CONFLICT (raw_event_id) DO NOTHING
         RETURNING raw_event_id
     )
-    SELECT (SELECT count(*) FROM ins), (SELECT coalesce(array_agg(m.raw_event_id), '{}') FROM moved m)
-    INTO staged, moved;
+    SELECT (SELECT count(*) FROM ins), array_agg(d.raw_event_id), array_agg(d.session_id),
+           array_agg(d.site_session_hk)
+    INTO staged, moved, v_move_session_ids, v_move_sessions
+    FROM derived d
+    WHERE d.staged_session_hk IS NOT NULL AND d.staged_session_hk <> d.site_session_hk;
+    -- Staged events whose derived session changed (the business layer records the move).
+    IF moved IS NULL THEN
+        moved := '{}';
+    ELSE
+        EXECUTE $moved$
+            UPDATE staging.site_tracking_events_s s
+            SET session_id = m.session_id, site_session_hk = m.site_session_hk
+            FROM unnest($1::bigint[], $2::text[], $3::bytea[]) m(raw_event_id, session_id, site_session_hk)
+            WHERE s.raw_event_id = ANY ($1) AND s.raw_event_id = m.raw_event_id
+        $moved$
+        USING moved, v_move_session_ids, v_move_sessions;
+    END IF;
 END;
 $$;
