@@ -339,10 +339,10 @@ def test_a_run_reads_only_the_partitions_of_the_events_it_takes(
         "the backlog": lambda: conn.execute(MONITORING["backlog"]).fetchall(),
     }
     for name, step in steps.items():
-        for parent, ok in allowed.items():
-            with conn.transaction():  # locks are held to its end
-                step()
-                locked = {
+        with conn.transaction():  # locks are held to its end
+            step()
+            locked = {
+                parent: {
                     r["relation"]
                     for r in rows(
                         conn,
@@ -352,4 +352,7 @@ def test_a_run_reads_only_the_partitions_of_the_events_it_takes(
                         (parent,),
                     )
                 }
-            assert locked <= ok, f"{name}: {len(locked)} partitions of {parent}"
+                for parent in allowed
+            }
+        for parent, ok in allowed.items():
+            assert locked[parent] <= ok, f"{name}: {len(locked[parent])} partitions of {parent}"

@@ -39,7 +39,8 @@ BEGIN
                          WHERE l.site_event_hk = s.site_event_hk ORDER BY l.load_date DESC LIMIT 1))
                    AS previous_session_hk
         FROM staging.site_tracking_events_s s
-        WHERE s.raw_event_id = ANY (p_moved)
+        -- (An empty array prunes no partition when planned: every day's would be planned.)
+        WHERE s.raw_event_id = ANY (p_moved) AND cardinality(p_moved) > 0
     ), moved_l AS (
         INSERT INTO business.site_event_session_l (link_event_session_hk, site_event_hk, site_session_hk,
                                                    tenant_hk, load_date, record_source)

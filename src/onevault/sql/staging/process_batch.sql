@@ -91,10 +91,11 @@ BEGIN
     END;
     -- Failed events stay queued (raw.queue_unprocessed_event brought their entries up to date).
     DELETE FROM raw.event_queue q WHERE q.tenant_hk = p_tenant_hk AND q.raw_event_id = ANY (v_done);
+    -- (An empty array prunes no partition when planned: every day's would be planned.)
     UPDATE raw.site_tracking_events_r
     SET processing_status = 'PROCESSED', processed_at = clock_timestamp(), error_message = NULL,
         next_attempt_at = NULL
-    WHERE raw_event_id = ANY (v_done);
+    WHERE raw_event_id = ANY (v_done) AND cardinality(v_done) > 0;
 
     -- The information marts of the sessions loaded, when due (a caught-up run: fewer events than
     -- it could take).
