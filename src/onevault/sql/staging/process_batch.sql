@@ -91,11 +91,12 @@ BEGIN
     END;
     -- Failed events stay queued (raw.queue_unprocessed_event brought their entries up to date).
     DELETE FROM raw.event_queue q WHERE q.tenant_hk = p_tenant_hk AND q.raw_event_id = ANY (v_done);
-    -- (An empty array prunes no partition when planned: every day's would be planned.)
+    -- The batch's first and last ids (v_ids is sorted) bound the reads of it to its days: an array
+    -- of ids prunes no partition in a plan kept for the next batches.
     UPDATE raw.site_tracking_events_r
     SET processing_status = 'PROCESSED', processed_at = clock_timestamp(), error_message = NULL,
         next_attempt_at = NULL
-    WHERE raw_event_id = ANY (v_done) AND cardinality(v_done) > 0;
+    WHERE raw_event_id = ANY (v_done) AND raw_event_id BETWEEN v_ids[1] AND v_ids[cardinality(v_ids)];
 
     -- The information marts of the sessions loaded, when due (a caught-up run: fewer events than
     -- it could take).
@@ -105,7 +106,8 @@ BEGIN
 
     -- Rows staged by this transaction carry a load_date at or after its start.
     SELECT count(*) INTO v_quarantined FROM staging.site_tracking_events_s
-    WHERE raw_event_id = ANY (v_ids) AND validation_status = 'INVALID' AND load_date >= now();
+    WHERE raw_event_id = ANY (v_ids) AND raw_event_id BETWEEN v_ids[1] AND v_ids[cardinality(v_ids)]
+      AND validation_status = 'INVALID' AND load_date >= now();
     INSERT INTO staging.pipeline_stats AS t (tenant_hk, day, staged, loaded, quarantined)
     VALUES (p_tenant_hk, (now() AT TIME ZONE 'UTC')::date, v_staged, v_loaded, v_quarantined)
     ON CONFLICT (tenant_hk, day) DO UPDATE
@@ -121,6 +123,8 @@ BEGIN
         'latencies_ms', (SELECT coalesce(jsonb_agg(round(extract(epoch FROM s.business_loaded_at - s.received_at)
                                                        * 1000, 1)), '[]'::jsonb)
                          FROM staging.site_tracking_events_s s
-                         WHERE s.raw_event_id = ANY (v_ids) AND s.business_loaded_at IS NOT NULL));
+                         WHERE s.raw_event_id = ANY (v_ids)
+                           AND s.raw_event_id BETWEEN v_ids[1] AND v_ids[cardinality(v_ids)]
+                           AND s.business_loaded_at IS NOT NULL));
 END;
 $$;

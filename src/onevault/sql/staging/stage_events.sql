@@ -30,6 +30,10 @@ DECLARE
     v_touched_sessions bytea[];
     v_floor bigint;
     v_ceiling bigint := staging.id_ceiling();
+    -- The batch's first and last ids: with them, its reads of raw plan or run on their days only
+    -- (an array of ids prunes no partition in a plan kept for the next batches).
+    v_first bigint := (SELECT min(i) FROM unnest(p_raw_ids) i);
+    v_last bigint := (SELECT max(i) FROM unnest(p_raw_ids) i);
     -- The staged events of the timelines re-derived, column by column.
     v_tenants bytea[];
     v_staged_visitors bytea[];
@@ -54,7 +58,7 @@ BEGIN
                                    util.client_time(staging.payload_value(r.raw_payload, 'sent_at')),
                                    r.received_timestamp) AS occurred_at
     ) o
-    WHERE r.raw_event_id = ANY (p_raw_ids)
+    WHERE r.raw_event_id = ANY (p_raw_ids) AND r.raw_event_id BETWEEN v_first AND v_last
       AND util.canon_id(staging.payload_value(r.raw_payload, 'session_id') #>> '{}') IS NULL
       AND o.occurred_at BETWEEN timestamptz '2000-01-01 00:00:00+00'
                             AND r.received_timestamp + interval '1 day';
@@ -125,7 +129,7 @@ BEGIN
                r.raw_payload ? 'event_data' AND r.raw_payload -> 'event_data' <> 'null'::jsonb
                    AND jsonb_typeof(r.raw_payload -> 'event_data') <> 'object' AS bad_event_data
         FROM raw.site_tracking_events_r r
-        WHERE r.raw_event_id = ANY (p_raw_ids)
+        WHERE r.raw_event_id = ANY (p_raw_ids) AND r.raw_event_id BETWEEN v_first AND v_last
     ), fields AS MATERIALIZED (
         -- Known keys are read at the top level first, then inside event_data. Materialised (like
         -- the next step) so that each parse runs once per event, not once per use.
