@@ -1,4 +1,4 @@
-"""The upgrades that partition raw (0011) and staging (0016) on a database holding 100,000 events,
+"""The upgrades that partition raw (0011) and staging (0016) on a database holding 20,000 events,
 half of them processed: the tables become partitions without a copy, every event stays exactly
 once with its id, idempotency holds for the events stored before, processing goes on, and both
 legacy partitions expire with their latest events."""
@@ -15,7 +15,8 @@ from tests.helpers.vault_load import process_all, process_batch
 
 from onevault import maintenance, migrations
 
-EVENTS = 100_000
+EVENTS = 20_000
+VISITORS = 1_000
 BEFORE_PARTITIONS = 10
 
 # What identifies every stored event and its processing, as one digest per layer.
@@ -30,7 +31,7 @@ STAGING_DIGEST = (
 
 
 def _populate(conn: psycopg.Connection) -> None:
-    """100,000 events stored three days ago, half of them processed."""
+    """20,000 events of 1,000 visitors stored three days ago, half of them processed."""
     conn.execute(
         "SELECT raw.ingest_site_events(array_fill(util.tenant_hk(%(customer)s), ARRAY[%(n)s]),"
         " array_agg('evt-' || g ORDER BY g), array_agg(p ORDER BY g), array_fill(%(ua)s::text, ARRAY[%(n)s]),"
@@ -39,8 +40,8 @@ def _populate(conn: psycopg.Connection) -> None:
         " array_fill('test'::text, ARRAY[%(n)s]))"
         " FROM generate_series(1, %(n)s) g"
         " CROSS JOIN LATERAL (SELECT jsonb_build_object('event_type', 'page_view',"
-        "     'page_url', 'https://example.com/p' || g %% 40, 'visitor_id', 'v-' || g %% 5000) AS p) x",
-        {"customer": CUSTOMER, "ua": CHROME, "n": EVENTS},
+        "     'page_url', 'https://example.com/p' || g %% 40, 'visitor_id', 'v-' || g %% %(visitors)s) AS p) x",
+        {"customer": CUSTOMER, "ua": CHROME, "n": EVENTS, "visitors": VISITORS},
     )
     while scalar(conn, "SELECT count(*) FROM staging.site_tracking_events_s") < EVENTS // 2:
         process_batch(conn, CUSTOMER, 1000)
@@ -91,15 +92,15 @@ def test_partitioning_a_populated_database_keeps_every_event_exactly_once(empty_
         )
 
         # Copies of events stored before are duplicates; new events go to today's partition.
-        resent = ["evt-1", "evt-99999", "evt-new-1", "evt-new-2"]
+        resent = ["evt-1", f"evt-{EVENTS - 1}", "evt-new-1", "evt-new-2"]
         ids = ingest(conn, [{"page_url": "https://example.com/again"}] * 4, resent)
         old = dict(
             conn.execute(
-                "SELECT event_id, raw_event_id FROM raw.site_tracking_events_r"
-                " WHERE event_id IN ('evt-1', 'evt-99999')"
+                "SELECT event_id, raw_event_id FROM raw.site_tracking_events_r WHERE event_id = ANY(%s)",
+                (resent[:2],),
             ).fetchall()
         )
-        assert ids[:2] == [old["evt-1"], old["evt-99999"]]
+        assert ids[:2] == [old[e] for e in resent[:2]]
         today = datetime.now(UTC).date()
         assert [scalar(conn, "SELECT raw.event_day(%s)", (i,)) for i in ids[2:]] == [today, today]
 
@@ -115,8 +116,8 @@ def test_partitioning_a_populated_database_keeps_every_event_exactly_once(empty_
         assert scalar(conn, "SELECT count(*) FROM staging.site_tracking_events_s") == EVENTS + 2
         assert scalar(conn, "SELECT count(*) FROM business.site_event_h") == EVENTS + 2
         # The events processed after the upgrade joined their visitors' sessions, staged before it
-        # (each visitor's 20 events span 100 s: one session each), and the new ones made one more.
-        assert scalar(conn, "SELECT count(*) FROM business.site_session_state") == 5000 + 1
+        # (each visitor's 20 events span 20 s: one session each), and the new ones made one more.
+        assert scalar(conn, "SELECT count(*) FROM business.site_session_state") == VISITORS + 1
 
         # The legacy partition holds every id up to the end of the day of its largest (ids given
         # before the rollback are today's): it expires with its latest event, and no day after it.
