@@ -40,7 +40,8 @@ def _populate(conn: psycopg.Connection) -> None:
         " array_fill('test'::text, ARRAY[%(n)s]))"
         " FROM generate_series(1, %(n)s) g"
         " CROSS JOIN LATERAL (SELECT jsonb_build_object('event_type', 'page_view',"
-        "     'page_url', 'https://example.com/p' || g %% 40, 'visitor_id', 'v-' || g %% %(visitors)s) AS p) x",
+        "     'page_url', 'https://example.com/p' || g %% 40,"
+        "     'visitor_id', 'v-' || g %% %(visitors)s) AS p) x",
         {"customer": CUSTOMER, "ua": CHROME, "n": EVENTS, "visitors": VISITORS},
     )
     while scalar(conn, "SELECT count(*) FROM staging.site_tracking_events_s") < EVENTS // 2:

@@ -2,8 +2,8 @@
 -- SUSPICIOUS) staging rows, and the derived data they touch, recomputed from all the events it
 -- depends on (docs/vault.md). p_moved: staged events stage_events moved to another derived
 -- session. p_replay: the events were loaded before (staging.rebuild_vault), so their links are
--- written where missing too. p_from: the earliest time a staged event of the batch's derived
--- sessions can have happened (stage_events' derived_from; by default any). Idempotent: a replay
+-- written where missing too. p_from: the earliest time a staged event of the batch's sessions
+-- can have happened (stage_events' derived_from; by default any). Idempotent: a replay
 -- inserts nothing. Returns the events it added.
 -- The sessions it touches wait in mart.session_queue for their information marts, with the
 -- events they gained.
