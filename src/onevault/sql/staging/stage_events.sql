@@ -30,6 +30,8 @@ DECLARE
     v_times timestamptz[];
     v_touched_visitors bytea[];
     v_touched_sessions bytea[];
+    v_touched_starts timestamptz[];
+    v_touched_ends timestamptz[];
     v_floor bigint;
     v_ceiling bigint := staging.id_ceiling();
     -- The batch's first and last ids: with them, its reads of raw plan or run on their days only
@@ -69,10 +71,12 @@ BEGIN
     derived_from := (SELECT min(t) FROM unnest(v_times) t) - interval '30 minutes';
     -- Their visitors' staged sessions within 30 minutes of one of them: the only ones they can
     -- extend, start earlier or merge (the invalid ones among them are not told apart here, which
-    -- adds whole sessions that come out as they were). Their events happened from their start on.
+    -- adds whole sessions that come out as they were). Their events happened from their start on;
+    -- their state (business.site_session_state: their first and last staged event) gives their span.
     v_floor := coalesce(staging.id_floor(derived_from), 9223372036854775807);
     EXECUTE $touched$
-        SELECT array_agg(n.site_visitor_hk), array_agg(n.site_session_hk), least($3, min(st.session_start))
+        SELECT array_agg(n.site_visitor_hk), array_agg(n.site_session_hk), array_agg(st.session_start),
+               array_agg(st.session_end), least($3, min(st.session_start))
         FROM (
             SELECT DISTINCT e.site_visitor_hk, x.site_session_hk
             FROM unnest($1::bytea[], $2::timestamptz[]) e(site_visitor_hk, occurred_at)
@@ -92,11 +96,12 @@ BEGIN
         ) n
         LEFT JOIN business.site_session_state st ON st.site_session_hk = n.site_session_hk
     $touched$
-    INTO v_touched_visitors, v_touched_sessions, derived_from
+    INTO v_touched_visitors, v_touched_sessions, v_touched_starts, v_touched_ends, derived_from
     USING v_visitors, v_times, derived_from, v_floor, v_ceiling;
     v_floor := coalesce(staging.id_floor(derived_from), 9223372036854775807);
     -- Per visitor, the time span re-derived: its new events and the whole of every session they
-    -- touch; the visitor's staged events in it.
+    -- touch (from its state; read from staging only for a session that has none, which business
+    -- retention removed); the visitor's staged events in it.
     EXECUTE $timeline$
         WITH spans AS (
             SELECT x.site_visitor_hk, min(x.first_at) AS first_at, max(x.last_at) AS last_at
@@ -104,12 +109,13 @@ BEGIN
                 SELECT e.site_visitor_hk, e.occurred_at AS first_at, e.occurred_at AS last_at
                 FROM unnest($1::bytea[], $2::timestamptz[]) e(site_visitor_hk, occurred_at)
                 UNION ALL
-                SELECT t.site_visitor_hk, m.first_at, m.last_at
-                FROM unnest($3::bytea[], $4::bytea[]) t(site_visitor_hk, site_session_hk)
-                CROSS JOIN LATERAL (SELECT min(s.occurred_at) AS first_at, max(s.occurred_at) AS last_at
-                                    FROM staging.site_tracking_events_s s
-                                    WHERE s.site_session_hk = t.site_session_hk
-                                      AND s.raw_event_id >= $5 AND s.raw_event_id < $6) m
+                SELECT t.site_visitor_hk, coalesce(t.first_at, m.first_at), coalesce(t.last_at, m.last_at)
+                FROM unnest($3::bytea[], $4::bytea[], $7::timestamptz[], $8::timestamptz[])
+                     t(site_visitor_hk, site_session_hk, first_at, last_at)
+                LEFT JOIN LATERAL (SELECT min(s.occurred_at) AS first_at, max(s.occurred_at) AS last_at
+                                   FROM staging.site_tracking_events_s s
+                                   WHERE t.first_at IS NULL AND s.site_session_hk = t.site_session_hk
+                                     AND s.raw_event_id >= $5 AND s.raw_event_id < $6) m ON true
             ) x
             GROUP BY x.site_visitor_hk
         )
@@ -123,7 +129,8 @@ BEGIN
          AND s.occurred_at BETWEEN p.first_at AND p.last_at
     $timeline$
     INTO v_tenants, v_staged_visitors, v_visitor_ids, v_staged_times, v_ids, v_events, v_sessions
-    USING v_visitors, v_times, v_touched_visitors, v_touched_sessions, v_floor, v_ceiling;
+    USING v_visitors, v_times, v_touched_visitors, v_touched_sessions, v_floor, v_ceiling, v_touched_starts,
+          v_touched_ends;
 
     WITH src AS (
         SELECT r.raw_event_id, r.tenant_hk, r.event_id, r.record_source, r.received_timestamp AS received_at,
