@@ -5,8 +5,10 @@
 -- its facts, instead of all of its events read again; any other session is recomputed whole.
 -- The sessions' queue entries are taken in the same statement (the same snapshot) as the vault
 -- is read: an event counted is never added again, and an event committed later keeps its entry.
--- Distinct visitors depend on all of a visitor's days, so the visitor days of every visitor that
--- held one of the sessions, before or now, are recomputed where they can change.
+-- Distinct visitors depend on all of a visitor's days, so for each (visitor, dimension, value)
+-- whose days among the sessions differ before and after, its visitor days are recomputed from the
+-- visitor's other sessions' facts; likewise hourly visitors, for the (visitor, hour) added or
+-- taken away. The others' visitor figures cannot change, and their other sessions are not read.
 -- A session's browser, OS and device are its holder's current ones: the other sessions of every
 -- visitor seen in the given sessions (whose latest event they may hold) whose current ones
 -- changed are refreshed too.
@@ -192,26 +194,37 @@ BEGIN
               FROM version_e x
               CROSS JOIN LATERAL (VALUES (1::smallint, x.page), (2::smallint, x.event_type)) d(dimension, value)) p
         JOIN versions s ON s.version = p.version AND s.site_session_hk = p.site_session_hk
-    ), kept_sessions AS MATERIALIZED (
-        -- The same visitors' other sessions, which count before and after.
+    ), changed AS MATERIALIZED (
+        -- The (visitor, dimension, value) with a day that these sessions' versions do not all
+        -- agree on: only those can have other visitor days (the others' days, and so their
+        -- previous days, are the same before and after).
+        SELECT DISTINCT x.site_visitor_hk, x.dimension, x.value
+        FROM (SELECT c.site_visitor_hk, c.dimension, c.value
+              FROM cells c
+              WHERE c.member
+              GROUP BY c.site_visitor_hk, c.dimension, c.value, c.day
+              HAVING bool_or(c.version = -1) <> bool_or(c.version = 1)) x
+    ), changed_kept AS MATERIALIZED (
+        -- Those visitors' other sessions, which count before and after.
         SELECT f.site_session_hk, f.site_visitor_hk, f.tenant_hk, f.entry_page, f.exit_page, f.referrer, f.channel,
                f.utm_source, f.utm_medium, f.utm_campaign, f.browser, f.os, f.device
         FROM mart.session_f f
-        WHERE f.site_visitor_hk IN (SELECT v.site_visitor_hk FROM versions v)
+        WHERE f.site_visitor_hk IN (SELECT c.site_visitor_hk FROM changed c)
           AND f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g)
     ), day_flags AS (
-        -- Each (visitor, dimension, value, day) the visitor was seen with that local day: before,
-        -- after (these sessions' versions, or another session of the visitor, which counts in both).
+        -- Each such (visitor, dimension, value, day) the visitor was seen with that local day:
+        -- before, after (these sessions' versions, or another session of the visitor, which counts
+        -- in both).
         SELECT x.site_visitor_hk, x.dimension, x.value, x.day, x.tenant_hk,
                bool_or(x.version <= 0) AS seen_before, bool_or(x.version >= 0) AS seen_after
         FROM (SELECT c.version, c.site_visitor_hk, c.dimension, c.value, c.day, c.tenant_hk FROM cells c
               WHERE c.member
               UNION ALL
               SELECT 0, f.site_visitor_hk, d.dimension, d.value, e.day, f.tenant_hk
-              FROM kept_sessions f
+              FROM changed_kept f
               JOIN (SELECT DISTINCT e.site_session_hk, e.hour::date AS day
                     FROM mart.session_event_f e
-                    WHERE e.site_session_hk IN (SELECT k.site_session_hk FROM kept_sessions k)) e
+                    WHERE e.site_session_hk IN (SELECT k.site_session_hk FROM changed_kept k)) e
                   ON e.site_session_hk = f.site_session_hk
               CROSS JOIN LATERAL (VALUES (0::smallint, ''::text), (3::smallint, f.entry_page), (4::smallint, f.exit_page),
                                          (5::smallint, f.referrer), (6::smallint, f.channel),
@@ -220,9 +233,11 @@ BEGIN
                                          (11::smallint, f.os), (12::smallint, f.device)) d(dimension, value)
               UNION ALL
               SELECT 0, f.site_visitor_hk, d.dimension, d.value, e.hour::date, f.tenant_hk
-              FROM kept_sessions f
+              FROM changed_kept f
               JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk
               CROSS JOIN LATERAL (VALUES (1::smallint, e.page), (2::smallint, e.event_type)) d(dimension, value)) x
+        WHERE (x.site_visitor_hk, x.dimension, x.value) IN (SELECT c.site_visitor_hk, c.dimension, c.value
+                                                            FROM changed c)
         GROUP BY 1, 2, 3, 4, 5
     ), visitor_days AS (
         -- The visitor days before (-1) and after (+1), each day with the previous one of its
@@ -247,22 +262,27 @@ BEGIN
         INSERT INTO mart.visitor_days AS t (tenant_hk, dimension, day, value, prev_day, visitors)
         SELECT * FROM visitor_days
         ON CONFLICT (tenant_hk, dimension, day, value, prev_day) DO UPDATE SET visitors = t.visitors + EXCLUDED.visitors
+    ), hour_changes AS MATERIALIZED (
+        -- The (visitor, hour) these sessions' versions add or take away.
+        SELECT h.tenant_hk, h.site_visitor_hk, h.hour, sum(h.version) AS change
+        FROM (SELECT DISTINCT e.version, s.tenant_hk, s.site_visitor_hk, e.hour
+              FROM version_e e
+              JOIN versions s ON s.version = e.version AND s.site_session_hk = e.site_session_hk) h
+        GROUP BY 1, 2, 3
+        HAVING sum(h.version) <> 0
     ), kept_hours AS MATERIALIZED (
-        -- The hours in which the same visitors' other sessions have events.
-        SELECT DISTINCT k.site_visitor_hk, e.hour
-        FROM kept_sessions k
-        JOIN mart.session_event_f e ON e.site_session_hk = k.site_session_hk
+        -- Those of them in which another session of the visitor has events.
+        SELECT DISTINCT c.site_visitor_hk, c.hour
+        FROM hour_changes c
+        JOIN mart.session_f f ON f.site_visitor_hk = c.site_visitor_hk
+        JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk AND e.hour = c.hour
+        WHERE f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g)
     ), hour_visitors AS (
         -- A visitor counts in an hour once: a change of presence here matters unless another of
         -- the visitor's sessions has events in that hour.
         SELECT c.tenant_hk, c.hour, c.change
-        FROM (SELECT h.tenant_hk, h.site_visitor_hk, h.hour, sum(h.version) AS change
-              FROM (SELECT DISTINCT e.version, s.tenant_hk, s.site_visitor_hk, e.hour
-                    FROM version_e e
-                    JOIN versions s ON s.version = e.version AND s.site_session_hk = e.site_session_hk) h
-              GROUP BY 1, 2, 3
-              HAVING sum(h.version) <> 0) c
-        WHERE NOT EXISTS (SELECT 1 FROM kept_hours k WHERE k.site_visitor_hk = c.site_visitor_hk AND k.hour = c.hour)
+        FROM hour_changes c
+        WHERE (c.site_visitor_hk, c.hour) NOT IN (SELECT k.site_visitor_hk, k.hour FROM kept_hours k)
     ), hourly AS (
         SELECT x.tenant_hk, x.hour, sum(x.visitors)::integer AS visitors, sum(x.visits)::integer AS visits,
                sum(x.bounces)::integer AS bounces, sum(x.duration_seconds)::bigint AS duration_seconds,
