@@ -28,8 +28,12 @@ reported, which other work on the machine hardly moves.
    partition of the pending events is packed (VACUUM FULL) in every template, as a day's partition
    that only took inserts is: moving the history away leaves free space there, in amounts that
    differ from template to template, and where it holds, the runs' status updates of raw are HOT
-   updates (in one template 14.7 vs 20.3 ms a batch of 1,000). Then one batch on each template
-   with history is profiled: the time of each function it calls.
+   updates (in one template 14.7 vs 20.3 ms a batch of 1,000). Whole runs scatter on a shared
+   machine by more than the differences looked for, so `--alternate-batches` (30) batches are
+   also run on a copy of each template, one tree's batch after the other's (the order swapped
+   each time), vault only (the marts' refresh, which partitioning does not touch, left out): the
+   mean time of a batch on each tree, and its change. Then one batch on each template with
+   history is profiled: the time of each function it calls.
 3. ingest: `/api/v1/track/async` at 16 and 64 connections and `/api/v1/track/batch` (100 events a
    request), wrk as bench/ingest.py drives it, each cell against `onevault serve --workers 2` of each
    tree on a fresh copy of that tree's migrated database; events/s, p99, and the CPU of the server
@@ -52,7 +56,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from bench import data, harness, ingest, pipeline, vault
+from bench import data, drive, harness, ingest, pipeline, vault
 
 if TYPE_CHECKING:  # the old tree has no onevault.maintenance: its steps never import it
     from onevault.maintenance import Retention
@@ -198,6 +202,11 @@ WHERE k.tenant_hk = m.tenant_hk AND k.event_id = m.event_id
 """
 # name: partitions_with_rows
 # Per partitioned table of raw and staging: how many of its partitions hold rows (by the statistics).
+# name: vault_batch
+# One batch of the customer's due events to the business layer, the marts left to a later run.
+VAULT_BATCH = """
+SELECT staging.process_batch(util.tenant_hk(%(customer)s), %(size)s, NULL, false, false)
+"""
 # name: latest_partition
 # The schema and name of the table (raw's partition, or raw itself) holding the latest event.
 LATEST_PARTITION = """
@@ -646,6 +655,14 @@ def part_pipeline(
                     title=_case_title(key, args.history_days),
                 )
                 runs[key].setdefault(w, []).append(result)
+    alternated = {}
+    for label in ("fresh", "history"):
+        pair = (f"old_{label}", f"new_{label}")
+        if args.alternate_batches and all(key in templates for key in pair):
+            print(
+                f"[{label}] {args.alternate_batches} batches of {args.batch:,} on each tree, alternating ..."
+            )
+            alternated[label] = _alternate_batches(pg, pair, args.alternate_batches, args.batch)
     profiled = {}
     for key in ("old_history", "new_history"):
         if args.profile_batch and key in templates:
@@ -664,7 +681,46 @@ def part_pipeline(
     best = {
         key: {w: max(rs, key=lambda r: r["events_per_s"]) for w, rs in ws.items()} for key, ws in runs.items()
     }
-    return {"templates": templates, "runs": runs, "best": best, "workers": workers, "profiled": profiled}
+    return {
+        "templates": templates,
+        "runs": runs,
+        "best": best,
+        "workers": workers,
+        "alternated": alternated,
+        "profiled": profiled,
+    }
+
+
+def _mean_batches(times: dict[str, list[float]], label: str) -> tuple[int, float, float]:
+    """How many batches each tree ran, and the mean time of a batch before and after, ms."""
+    before, after = times[f"old_{label}"], times[f"new_{label}"]
+    return len(before), sum(before) / len(before), sum(after) / len(after)
+
+
+def _alternate_batches(
+    pg: harness.Postgres, keys: tuple[str, str], n: int, size: int
+) -> dict[str, list[float]]:
+    """`n` committed batches of `size` on a copy of each template, one tree's after the other's
+    (the order swapped each time), the marts left out: each batch's time in ms, by template."""
+    conns: dict[str, psycopg.Connection[Any]] = {}
+    times: dict[str, list[float]] = {key: [] for key in keys}
+    try:
+        for key in keys:
+            conns[key] = psycopg.connect(
+                pipeline.clone(pg, f"part_{key}", f"part_{key}_alternated"), autocommit=True
+            )
+            drive.parse_user_agents(conns[key], CUSTOMER)
+        for i in range(n):
+            for key in keys if i % 2 == 0 else keys[::-1]:
+                started = time.perf_counter()
+                conns[key].execute(VAULT_BATCH, {"customer": CUSTOMER, "size": size})
+                times[key].append(round((time.perf_counter() - started) * 1000, 1))
+    finally:
+        for conn in conns.values():
+            conn.close()
+        for key in keys:
+            pipeline.drop(pg, f"part_{key}_alternated")
+    return times
 
 
 def part_ingest(
@@ -859,6 +915,13 @@ def report_pipeline(results: dict[str, Any], args: argparse.Namespace) -> list[T
                 for w in results["workers"]
             )
         )
+    alternated = results.get("alternated", {})
+    for label, times in alternated.items():
+        count, old_ms, new_ms = _mean_batches(times, label)
+        print(
+            f"   {count} batches of {args.batch:,} alternating, {label}, vault only: mean "
+            f"{old_ms:.1f} ms before, {new_ms:.1f} ms after ({vault._change(new_ms, old_ms)} time a batch)"
+        )
     report_profiled(results["profiled"], args)
     targets: list[Target] = []
     pairs = [("old_fresh", "new_fresh", "fresh databases")]
@@ -879,6 +942,16 @@ def report_pipeline(results: dict[str, Any], args: argparse.Namespace) -> list[T
                     + ("" if ok else " (not verified)"),
                 )
             )
+    for label, times in alternated.items():
+        _, old_ms, new_ms = _mean_batches(times, label)
+        targets.append(
+            (
+                f"pipeline batch by batch, {label}: a batch after partitioning within "
+                f"{TARGET_MAX_SLOWDOWN:.0%} of before's time",
+                new_ms <= old_ms * (1 + TARGET_MAX_SLOWDOWN),
+                f"mean {new_ms:.1f} ms against {old_ms:.1f} ms ({vault._change(new_ms, old_ms)})",
+            )
+        )
     return targets
 
 
@@ -984,6 +1057,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--history-seconds", type=float, default=1200, help="pipeline: time bound of processing the history"
+    )
+    parser.add_argument(
+        "--alternate-batches",
+        type=int,
+        default=30,
+        help="pipeline: batches on each tree, alternating between them, vault only (0: none)",
     )
     parser.add_argument(
         "--profile-batch",
