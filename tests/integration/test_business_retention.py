@@ -446,3 +446,22 @@ def test_after_any_history_what_is_left_is_as_if_only_the_newer_sessions_were_se
     assert sum(r["sessions"] for r in results) == len(expired)
     assert sum(r["events"] for r in results) == len(events) - len(kept)
     assert_as_if_only_sent(conn, retained, reference)
+
+
+def test_a_late_event_beside_a_removed_session_joins_its_staged_events(conn: psycopg.Connection) -> None:
+    """Retention removes a session's state, not its staged events: a late event within 30 minutes of
+    them is placed by those staged events (its span read from staging, as before the state gave it),
+    in the session named after their earliest event."""
+    retained = load_all(conn, "late-after")
+    set_days(conn, retained, DAYS)
+    apply(conn)
+    ingest_events(conn, retained, [Event("old-m4", at(5 + 55 / 60), visitor_id="merge-1", page="/")])
+    process_all(conn, retained)
+    sessions = rows(
+        conn,
+        "SELECT event_id, session_id FROM staging.site_tracking_events_s WHERE tenant_hk = util.tenant_hk(%s)"
+        " AND event_id IN ('old-m1', 'old-m4') ORDER BY event_id",
+        (retained,),
+    )
+    assert [s["event_id"] for s in sessions] == ["old-m1", "old-m4"]
+    assert sessions[0]["session_id"] == sessions[1]["session_id"]
