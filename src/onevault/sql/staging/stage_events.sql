@@ -123,10 +123,18 @@ BEGIN
                array_agg(s.occurred_at), array_agg(s.raw_event_id), array_agg(s.site_event_hk),
                array_agg(s.site_session_hk)
         FROM spans p
-        JOIN staging.site_tracking_events_s s
-          ON s.site_visitor_hk = p.site_visitor_hk AND s.session_derived
-         AND s.raw_event_id >= $5 AND s.raw_event_id < $6
-         AND s.occurred_at BETWEEN p.first_at AND p.last_at
+        -- Read visitor by visitor (OFFSET 0 keeps the subquery from being flattened into a join):
+        -- the planner, which guesses a hundred visitors per array, otherwise hash-joins them with
+        -- every derived event of the days read (10 ms a batch of 1,000 with one day of 24,000).
+        CROSS JOIN LATERAL (
+            SELECT s.tenant_hk, s.site_visitor_hk, s.visitor_id, s.occurred_at, s.raw_event_id, s.site_event_hk,
+                   s.site_session_hk
+            FROM staging.site_tracking_events_s s
+            WHERE s.site_visitor_hk = p.site_visitor_hk AND s.session_derived
+              AND s.raw_event_id >= $5 AND s.raw_event_id < $6
+              AND s.occurred_at BETWEEN p.first_at AND p.last_at
+            OFFSET 0
+        ) s
     $timeline$
     INTO v_tenants, v_staged_visitors, v_visitor_ids, v_staged_times, v_ids, v_events, v_sessions
     USING v_visitors, v_times, v_touched_visitors, v_touched_sessions, v_floor, v_ceiling, v_touched_starts,
