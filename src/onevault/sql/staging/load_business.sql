@@ -14,6 +14,7 @@
 -- requires: util/hash_diff.sql
 -- requires: util/iso_utc.sql
 -- requires: staging/load_sessions.sql
+-- requires: staging/events_by_id.sql
 CREATE OR REPLACE FUNCTION staging.load_business(
     p_raw_ids bigint[], p_moved bigint[] DEFAULT '{}', p_replay boolean DEFAULT false,
     p_from timestamptz DEFAULT '-infinity'
@@ -23,17 +24,12 @@ DECLARE
     v_loaded integer;
     v_load timestamptz := clock_timestamp();
     v_ghost CONSTANT bytea := '\x0000000000000000000000000000000000000000000000000000000000000000';
-    -- The batch's first and last ids, which bound its reads of staging to their days (as in
-    -- staging.stage_events).
-    v_first bigint := (SELECT min(i) FROM unnest(p_raw_ids) i);
-    v_last bigint := (SELECT max(i) FROM unnest(p_raw_ids) i);
 BEGIN
     WITH batch AS MATERIALIZED (
         -- Record sources as the raw layer wrote them ('staging:' dropped).
         SELECT s.*, substr(s.record_source, 9) AS source, coalesce(s.site_page_hk, v_ghost) AS page_hk
-        FROM staging.site_tracking_events_s s
-        WHERE s.raw_event_id = ANY (p_raw_ids) AND s.raw_event_id BETWEEN v_first AND v_last
-          AND s.validation_status <> 'INVALID'
+        FROM staging.events_by_id(p_raw_ids) s
+        WHERE s.validation_status <> 'INVALID'
     ), visitor_h AS (
         INSERT INTO business.site_visitor_h (site_visitor_hk, site_visitor_bk, tenant_hk, load_date, record_source)
         SELECT DISTINCT ON (site_visitor_hk) site_visitor_hk, visitor_id, tenant_hk, v_load, source

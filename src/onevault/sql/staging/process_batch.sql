@@ -8,6 +8,7 @@
 -- (staging.refresh_marts_if_due), and the run of one POST /api/v1/track request leaves them to
 -- background processing (it answers once its event is in the vault).
 -- requires: staging/refresh_marts_if_due.sql
+-- requires: staging/events_by_id.sql
 CREATE OR REPLACE FUNCTION staging.process_batch(
     p_tenant_hk bytea, p_limit integer DEFAULT 1000, p_lanes smallint[] DEFAULT NULL, p_wait boolean DEFAULT false,
     p_refresh_marts boolean DEFAULT true
@@ -24,6 +25,7 @@ DECLARE
     v_loaded integer := 0;
     v_errors integer := 0;
     v_quarantined integer;
+    v_latencies jsonb;
 BEGIN
     -- Lanes are taken only when they have due events: a run that has nothing to process but the
     -- marts (background processing woken by POST /api/v1/track requests, which process their own
@@ -104,10 +106,13 @@ BEGIN
         PERFORM staging.refresh_marts_if_due(p_tenant_hk, cardinality(v_ids) < p_limit);
     END IF;
 
-    -- Rows staged by this transaction carry a load_date at or after its start.
-    SELECT count(*) INTO v_quarantined FROM staging.site_tracking_events_s
-    WHERE raw_event_id = ANY (v_ids) AND raw_event_id BETWEEN v_ids[1] AND v_ids[cardinality(v_ids)]
-      AND validation_status = 'INVALID' AND load_date >= now();
+    -- The batch's staged rows, read once: those it quarantined (rows staged by this transaction
+    -- carry a load_date at or after its start) and the latencies of those it loaded.
+    SELECT count(*) FILTER (WHERE s.validation_status = 'INVALID' AND s.load_date >= now()),
+           coalesce(jsonb_agg(round(extract(epoch FROM s.business_loaded_at - s.received_at) * 1000, 1))
+                        FILTER (WHERE s.business_loaded_at IS NOT NULL), '[]'::jsonb)
+    INTO v_quarantined, v_latencies
+    FROM staging.events_by_id(v_ids) s;
     INSERT INTO staging.pipeline_stats AS t (tenant_hk, day, staged, loaded, quarantined)
     VALUES (p_tenant_hk, (now() AT TIME ZONE 'UTC')::date, v_staged, v_loaded, v_quarantined)
     ON CONFLICT (tenant_hk, day) DO UPDATE
@@ -120,11 +125,6 @@ BEGIN
         'loaded', v_loaded,
         'quarantined', v_quarantined,
         'errors', v_errors,
-        'latencies_ms', (SELECT coalesce(jsonb_agg(round(extract(epoch FROM s.business_loaded_at - s.received_at)
-                                                       * 1000, 1)), '[]'::jsonb)
-                         FROM staging.site_tracking_events_s s
-                         WHERE s.raw_event_id = ANY (v_ids)
-                           AND s.raw_event_id BETWEEN v_ids[1] AND v_ids[cardinality(v_ids)]
-                           AND s.business_loaded_at IS NOT NULL));
+        'latencies_ms', v_latencies);
 END;
 $$;

@@ -10,8 +10,9 @@
 -- days from the floor to today. The floor comes from the batch's times and from the starts of the
 -- sessions it touches (business.site_session_state, whose start is its earliest staged event).
 -- The lookups are small statements of their own, planned for their values (EXECUTE); the main
--- statement, which parses and writes, reads no staged event, so its plan is kept (planning it for
--- every batch cost ~29 ms), and a move of staged events is written by id after it.
+-- statement, which parses and writes, reads no staged event and its raw events through
+-- raw.events_by_id, so its plan is kept (planning it for every batch cost ~29 ms), and a move of
+-- staged events is written by id after it.
 -- The caller holds the lanes of the events (staging.process_batch).
 -- requires: util/language_tag.sql
 -- requires: util/pixels.sql
@@ -21,6 +22,7 @@
 -- requires: staging/occurred_at.sql
 -- requires: staging/id_floor.sql
 -- requires: staging/id_ceiling.sql
+-- requires: raw/events_by_id.sql
 CREATE OR REPLACE FUNCTION staging.stage_events(
     p_raw_ids bigint[], OUT staged integer, OUT moved bigint[], OUT derived_from timestamptz
 )
@@ -34,10 +36,6 @@ DECLARE
     v_touched_ends timestamptz[];
     v_floor bigint;
     v_ceiling bigint := staging.id_ceiling();
-    -- The batch's first and last ids: with them, its reads of raw plan or run on their days only
-    -- (an array of ids prunes no partition in a plan kept for the next batches).
-    v_first bigint := (SELECT min(i) FROM unnest(p_raw_ids) i);
-    v_last bigint := (SELECT max(i) FROM unnest(p_raw_ids) i);
     -- The staged events of the timelines re-derived, column by column.
     v_tenants bytea[];
     v_staged_visitors bytea[];
@@ -56,7 +54,7 @@ BEGIN
                                         r.client_ip_hash, r.user_agent)),
            array_agg(o.occurred_at)
     INTO v_visitors, v_times
-    FROM raw.site_tracking_events_r r
+    FROM raw.events_by_id(p_raw_ids) r
     CROSS JOIN LATERAL (
         SELECT staging.occurred_at(util.client_time(staging.payload_value(r.raw_payload, 'timestamp')),
                                    util.client_time(staging.payload_value(r.raw_payload, 'sent_at')),
@@ -64,8 +62,7 @@ BEGIN
         -- Computed once per event (not inlined into each use: 10.6 -> 7.7 ms per 1,000 events).
         OFFSET 0
     ) o
-    WHERE r.raw_event_id = ANY (p_raw_ids) AND r.raw_event_id BETWEEN v_first AND v_last
-      AND util.canon_id(staging.payload_value(r.raw_payload, 'session_id') #>> '{}') IS NULL
+    WHERE util.canon_id(staging.payload_value(r.raw_payload, 'session_id') #>> '{}') IS NULL
       AND o.occurred_at BETWEEN timestamptz '2000-01-01 00:00:00+00'
                             AND r.received_timestamp + interval '1 day';
     derived_from := (SELECT min(t) FROM unnest(v_times) t) - interval '30 minutes';
@@ -147,8 +144,7 @@ BEGIN
                     THEN r.raw_payload -> 'event_data' ELSE '{}'::jsonb END AS d,
                r.raw_payload ? 'event_data' AND r.raw_payload -> 'event_data' <> 'null'::jsonb
                    AND jsonb_typeof(r.raw_payload -> 'event_data') <> 'object' AS bad_event_data
-        FROM raw.site_tracking_events_r r
-        WHERE r.raw_event_id = ANY (p_raw_ids) AND r.raw_event_id BETWEEN v_first AND v_last
+        FROM raw.events_by_id(p_raw_ids) r
     ), fields AS MATERIALIZED (
         -- Known keys are read at the top level first, then inside event_data. Materialised (like
         -- the next step) so that each parse runs once per event, not once per use.
