@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -660,9 +661,12 @@ def part_pipeline(
         pair = (f"old_{label}", f"new_{label}")
         if args.alternate_batches and all(key in templates for key in pair):
             print(
-                f"[{label}] {args.alternate_batches} batches of {args.batch:,} on each tree, alternating ..."
+                f"[{label}] {args.alternate_rounds} x {args.alternate_batches} batches of {args.batch:,} "
+                "on each tree, alternating ..."
             )
-            alternated[label] = _alternate_batches(pg, pair, args.alternate_batches, args.batch)
+            alternated[label] = _alternate_batches(
+                pg, pair, args.alternate_batches, args.batch, args.alternate_rounds
+            )
     profiled = {}
     for key in ("old_history", "new_history"):
         if args.profile_batch and key in templates:
@@ -694,32 +698,34 @@ def part_pipeline(
 def _mean_batches(times: dict[str, list[float]], label: str) -> tuple[int, float, float]:
     """How many batches each tree ran, and the mean time of a batch before and after, ms."""
     before, after = times[f"old_{label}"], times[f"new_{label}"]
-    return len(before), sum(before) / len(before), sum(after) / len(after)
+    return len(before), statistics.fmean(before), statistics.fmean(after)
 
 
 def _alternate_batches(
-    pg: harness.Postgres, keys: tuple[str, str], n: int, size: int
+    pg: harness.Postgres, keys: tuple[str, str], n: int, size: int, rounds: int
 ) -> dict[str, list[float]]:
-    """`n` committed batches of `size` on a copy of each template, one tree's after the other's
-    (the order swapped each time), the marts left out: each batch's time in ms, by template."""
-    conns: dict[str, psycopg.Connection[Any]] = {}
+    """`rounds` times, `n` committed batches of `size` on a new copy of each template, one tree's
+    after the other's (the order swapped each time, and each round starting with the other tree),
+    the marts left out: each batch's time in ms, by template."""
     times: dict[str, list[float]] = {key: [] for key in keys}
-    try:
-        for key in keys:
-            conns[key] = psycopg.connect(
-                pipeline.clone(pg, f"part_{key}", f"part_{key}_alternated"), autocommit=True
-            )
-            drive.parse_user_agents(conns[key], CUSTOMER)
-        for i in range(n):
-            for key in keys if i % 2 == 0 else keys[::-1]:
-                started = time.perf_counter()
-                conns[key].execute(VAULT_BATCH, {"customer": CUSTOMER, "size": size})
-                times[key].append(round((time.perf_counter() - started) * 1000, 1))
-    finally:
-        for conn in conns.values():
-            conn.close()
-        for key in keys:
-            pipeline.drop(pg, f"part_{key}_alternated")
+    for r in range(rounds):
+        conns: dict[str, psycopg.Connection[Any]] = {}
+        try:
+            for key in keys:
+                conns[key] = psycopg.connect(
+                    pipeline.clone(pg, f"part_{key}", f"part_{key}_alternated"), autocommit=True
+                )
+                drive.parse_user_agents(conns[key], CUSTOMER)
+            for i in range(n):
+                for key in keys if (i + r) % 2 == 0 else keys[::-1]:
+                    started = time.perf_counter()
+                    conns[key].execute(VAULT_BATCH, {"customer": CUSTOMER, "size": size})
+                    times[key].append(round((time.perf_counter() - started) * 1000, 1))
+        finally:
+            for conn in conns.values():
+                conn.close()
+            for key in keys:
+                pipeline.drop(pg, f"part_{key}_alternated")
     return times
 
 
@@ -918,9 +924,13 @@ def report_pipeline(results: dict[str, Any], args: argparse.Namespace) -> list[T
     alternated = results.get("alternated", {})
     for label, times in alternated.items():
         count, old_ms, new_ms = _mean_batches(times, label)
+        old_median = statistics.median(times[f"old_{label}"])
+        new_median = statistics.median(times[f"new_{label}"])
         print(
-            f"   {count} batches of {args.batch:,} alternating, {label}, vault only: mean "
-            f"{old_ms:.1f} ms before, {new_ms:.1f} ms after ({vault._change(new_ms, old_ms)} time a batch)"
+            f"   {count} batches of {args.batch:,} alternating ({args.alternate_rounds} rounds), {label}, "
+            f"vault only: mean {old_ms:.1f} ms before, {new_ms:.1f} ms after "
+            f"({vault._change(new_ms, old_ms)} time a batch); median {old_median:.1f} / {new_median:.1f} ms "
+            f"({vault._change(new_median, old_median)})"
         )
     report_profiled(results["profiled"], args)
     targets: list[Target] = []
@@ -1063,6 +1073,12 @@ def main() -> None:
         type=int,
         default=30,
         help="pipeline: batches on each tree, alternating between them, vault only (0: none)",
+    )
+    parser.add_argument(
+        "--alternate-rounds",
+        type=int,
+        default=2,
+        help="pipeline: rounds of --alternate-batches, each on new copies of the templates",
     )
     parser.add_argument(
         "--profile-batch",
