@@ -5,14 +5,11 @@
 -- for a derived session, the earliest one it read; for a client session, its start in
 -- business.site_session_state or the event's own time; NULL when there are none;
 -- staging.load_sessions bounds its lookups with it).
--- Staging is partitioned by day: its lookups by visitor and session carry bounds of raw_event_id
--- known when they are planned (staging.id_floor and id_ceiling), so they plan and read only the
--- days from the floor to today. The floor comes from the batch's times and from the starts of the
--- sessions it touches (business.site_session_state, whose start is its earliest staged event).
--- The lookups are small statements of their own, planned for their values (EXECUTE); the main
--- statement, which parses and writes, reads no staged event and its raw events through
--- raw.events_by_id, so its plan is kept (planning it for every batch cost ~29 ms), and a move of
--- staged events is written by id after it.
+-- Staging is partitioned by day: the staged events of the sessions the new events can change are
+-- looked up by staging.visitor_timelines, which plans its lookups for the days they reach. The
+-- main statement, which reads, parses and writes, names no staged event's table but the one it
+-- inserts into, and reads its raw events through raw.events_by_id, so its plan is kept (planning
+-- it for every batch cost ~29 ms); a move of staged events is written by id after it.
 -- The caller holds the lanes of the events (staging.process_batch).
 -- requires: util/language_tag.sql
 -- requires: util/pixels.sql
@@ -20,123 +17,17 @@
 -- requires: staging/derived_session_id.sql
 -- requires: staging/payload_value.sql
 -- requires: staging/occurred_at.sql
--- requires: staging/id_floor.sql
--- requires: staging/id_ceiling.sql
+-- requires: staging/visitor_timelines.sql
 -- requires: raw/events_by_id.sql
 CREATE OR REPLACE FUNCTION staging.stage_events(
     p_raw_ids bigint[], OUT staged integer, OUT moved bigint[], OUT derived_from timestamptz
 )
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_visitors bytea[];
-    v_times timestamptz[];
-    v_touched_visitors bytea[];
-    v_touched_sessions bytea[];
-    v_touched_starts timestamptz[];
-    v_touched_ends timestamptz[];
-    v_floor bigint;
-    v_ceiling bigint := staging.id_ceiling();
-    -- The staged events of the timelines re-derived, column by column.
-    v_tenants bytea[];
-    v_staged_visitors bytea[];
-    v_visitor_ids text[];
-    v_staged_times timestamptz[];
-    v_ids bigint[];
-    v_events bytea[];
-    v_sessions bytea[];
     -- The staged events that move to another derived session.
     v_move_session_ids text[];
     v_move_sessions bytea[];
 BEGIN
-    -- The events without a client session and with a valid time, with their visitor and time as
-    -- the main statement derives them (the same functions).
-    SELECT array_agg(staging.visitor_hk(r.tenant_hk, staging.payload_value(r.raw_payload, 'visitor_id') #>> '{}',
-                                        r.client_ip_hash, r.user_agent)),
-           array_agg(o.occurred_at)
-    INTO v_visitors, v_times
-    FROM raw.events_by_id(p_raw_ids) r
-    CROSS JOIN LATERAL (
-        SELECT staging.occurred_at(util.client_time(staging.payload_value(r.raw_payload, 'timestamp')),
-                                   util.client_time(staging.payload_value(r.raw_payload, 'sent_at')),
-                                   r.received_timestamp) AS occurred_at
-        -- Computed once per event (not inlined into each use: 10.6 -> 7.7 ms per 1,000 events).
-        OFFSET 0
-    ) o
-    WHERE util.canon_id(staging.payload_value(r.raw_payload, 'session_id') #>> '{}') IS NULL
-      AND o.occurred_at BETWEEN timestamptz '2000-01-01 00:00:00+00'
-                            AND r.received_timestamp + interval '1 day';
-    derived_from := (SELECT min(t) FROM unnest(v_times) t) - interval '30 minutes';
-    -- Their visitors' staged sessions within 30 minutes of one of them: the only ones they can
-    -- extend, start earlier or merge (the invalid ones among them are not told apart here, which
-    -- adds whole sessions that come out as they were). Their events happened from their start on;
-    -- their state (business.site_session_state: their first and last staged event) gives their span.
-    v_floor := coalesce(staging.id_floor(derived_from), 9223372036854775807);
-    EXECUTE $touched$
-        SELECT array_agg(n.site_visitor_hk), array_agg(n.site_session_hk), array_agg(st.session_start),
-               array_agg(st.session_end), least($3, min(st.session_start))
-        FROM (
-            SELECT DISTINCT e.site_visitor_hk, x.site_session_hk
-            FROM unnest($1::bytea[], $2::timestamptz[]) e(site_visitor_hk, occurred_at)
-            CROSS JOIN LATERAL (
-                (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
-                 WHERE s.site_visitor_hk = e.site_visitor_hk AND s.session_derived
-                   AND s.raw_event_id >= $4 AND s.raw_event_id < $5
-                   AND s.occurred_at BETWEEN e.occurred_at - interval '30 minutes' AND e.occurred_at
-                 ORDER BY s.occurred_at DESC LIMIT 1)
-                UNION ALL
-                (SELECT s.site_session_hk FROM staging.site_tracking_events_s s
-                 WHERE s.site_visitor_hk = e.site_visitor_hk AND s.session_derived
-                   AND s.raw_event_id >= $4 AND s.raw_event_id < $5
-                   AND s.occurred_at BETWEEN e.occurred_at AND e.occurred_at + interval '30 minutes'
-                 ORDER BY s.occurred_at LIMIT 1)
-            ) x
-        ) n
-        LEFT JOIN business.site_session_state st ON st.site_session_hk = n.site_session_hk
-    $touched$
-    INTO v_touched_visitors, v_touched_sessions, v_touched_starts, v_touched_ends, derived_from
-    USING v_visitors, v_times, derived_from, v_floor, v_ceiling;
-    v_floor := coalesce(staging.id_floor(derived_from), 9223372036854775807);
-    -- Per visitor, the time span re-derived: its new events and the whole of every session they
-    -- touch (from its state; read from staging only for a session that has none, which business
-    -- retention removed); the visitor's staged events in it.
-    EXECUTE $timeline$
-        WITH spans AS (
-            SELECT x.site_visitor_hk, min(x.first_at) AS first_at, max(x.last_at) AS last_at
-            FROM (
-                SELECT e.site_visitor_hk, e.occurred_at AS first_at, e.occurred_at AS last_at
-                FROM unnest($1::bytea[], $2::timestamptz[]) e(site_visitor_hk, occurred_at)
-                UNION ALL
-                SELECT t.site_visitor_hk, coalesce(t.first_at, m.first_at), coalesce(t.last_at, m.last_at)
-                FROM unnest($3::bytea[], $4::bytea[], $7::timestamptz[], $8::timestamptz[])
-                     t(site_visitor_hk, site_session_hk, first_at, last_at)
-                LEFT JOIN LATERAL (SELECT min(s.occurred_at) AS first_at, max(s.occurred_at) AS last_at
-                                   FROM staging.site_tracking_events_s s
-                                   WHERE t.first_at IS NULL AND s.site_session_hk = t.site_session_hk
-                                     AND s.raw_event_id >= $5 AND s.raw_event_id < $6) m ON true
-            ) x
-            GROUP BY x.site_visitor_hk
-        )
-        SELECT array_agg(s.tenant_hk), array_agg(s.site_visitor_hk), array_agg(s.visitor_id),
-               array_agg(s.occurred_at), array_agg(s.raw_event_id), array_agg(s.site_event_hk),
-               array_agg(s.site_session_hk)
-        FROM spans p
-        -- Read visitor by visitor (OFFSET 0 keeps the subquery from being flattened into a join):
-        -- the planner, which guesses a hundred visitors per array, otherwise hash-joins them with
-        -- every derived event of the days read (10 ms a batch of 1,000 with one day of 24,000).
-        CROSS JOIN LATERAL (
-            SELECT s.tenant_hk, s.site_visitor_hk, s.visitor_id, s.occurred_at, s.raw_event_id, s.site_event_hk,
-                   s.site_session_hk
-            FROM staging.site_tracking_events_s s
-            WHERE s.site_visitor_hk = p.site_visitor_hk AND s.session_derived
-              AND s.raw_event_id >= $5 AND s.raw_event_id < $6
-              AND s.occurred_at BETWEEN p.first_at AND p.last_at
-            OFFSET 0
-        ) s
-    $timeline$
-    INTO v_tenants, v_staged_visitors, v_visitor_ids, v_staged_times, v_ids, v_events, v_sessions
-    USING v_visitors, v_times, v_touched_visitors, v_touched_sessions, v_floor, v_ceiling, v_touched_starts,
-          v_touched_ends;
-
     WITH src AS (
         SELECT r.raw_event_id, r.tenant_hk, r.event_id, r.record_source, r.received_timestamp AS received_at,
                r.user_agent, r.client_ip_hash, r.raw_payload AS p,
@@ -221,16 +112,14 @@ BEGIN
         FROM checked c
         WHERE cardinality(c.invalid_reasons) = 0 AND c.session_in IS NULL
     ), timeline AS (
-        -- The new events and their visitors' staged events found above (the sessions touched by
-        -- invalid events among them are whole sessions: they come out as they were).
+        -- The new events and the staged events of their visitors' sessions they can change.
         SELECT f.tenant_hk, f.site_visitor_hk, f.visitor_id, f.occurred_at, f.raw_event_id, f.site_event_hk,
                NULL::bytea AS staged_session_hk
         FROM fresh f
         UNION ALL
         SELECT t.*
-        FROM unnest(v_tenants, v_staged_visitors, v_visitor_ids, v_staged_times, v_ids, v_events, v_sessions)
-             AS t(tenant_hk, site_visitor_hk, visitor_id, occurred_at, raw_event_id, site_event_hk, staged_session_hk)
-        WHERE t.site_visitor_hk IN (SELECT f.site_visitor_hk FROM fresh f)
+        FROM staging.visitor_timelines((SELECT array_agg(f.site_visitor_hk) FROM fresh f),
+                                       (SELECT array_agg(f.occurred_at) FROM fresh f)) t
     ), gaps AS (
         SELECT t.*,
                CASE WHEN t.occurred_at > lag(t.occurred_at) OVER w + interval '30 minutes'
@@ -305,7 +194,7 @@ BEGIN
            array_agg(d.site_session_hk),
            -- The client sessions' staged events happened from their start (the earliest staged
            -- event of the session: its state) or from the new event, when earlier.
-           least(derived_from,
+           least((SELECT min(t.occurred_at) FROM timeline t) - interval '30 minutes',
                  (SELECT min(least(c.occurred_at, st.session_start))
                   FROM checked c
                   LEFT JOIN business.site_session_state st
