@@ -194,16 +194,20 @@ BEGIN
               FROM version_e x
               CROSS JOIN LATERAL (VALUES (1::smallint, x.page), (2::smallint, x.event_type)) d(dimension, value)) p
         JOIN versions s ON s.version = p.version AND s.site_session_hk = p.site_session_hk
+    ), cell_days AS MATERIALIZED (
+        -- Each (visitor, dimension, value, day) of these sessions' versions: seen before, after.
+        SELECT c.site_visitor_hk, c.dimension, c.value, c.day, c.tenant_hk,
+               bool_or(c.version = -1) AS seen_before, bool_or(c.version = 1) AS seen_after
+        FROM cells c
+        WHERE c.member
+        GROUP BY 1, 2, 3, 4, 5
     ), changed AS MATERIALIZED (
         -- The (visitor, dimension, value) with a day that these sessions' versions do not all
         -- agree on: only those can have other visitor days (the others' days, and so their
         -- previous days, are the same before and after).
-        SELECT DISTINCT x.site_visitor_hk, x.dimension, x.value
-        FROM (SELECT c.site_visitor_hk, c.dimension, c.value
-              FROM cells c
-              WHERE c.member
-              GROUP BY c.site_visitor_hk, c.dimension, c.value, c.day
-              HAVING bool_or(c.version = -1) <> bool_or(c.version = 1)) x
+        SELECT DISTINCT d.site_visitor_hk, d.dimension, d.value
+        FROM cell_days d
+        WHERE d.seen_before <> d.seen_after
     ), changed_kept AS MATERIALIZED (
         -- Those visitors' other sessions, which count before and after.
         SELECT f.site_session_hk, f.site_visitor_hk, f.tenant_hk, f.entry_page, f.exit_page, f.referrer, f.channel,
@@ -212,32 +216,34 @@ BEGIN
         WHERE f.site_visitor_hk IN (SELECT c.site_visitor_hk FROM changed c)
           AND f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g)
     ), day_flags AS (
-        -- Each such (visitor, dimension, value, day) the visitor was seen with that local day:
-        -- before, after (these sessions' versions, or another session of the visitor, which counts
-        -- in both).
+        -- Each (visitor, dimension, value, day) the visitor was seen with that local day: before,
+        -- after (these sessions' versions, or another session of the visitor, which counts in
+        -- both). An unchanged (visitor, dimension, value) has every day seen before and after
+        -- with the same previous days, with or without its other sessions' days, and gives no
+        -- visitor days below: only the other sessions' days need the filter.
         SELECT x.site_visitor_hk, x.dimension, x.value, x.day, x.tenant_hk,
-               bool_or(x.version <= 0) AS seen_before, bool_or(x.version >= 0) AS seen_after
-        FROM (SELECT c.version, c.site_visitor_hk, c.dimension, c.value, c.day, c.tenant_hk FROM cells c
-              WHERE c.member
+               bool_or(x.seen_before) AS seen_before, bool_or(x.seen_after) AS seen_after
+        FROM (SELECT * FROM cell_days
               UNION ALL
-              SELECT 0, f.site_visitor_hk, d.dimension, d.value, e.day, f.tenant_hk
-              FROM changed_kept f
-              JOIN (SELECT DISTINCT e.site_session_hk, e.hour::date AS day
-                    FROM mart.session_event_f e
-                    WHERE e.site_session_hk IN (SELECT k.site_session_hk FROM changed_kept k)) e
-                  ON e.site_session_hk = f.site_session_hk
-              CROSS JOIN LATERAL (VALUES (0::smallint, ''::text), (3::smallint, f.entry_page), (4::smallint, f.exit_page),
-                                         (5::smallint, f.referrer), (6::smallint, f.channel),
-                                         (7::smallint, f.utm_source), (8::smallint, f.utm_medium),
-                                         (9::smallint, f.utm_campaign), (10::smallint, f.browser),
-                                         (11::smallint, f.os), (12::smallint, f.device)) d(dimension, value)
-              UNION ALL
-              SELECT 0, f.site_visitor_hk, d.dimension, d.value, e.hour::date, f.tenant_hk
-              FROM changed_kept f
-              JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk
-              CROSS JOIN LATERAL (VALUES (1::smallint, e.page), (2::smallint, e.event_type)) d(dimension, value)) x
-        WHERE (x.site_visitor_hk, x.dimension, x.value) IN (SELECT c.site_visitor_hk, c.dimension, c.value
-                                                            FROM changed c)
+              SELECT k.site_visitor_hk, k.dimension, k.value, k.day, k.tenant_hk, true, true
+              FROM (SELECT f.site_visitor_hk, d.dimension, d.value, e.day, f.tenant_hk
+                    FROM changed_kept f
+                    JOIN (SELECT DISTINCT e.site_session_hk, e.hour::date AS day
+                          FROM mart.session_event_f e
+                          WHERE e.site_session_hk IN (SELECT k.site_session_hk FROM changed_kept k)) e
+                        ON e.site_session_hk = f.site_session_hk
+                    CROSS JOIN LATERAL (VALUES (0::smallint, ''::text), (3::smallint, f.entry_page), (4::smallint, f.exit_page),
+                                               (5::smallint, f.referrer), (6::smallint, f.channel),
+                                               (7::smallint, f.utm_source), (8::smallint, f.utm_medium),
+                                               (9::smallint, f.utm_campaign), (10::smallint, f.browser),
+                                               (11::smallint, f.os), (12::smallint, f.device)) d(dimension, value)
+                    UNION ALL
+                    SELECT f.site_visitor_hk, d.dimension, d.value, e.hour::date, f.tenant_hk
+                    FROM changed_kept f
+                    JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk
+                    CROSS JOIN LATERAL (VALUES (1::smallint, e.page), (2::smallint, e.event_type)) d(dimension, value)) k
+              WHERE (k.site_visitor_hk, k.dimension, k.value) IN (SELECT c.site_visitor_hk, c.dimension, c.value
+                                                                  FROM changed c)) x
         GROUP BY 1, 2, 3, 4, 5
     ), visitor_days AS (
         -- The visitor days before (-1) and after (+1), each day with the previous one of its
