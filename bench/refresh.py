@@ -1,0 +1,179 @@
+"""The marts' refresh alone: a backlog's and a live batch's, timed against variants of its code.
+
+`python -m bench.refresh [--events 100000] [--backlog-batches 70] [--rounds 4] [--variant NAME=FILE ...]`
+
+1. Stores `--events` pending raw events of one customer (bench/data.py's stream, as the pipeline
+   part of bench.analytics does) and processes `--backlog-batches` batches of `--batch` without
+   refreshing the marts, as a run in a backlog does until 20,000 queue entries wait
+   (staging.refresh_marts_if_due).
+2. Times `mart.refresh_queued` of that backlog in a transaction that is rolled back, `--rounds`
+   times, and the same after each `--variant`'s SQL (run first in that transaction, e.g. a changed
+   `CREATE OR REPLACE FUNCTION mart.refresh_facts`), alternating with the installed code; the
+   marts are vacuumed between refreshes, and every variant's marts must hold the same totals.
+3. Refreshes the backlog, processes one more batch and times its refresh the same way: the cost
+   a caught-up run pays after every batch.
+
+Prints the medians and the installed refresh's main statement explained on the backlog. One
+database; the machine's speed drifts within a run, which alternating rounds spread over variants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bench import data, drive, explain, harness, vault
+from bench.analytics import tenant_hk
+
+CUSTOMER = harness.CUSTOMER_ID
+INSTALLED = "installed"
+REFRESH = "SELECT mart.refresh_queued(util.tenant_hk(%s))"
+MART_TABLES = "mart.session_f, mart.session_event_f, mart.session_queue, mart.traffic_daily, " + (
+    "mart.traffic_hourly, mart.visitor_days"
+)
+TOTALS = """
+SELECT (SELECT row(count(*), sum(pageviews), sum(events)) FROM mart.session_f)::text,
+       (SELECT row(count(*), sum(pageviews), sum(events)) FROM mart.session_event_f)::text,
+       (SELECT row(sum(visitors), sum(visits), sum(pageviews), sum(events)) FROM mart.traffic_hourly)::text,
+       (SELECT row(count(*), sum(visits), sum(bounces), sum(duration_seconds), sum(pageviews), sum(events))
+        FROM mart.traffic_daily)::text,
+       (SELECT row(count(*), sum(visitors)) FROM mart.visitor_days)::text
+"""
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def process(conn: psycopg.Connection[Any], batches: int, batch: int) -> int:
+    """Process up to `batches` batches without refreshing the marts; the events processed."""
+    done = 0
+    for _ in range(batches):
+        drive.parse_user_agents(conn, CUSTOMER, batch)
+        with conn.transaction():
+            row = conn.execute(
+                drive.PIPELINE["auto_process"], drive.auto_process_params(CUSTOMER, batch)
+            ).fetchone()
+        processed = int((row[0] if row else {}).get("events_processed", 0))
+        if not processed:
+            break
+        done += processed
+    return done
+
+
+def time_refreshes(
+    conn: psycopg.Connection[Any], variants: list[tuple[str, str | None]], rounds: int
+) -> dict[str, Any]:
+    """The queue's refresh, rolled back, for each variant in alternating order; milliseconds and totals."""
+    queue = conn.execute(
+        "SELECT count(*), count(DISTINCT site_session_hk) FROM mart.session_queue"
+    ).fetchone()
+    assert queue is not None
+    ms: dict[str, list[float]] = {name: [] for name, _ in variants}
+    totals: dict[str, tuple[Any, ...]] = {}
+    for round_ in range(rounds):
+        for name, code in variants if round_ % 2 == 0 else variants[::-1]:
+            with conn.transaction(force_rollback=True):
+                if code is not None:
+                    conn.execute(code)
+                started = time.perf_counter()
+                conn.execute(REFRESH, (CUSTOMER,))
+                ms[name].append((time.perf_counter() - started) * 1000)
+                row = conn.execute(TOTALS).fetchone()
+                assert row is not None
+                totals[name] = tuple(row)
+            conn.execute(f"VACUUM {MART_TABLES}")
+    return {
+        "queue_entries": queue[0],
+        "sessions": queue[1],
+        "ms": {name: [round(x, 1) for x in values] for name, values in ms.items()},
+        "median_ms": {name: round(statistics.median(values), 1) for name, values in ms.items()},
+        "equal_totals": all(t == totals[INSTALLED] for t in totals.values()),
+    }
+
+
+def explain_backlog(conn: psycopg.Connection[Any]) -> explain.Explained | None:
+    """The installed refresh's main statement (run by EXECUTE with the sessions as $1) on the queue."""
+    body = conn.execute(
+        "SELECT prosrc FROM pg_proc WHERE oid = 'mart.refresh_facts(bytea[], boolean)'::regprocedure"
+    ).fetchone()
+    if body is None or body[0].count("$refresh$") != 2:
+        return None
+    statement = body[0].split("$refresh$")[1].replace("%", "%%")
+    statement = statement.replace("$1", "%(sessions)s::bytea[]").replace("$2", "true")
+    with conn.transaction(force_rollback=True):
+        row = conn.execute("SELECT array_agg(DISTINCT site_session_hk) FROM mart.session_queue").fetchone()
+        sessions = list(row[0] or []) if row else []
+        label = f"mart.refresh_facts' main statement, a backlog of {len(sessions):,} sessions"
+        return explain.explain_query(conn, label, sql.SQL(statement), {"sessions": sessions}, False)
+
+
+def report(name: str, part: dict[str, Any]) -> None:
+    installed = part["median_ms"][INSTALLED]
+    say(
+        f"\n{name}: {part['queue_entries']:,} queue entries, {part['sessions']:,} sessions; "
+        f"totals equal: {part['equal_totals']}"
+    )
+    for variant, median in part["median_ms"].items():
+        change = "" if variant == INSTALLED else f"  ({(median - installed) / installed * 100:+.1f} %)"
+        say(f"  {variant:<12} median {median:,.1f} ms{change}   all {part['ms'][variant]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000, help="pending events stored")
+    parser.add_argument(
+        "--backlog-batches", type=int, default=70, help="batches processed before the backlog refresh"
+    )
+    parser.add_argument("--batch", type=int, default=1000, help="pipeline batch size")
+    parser.add_argument("--rounds", type=int, default=4, help="refreshes of each variant, alternating")
+    parser.add_argument(
+        "--variant", action="append", default=[], metavar="NAME=FILE", help="SQL run before the refresh"
+    )
+    args = parser.parse_args()
+    variants: list[tuple[str, str | None]] = [(INSTALLED, None)]
+    for item in args.variant:
+        name, _, path = item.partition("=")
+        variants.append((name, Path(path).read_text()))
+
+    code = vault.Tree("current", vault.ROOT, Path(sys.executable)).describe()
+    say(f"measuring {vault.ROOT} at {code}")
+    started = time.perf_counter()
+    results: dict[str, Any] = {"code": code, "options": vars(args)}
+    with harness.postgres() as pg:
+        url = harness.create_database(pg, "refresh")
+        harness.tenant_token(url)
+        stream = data.EventStream(prefix=f"{CUSTOMER}-r", seed=3)
+        with psycopg.connect(url, autocommit=True) as conn:
+            for _ in data.load_raw(conn, tenant_hk(CUSTOMER), stream, args.events):
+                pass
+            conn.execute("VACUUM ANALYZE")
+            say(f"processing {args.backlog_batches} batches without the marts' refresh ...")
+            results["backlog_events"] = process(conn, args.backlog_batches, args.batch)
+            conn.execute("VACUUM ANALYZE")
+            results["backlog"] = time_refreshes(conn, variants, args.rounds)
+            explained = explain_backlog(conn)
+            conn.execute(REFRESH, (CUSTOMER,))
+            process(conn, 1, args.batch)
+            conn.execute("VACUUM ANALYZE")
+            results["live_batch"] = time_refreshes(conn, variants, args.rounds)
+    report(f"A backlog ({results['backlog_events']:,} events processed)", results["backlog"])
+    report("A live batch (the next batch after the backlog's refresh)", results["live_batch"])
+    if explained is not None:
+        say("\n" + explain.report([explained], top=8, plan_lines=0))
+        results["explained"] = explained.summary()
+    path = harness.save("refresh", results)
+    say(f"\n{(time.perf_counter() - started) / 60:.1f} min; results: {path}")
+    ok = results["backlog"]["equal_totals"] and results["live_batch"]["equal_totals"]
+    raise SystemExit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
