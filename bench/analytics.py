@@ -676,6 +676,15 @@ def run_queries(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 # -- 4. the cost of keeping the marts ----------------------------------------------------------------
 
 
+def refresh_statement(body: str) -> str | None:
+    """mart.refresh_facts' main statement (run by EXECUTE, the sessions as $1) from the function's
+    body, with psycopg placeholders: `sessions` and deltas on."""
+    if body.count("$refresh$") != 2:
+        return None
+    statement = body.split("$refresh$")[1].replace("%", "%%")
+    return statement.replace("$1", "%(sessions)s::bytea[]").replace("$2", "true")
+
+
 def profile_refresh(pg: harness.Postgres, template: str, args: argparse.Namespace) -> dict[str, Any]:
     """Where the marts' share of a batch goes: half the events processed, then one batch with the
     refresh a no-op, then the refresh of that batch's sessions, timed and explained (rolled back)."""
@@ -701,14 +710,7 @@ def profile_refresh(pg: harness.Postgres, template: str, args: argparse.Namespac
             sessions = list(row[0] or []) if row else []
             conn.execute(sql.SQL(definition))
             explained = None
-            if body.count("$refresh$") == 2:
-                # The refresh's main statement, run by EXECUTE with the sessions as $1.
-                statement = (
-                    body.split("$refresh$")[1]
-                    .replace("%", "%%")
-                    .replace("$1", "%(sessions)s::bytea[]")
-                    .replace("$2", "true")
-                )
+            if (statement := refresh_statement(body)) is not None:
                 label = f"mart.refresh_facts of one batch ({len(sessions):,} sessions), main statement"
                 explained = explain.explain_query(
                     conn, label, sql.SQL(statement), {"sessions": sessions}, False

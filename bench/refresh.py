@@ -30,13 +30,14 @@ import psycopg
 from psycopg import sql
 
 from bench import data, drive, explain, harness, vault
-from bench.analytics import tenant_hk
+from bench.analytics import refresh_statement, tenant_hk
 
 CUSTOMER = harness.CUSTOMER_ID
 INSTALLED = "installed"
 REFRESH = "SELECT mart.refresh_queued(util.tenant_hk(%s))"
-MART_TABLES = "mart.session_f, mart.session_event_f, mart.session_queue, mart.traffic_daily, " + (
-    "mart.traffic_hourly, mart.visitor_days"
+MART_TABLES = (
+    "mart.session_f, mart.session_event_f, mart.session_queue, mart.traffic_daily, mart.traffic_hourly, "
+    "mart.visitor_days"
 )
 TOTALS = """
 SELECT (SELECT row(count(*), sum(pageviews), sum(events)) FROM mart.session_f)::text,
@@ -104,10 +105,9 @@ def explain_backlog(conn: psycopg.Connection[Any]) -> explain.Explained | None:
     body = conn.execute(
         "SELECT prosrc FROM pg_proc WHERE oid = 'mart.refresh_facts(bytea[], boolean)'::regprocedure"
     ).fetchone()
-    if body is None or body[0].count("$refresh$") != 2:
+    statement = refresh_statement(body[0]) if body else None
+    if statement is None:
         return None
-    statement = body[0].split("$refresh$")[1].replace("%", "%%")
-    statement = statement.replace("$1", "%(sessions)s::bytea[]").replace("$2", "true")
     with conn.transaction(force_rollback=True):
         row = conn.execute("SELECT array_agg(DISTINCT site_session_hk) FROM mart.session_queue").fetchone()
         sessions = list(row[0] or []) if row else []
