@@ -13,7 +13,7 @@
 3. Refreshes the backlog, processes one more batch and times its refresh the same way: the cost
    a caught-up run pays after every batch.
 
-Prints the medians and the installed refresh's main statement explained on the backlog. One
+Prints the medians and the installed refresh's main statement explained on both. One
 database; the machine's speed drifts within a run, which alternating rounds spread over variants.
 """
 
@@ -100,7 +100,7 @@ def time_refreshes(
     }
 
 
-def explain_backlog(conn: psycopg.Connection[Any]) -> explain.Explained | None:
+def explain_queue(conn: psycopg.Connection[Any], what: str) -> explain.Explained | None:
     """The installed refresh's main statement (run by EXECUTE with the sessions as $1) on the queue."""
     body = conn.execute(
         "SELECT prosrc FROM pg_proc WHERE oid = 'mart.refresh_facts(bytea[], boolean)'::regprocedure"
@@ -111,7 +111,7 @@ def explain_backlog(conn: psycopg.Connection[Any]) -> explain.Explained | None:
     with conn.transaction(force_rollback=True):
         row = conn.execute("SELECT array_agg(DISTINCT site_session_hk) FROM mart.session_queue").fetchone()
         sessions = list(row[0] or []) if row else []
-        label = f"mart.refresh_facts' main statement, a backlog of {len(sessions):,} sessions"
+        label = f"mart.refresh_facts' main statement, {what} of {len(sessions):,} sessions"
         return explain.explain_query(conn, label, sql.SQL(statement), {"sessions": sessions}, False)
 
 
@@ -159,16 +159,18 @@ def main() -> None:
             results["backlog_events"] = process(conn, args.backlog_batches, args.batch)
             conn.execute("VACUUM ANALYZE")
             results["backlog"] = time_refreshes(conn, variants, args.rounds)
-            explained = explain_backlog(conn)
+            explained = [explain_queue(conn, "a backlog")]
             conn.execute(REFRESH, (CUSTOMER,))
             process(conn, 1, args.batch)
             conn.execute("VACUUM ANALYZE")
             results["live_batch"] = time_refreshes(conn, variants, args.rounds)
+            explained.append(explain_queue(conn, "a live batch"))
     report(f"A backlog ({results['backlog_events']:,} events processed)", results["backlog"])
     report("A live batch (the next batch after the backlog's refresh)", results["live_batch"])
-    if explained is not None:
-        say("\n" + explain.report([explained], top=8, plan_lines=0))
-        results["explained"] = explained.summary()
+    shown = [e for e in explained if e is not None]
+    if shown:
+        say("\n" + explain.report(shown, top=8, plan_lines=0))
+        results["explained"] = [e.summary() for e in shown]
     path = harness.save("refresh", results)
     say(f"\n{(time.perf_counter() - started) / 60:.1f} min; results: {path}")
     ok = results["backlog"]["equal_totals"] and results["live_batch"]["equal_totals"]
