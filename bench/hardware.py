@@ -24,9 +24,11 @@ databases (migrated by its own migrations); the trees' steps alternate. Each of 
    business p95 and the backlog.
 
 Once, by the current tree: the limits (bench/limits.py: a bare uvicorn hello-world under wrk at 64
-connections and at 1, COPY into a copy of the raw table) and the row-by-row pipeline (bench/pipeline.py's
-run_naive). Each target is judged on the median of the current tree's rounds and printed with their
-min-max, the previous tree's median, and the same-run limit with the share of it reached.
+connections and at 1, COPY into a copy of the raw table, the pipeline's floor — the rows processing
+leaves for N events inserted into empty copies of their tables without any logic) and the row-by-row
+pipeline (bench/pipeline.py's run_naive). Each target is judged on the median of the current tree's
+rounds and printed with their min-max, the previous tree's median, and the same-run limit with the
+share of it reached.
 """
 
 from __future__ import annotations
@@ -97,12 +99,14 @@ def worker(request_json: str) -> None:
 # -- the orchestrator ------------------------------------------------------------------------------
 
 
-def measure_limits(pg: harness.Postgres, seconds: int) -> dict[str, Any]:
-    """The same-run limits, by the current tree: bare uvicorn at 64 connections and at 1, COPY into raw."""
+def measure_limits(pg: harness.Postgres, seconds: int, events: int) -> dict[str, Any]:
+    """The same-run limits, by the current tree: bare uvicorn at 64 connections and at 1, COPY into raw,
+    the pipeline's floor for `events` events."""
     since = vault.Machine.snapshot()
     url = harness.create_database(pg, "hw_limits")
     out: dict[str, Any] = {"postgres_copy": limits.copy_ceiling(url)}
     pipeline.drop(pg, "hw_limits")
+    out["pipeline_floor"] = limits.pipeline_floor(pg, events)
     with limits.hello_server(harness.free_port()) as hello:
         for connections in (64, 1):
             out[f"uvicorn_hello_{connections}"] = harness.wrk(
@@ -237,6 +241,7 @@ def targets(args: argparse.Namespace, lim: dict[str, Any], naive: float | None) 
     """Issue 16's targets, with the same-run limits where one applies."""
     hello, hello_1 = lim["uvicorn_hello_64"], lim["uvicorn_hello_1"]
     copy = lim["postgres_copy"]["events_per_s"]
+    floor = lim["pipeline_floor"]["with_marts_events_per_s_per_core"]
     rps = (
         f"bare uvicorn hello-world, 64 conn: {hello['requests_per_s']:,.0f} req/s",
         hello["requests_per_s"],
@@ -279,6 +284,7 @@ def targets(args: argparse.Namespace, lim: dict[str, Any], naive: float | None) 
             40_000,
             True,
             lambda r: r["pipeline"][2]["events_per_s"],
+            (f"the rows it writes, inserted without logic, 2 cores: {2 * floor:,} events/s", 2 * floor, True),
         ),
         Target(
             f"pipeline, {args.events:,} events, 1 run",
@@ -286,6 +292,7 @@ def targets(args: argparse.Namespace, lim: dict[str, Any], naive: float | None) 
             20_000,
             True,
             lambda r: r["pipeline"][1]["events_per_s"],
+            (f"the rows it writes, inserted without logic, 1 core: {floor:,} events/s", floor, True),
         ),
         Target(
             "pipeline, 2 runs, against row by row",
@@ -464,8 +471,11 @@ def main() -> None:
     setup: dict[str, dict[str, Any]] = {}
     with harness.postgres() as pg:
         vault.Machine.watch(pg)
-        print("limits: COPY into raw, bare uvicorn at 64 and 1 connections ...", flush=True)
-        lim = measure_limits(pg, args.seconds)
+        print(
+            "limits: COPY into raw, the pipeline's floor, bare uvicorn at 64 and 1 connections ...",
+            flush=True,
+        )
+        lim = measure_limits(pg, args.seconds, args.events)
         print(f"row by row (bench/pipeline.py's run_naive) over {args.naive_events:,} events ...", flush=True)
         naive = pipeline.run_naive(pg, args.naive_events, args.naive_seconds)
         for tree in trees:
@@ -505,9 +515,13 @@ def main() -> None:
     print("\nEach cell, each round:")
     cells = cell_rows(rounds)
     print(harness.table(cells, list(cells[0])))
-    h64, h1 = lim["uvicorn_hello_64"], lim["uvicorn_hello_1"]
+    h64, h1, floor = lim["uvicorn_hello_64"], lim["uvicorn_hello_1"], lim["pipeline_floor"]
     print(
-        f"\nLimits: COPY {lim['postgres_copy']['events_per_s']:,} rows/s; bare uvicorn hello-world at 64 "
+        f"\nLimits: COPY {lim['postgres_copy']['events_per_s']:,} rows/s; the pipeline's floor per core "
+        f"{floor['with_marts_events_per_s_per_core']:,} events/s with the marts, "
+        f"{floor['without_marts_events_per_s_per_core']:,} without (µs per event: "
+        + ", ".join(f"{layer} {f['us_per_event']}" for layer, f in floor["layers"].items())
+        + "); bare uvicorn hello-world at 64 "
         f"connections {h64['requests_per_s']:,.0f} req/s, p50/p99 {h64['p50_ms']}/{h64['p99_ms']} ms, at 1 "
         f"connection p50 {h1['p50_ms']} ms; row by row "
         + (f"{naive_rate:,} events/s" if naive_rate else f"not measured ({naive})")

@@ -1,7 +1,11 @@
-"""Physical limits measured beside the service: a bare uvicorn hello-world and bare PostgreSQL inserts."""
+"""Physical limits measured beside the service: a bare uvicorn hello-world and bare PostgreSQL inserts.
+
+`python -m bench.limits [--events 100000]` measures the pipeline's floor alone (pipeline_floor).
+"""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import sys
@@ -14,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench import harness
+from bench import data, harness, pipeline, vault
 from bench.naive_baseline import ROOT
 from onevault.ingest.writer import Q as INGEST
 
@@ -142,3 +146,114 @@ def ingest_function_ceiling(url: str, rows: int = 100_000, per_call: int = 500) 
         "seconds": round(elapsed, 2),
         "events_per_s": round(rows / elapsed),
     }
+
+
+# The layers processing writes into, in the order it writes them; the copies' schemas (with the
+# tables' indexes, without any).
+FLOOR_LAYERS = ("staging", "business", "mart")
+FLOOR_COPIES = {"floor_indexed": "INCLUDING ALL", "floor_heap": "INCLUDING DEFAULTS"}
+_FLOOR_TABLES = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY (%s) AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1, 2
+"""
+
+
+def _copy_layer(
+    conn: psycopg.Connection[Any], tables: list[tuple[str, str]], layer: str, into: str
+) -> tuple[int, float]:
+    """Rows and seconds of one transaction copying `layer`'s tables into schema `into`'s copies."""
+    rows = 0
+    started = time.perf_counter()
+    with conn.transaction():
+        for schema, table in tables:
+            if schema == layer:
+                cur = conn.execute(
+                    sql.SQL("INSERT INTO {} SELECT * FROM {}").format(
+                        sql.Identifier(into, f"{schema}__{table}"), sql.Identifier(schema, table)
+                    )
+                )
+                rows += cur.rowcount
+    return rows, time.perf_counter() - started
+
+
+def pipeline_floor(pg: harness.Postgres, events: int = 100_000, batch: int = 1000) -> dict[str, Any]:
+    """What processing cannot go below with this data model: the rows it leaves in staging, the vault
+    and the marts for `events` events, inserted into empty copies of their tables by one
+    `INSERT ... SELECT` per table and a commit per layer — no parsing, lookups, joins or rollups —
+    into copies with the tables' indexes, and into copies without any index (what no index design
+    can go below).
+
+    The events are processed first (two runs, marts refreshed, untimed). A lower bound: a real run
+    also updates session rows again and again, marks raw rows and its queue, and writes in batches.
+    Events/s per core; two runs writing in parallel could at best double it.
+    """
+    name = "limits_floor"
+    url = harness.create_database(pg, name)
+    harness.tenant_token(url)
+    stream = data.EventStream(prefix="floor", seed=5)
+    with psycopg.connect(url, autocommit=True) as conn:
+        tenant_hk = conn.execute("SELECT util.tenant_hk(%s)", (harness.CUSTOMER_ID,)).fetchone()
+        assert tenant_hk is not None
+        for _ in data.load_raw(conn, bytes(tenant_hk[0]), stream, events):
+            pass
+    processed = vault.drain(url, harness.CUSTOMER_ID, 2, batch, time.monotonic() + 1800, lambda _: None)
+    per_event = 1e6 / processed["events"]
+    layers: dict[str, dict[str, Any]] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        tables = [(str(s), str(t)) for s, t in conn.execute(_FLOOR_TABLES, (list(FLOOR_LAYERS),))]
+        for into, like in FLOOR_COPIES.items():
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(into)))
+            for schema, table in tables:
+                conn.execute(
+                    sql.SQL("CREATE TABLE {} (LIKE {} {})").format(
+                        sql.Identifier(into, f"{schema}__{table}"),
+                        sql.Identifier(schema, table),
+                        sql.SQL(like),
+                    )
+                )
+        for layer in FLOOR_LAYERS:
+            rows, indexed = _copy_layer(conn, tables, layer, "floor_indexed")
+            _, heap = _copy_layer(conn, tables, layer, "floor_heap")
+            layers[layer] = {
+                "rows": rows,
+                "us_per_event": round(indexed * per_event, 1),
+                "us_per_event_no_index": round(heap * per_event, 1),
+            }
+    pipeline.drop(pg, name)
+
+    def rate(key: str, names: tuple[str, ...]) -> int:
+        return round(1e6 / float(sum(layers[n][key] for n in names)))
+
+    return {
+        "events": processed["events"],
+        "layers": layers,
+        "without_marts_events_per_s_per_core": rate("us_per_event", FLOOR_LAYERS[:2]),
+        "with_marts_events_per_s_per_core": rate("us_per_event", FLOOR_LAYERS),
+        "no_index_with_marts_events_per_s_per_core": rate("us_per_event_no_index", FLOOR_LAYERS),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The pipeline's floor (bench.limits.pipeline_floor).")
+    parser.add_argument(
+        "--events", type=int, default=100_000, help="events processed, then their rows copied"
+    )
+    args = parser.parse_args()
+    with harness.postgres() as pg:
+        floor = pipeline_floor(pg, args.events)
+    for layer, figures in floor["layers"].items():
+        print(
+            f"{layer:<9} {figures['rows']:>9,} rows  {figures['us_per_event']:>6} µs per event "
+            f"({figures['us_per_event_no_index']} without indexes)"
+        )
+    print(
+        f"floor per core: {floor['with_marts_events_per_s_per_core']:,} events/s with the marts, "
+        f"{floor['without_marts_events_per_s_per_core']:,} without; with the marts and no index "
+        f"{floor['no_index_with_marts_events_per_s_per_core']:,} ({floor['events']:,} events processed)"
+    )
+    harness.save("limits", floor)
+
+
+if __name__ == "__main__":
+    main()
