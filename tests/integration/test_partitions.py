@@ -23,7 +23,21 @@ from onevault.config import Settings
 from onevault.monitoring.pipeline import Q as MONITORING
 from onevault.pipeline.runner import Q as PIPELINE
 
-TODAY = datetime.now(UTC).date()
+
+@pytest.fixture
+def today(db_url: str) -> date:
+    """The day (UTC) the test runs, with its partitions and the next days' made as a running server has
+    them (the template's were made on the day the session began, which may be the day before)."""
+    day = datetime.now(UTC).date()
+    maintenance.make_partitions(db_url, day)
+    return day
+
+
+def _stored_today(conn: psycopg.Connection, raw_event_id: int, today: date) -> date:
+    """The day in an id stored by this test: `today`, or the next day if midnight has passed since."""
+    day: date = scalar(conn, "SELECT raw.event_day(%s)", (raw_event_id,))
+    assert day in (today, today + timedelta(1))
+    return day
 
 
 @pytest.fixture
@@ -75,12 +89,12 @@ def _retention(
 
 
 def test_raw_and_staging_are_partitioned_by_the_day_in_the_id(
-    conn: psycopg.Connection, customer: str
+    conn: psycopg.Connection, customer: str, today: date
 ) -> None:
     """Today's and the next three days' partitions exist in both layers, and an event stored now
     lands in today's, with an id that says its day; staging holds it under the same id, in its
     partition of the same day."""
-    days = [TODAY + timedelta(n) for n in range(4)]
+    days = [today + timedelta(n) for n in range(4)]
     assert set(_day_names("site_tracking_events_r", days)) <= set(
         _partitions(conn, "raw.site_tracking_events_r")
     )
@@ -89,13 +103,13 @@ def test_raw_and_staging_are_partitioned_by_the_day_in_the_id(
     )
 
     (raw_event_id,) = ingest(conn, [{"page_url": "https://example.com/a"}], ["evt-1"])
-    assert scalar(conn, "SELECT raw.event_day(%s)", (raw_event_id,)) == TODAY
+    stored_on = _stored_today(conn, raw_event_id, today)
     partition = scalar(
         conn,
         "SELECT tableoid::regclass::text FROM raw.site_tracking_events_r WHERE raw_event_id = %s",
         (raw_event_id,),
     )
-    assert partition == f"raw.site_tracking_events_r_{TODAY:%Y%m%d}"
+    assert partition == f"raw.site_tracking_events_r_{stored_on:%Y%m%d}"
     process_all(conn, customer)
     assert (
         scalar(
@@ -103,17 +117,17 @@ def test_raw_and_staging_are_partitioned_by_the_day_in_the_id(
             "SELECT tableoid::regclass::text FROM staging.site_tracking_events_s WHERE raw_event_id = %s",
             (raw_event_id,),
         )
-        == f"staging.site_tracking_events_s_{TODAY:%Y%m%d}"
+        == f"staging.site_tracking_events_s_{stored_on:%Y%m%d}"
     )
     # Ids stay exact in a JavaScript number (the tracker and the dashboard read them).
     assert raw_event_id < 2**53
 
 
 def test_a_copy_of_an_event_stored_on_an_earlier_day_is_a_duplicate(
-    conn: psycopg.Connection, customer: str
+    conn: psycopg.Connection, customer: str, today: date
 ) -> None:
     """Idempotency spans partitions: the key decides, not the day's table."""
-    yesterday = TODAY - timedelta(1)
+    yesterday = today - timedelta(1)
     conn.execute("SELECT raw.create_day_partitions(%s, %s)", (yesterday, yesterday))
     first = _store_on(conn, yesterday, "evt-old")
     again = conn.execute(
@@ -151,61 +165,62 @@ def test_batches_sharing_event_ids_in_other_orders_wait_for_each_other_without_d
 
 
 def test_keys_past_the_idempotency_window_are_forgotten_and_the_event_id_is_stored_again(
-    db_url: str, conn: psycopg.Connection, customer: str
+    db_url: str, conn: psycopg.Connection, customer: str, today: date
 ) -> None:
     """The scheduler deletes keys stored before the window; those within it still make duplicates."""
-    old_day, recent_day = TODAY - timedelta(31), TODAY - timedelta(29)
+    old_day, recent_day = today - timedelta(31), today - timedelta(29)
     conn.execute("SELECT raw.create_day_partitions(%s, %s)", (old_day, recent_day))
     _store_on(conn, old_day, "evt-31-days")
     recent = _store_on(conn, recent_day, "evt-29-days")
 
-    report = maintenance.run(db_url, _retention(idempotency=30), today=TODAY)
+    report = maintenance.run(db_url, _retention(idempotency=30), today=today)
     assert report is not None and report.keys_expired == 1
 
     stored = ingest(conn, [{}, {}], ["evt-31-days", "evt-29-days"])
     assert stored[1] == recent
-    assert stored[0] != recent and scalar(conn, "SELECT raw.event_day(%s)", (stored[0],)) == TODAY
+    assert stored[0] != recent
+    _stored_today(conn, stored[0], today)
     assert scalar(conn, "SELECT count(*) FROM raw.site_tracking_events_r WHERE event_id = 'evt-31-days'") == 2
 
 
 def test_retention_drops_expired_days_and_keeps_newer_and_unprocessed_ones(
-    db_url: str, conn: psycopg.Connection, customer: str
+    db_url: str, conn: psycopg.Connection, customer: str, today: date
 ) -> None:
     """With raw kept 5 days: the partitions of the days before today - 5 go, except one holding an
     event not processed yet; the days after stay whole."""
-    days = [TODAY - timedelta(n) for n in range(10, 0, -1)]
+    days = [today - timedelta(n) for n in range(10, 0, -1)]
     conn.execute("SELECT raw.create_day_partitions(%s, %s)", (days[0], days[-1]))
     ids = {d: _store_on(conn, d, f"evt-{d}") for d in days}
-    held = TODAY - timedelta(8)
+    held = today - timedelta(8)
     conn.execute(
         "UPDATE raw.site_tracking_events_r SET processing_status = 'PENDING' WHERE raw_event_id = %s",
         (ids[held],),
     )
 
-    report = maintenance.run(db_url, _retention(raw=5), today=TODAY)
+    report = maintenance.run(db_url, _retention(raw=5), today=today)
 
     assert report is not None
-    expired = [d for d in days if d < TODAY - timedelta(5)]
+    expired = [d for d in days if d < today - timedelta(5)]
     dropped = [d for d in expired if d != held]
     assert sorted(report.dropped) == sorted(f"raw.site_tracking_events_r_{d:%Y%m%d}" for d in dropped)
     assert report.held == {f"raw.site_tracking_events_r_{held:%Y%m%d}": 1}
     left = {r["raw_event_id"] for r in rows(conn, "SELECT raw_event_id FROM raw.site_tracking_events_r")}
     assert left == {ids[d] for d in days if d not in dropped}
     # A second round has nothing more to drop.
-    again = maintenance.run(db_url, _retention(raw=5), today=TODAY)
+    again = maintenance.run(db_url, _retention(raw=5), today=today)
     assert again is not None and again.dropped == []
 
 
 def test_staging_retention_drops_the_days_done_with_and_keeps_those_waiting(
-    db_url: str, conn: psycopg.Connection, customer: str
+    db_url: str, conn: psycopg.Connection, customer: str, today: date
 ) -> None:
     """Staging kept 32 days: the partitions of the days before then go when their events are loaded
     or quarantined, not while one waits for the business layer; newer ones and raw stay."""
     days = {
-        "loaded": TODAY - timedelta(40),
-        "quarantined": TODAY - timedelta(40),
-        "waiting": TODAY - timedelta(39),
-        "recent": TODAY - timedelta(10),
+        "loaded": today - timedelta(40),
+        "quarantined": today - timedelta(40),
+        "waiting": today - timedelta(39),
+        "recent": today - timedelta(10),
     }
     conn.execute("SELECT raw.create_day_partitions(%s, %s)", (min(days.values()), max(days.values())))
     for kind, day in days.items():
@@ -224,10 +239,10 @@ def test_staging_retention_drops_the_days_done_with_and_keeps_those_waiting(
             ),
         )
 
-    report = maintenance.run(db_url, _retention(staging=32), today=TODAY)
+    report = maintenance.run(db_url, _retention(staging=32), today=today)
 
     assert report is not None
-    expired = [days["loaded"] + timedelta(n) for n in range((TODAY - timedelta(32) - days["loaded"]).days)]
+    expired = [days["loaded"] + timedelta(n) for n in range((today - timedelta(32) - days["loaded"]).days)]
     assert report.dropped == [
         f"staging.site_tracking_events_s_{d:%Y%m%d}" for d in expired if d != days["waiting"]
     ]
@@ -237,15 +252,17 @@ def test_staging_retention_drops_the_days_done_with_and_keeps_those_waiting(
     assert scalar(conn, "SELECT count(*) FROM raw.site_tracking_events_r") == 4
 
 
-def test_the_days_ahead_are_made_again_when_missing(db_url: str, conn: psycopg.Connection) -> None:
+def test_the_days_ahead_are_made_again_when_missing(
+    db_url: str, conn: psycopg.Connection, today: date
+) -> None:
     """A server makes today's and the next days' partitions before it takes requests."""
     for n in (1, 2, 3):
-        day = TODAY + timedelta(n)
+        day = today + timedelta(n)
         conn.execute(f"DROP TABLE raw.site_tracking_events_r_{day:%Y%m%d}")
-    conn.execute(f"DROP TABLE staging.site_tracking_events_s_{TODAY + timedelta(3):%Y%m%d}")
-    assert maintenance.make_partitions(db_url, TODAY) == 3
-    assert maintenance.make_partitions(db_url, TODAY) == 0
-    days = [TODAY + timedelta(n) for n in range(4)]
+    conn.execute(f"DROP TABLE staging.site_tracking_events_s_{today + timedelta(3):%Y%m%d}")
+    assert maintenance.make_partitions(db_url, today) == 3
+    assert maintenance.make_partitions(db_url, today) == 0
+    days = [today + timedelta(n) for n in range(4)]
     assert set(_day_names("site_tracking_events_r", days)) <= set(
         _partitions(conn, "raw.site_tracking_events_r")
     )
@@ -254,11 +271,11 @@ def test_the_days_ahead_are_made_again_when_missing(db_url: str, conn: psycopg.C
     )
 
 
-def test_one_process_maintains_at_a_time(db_url: str, conn: psycopg.Connection) -> None:
+def test_one_process_maintains_at_a_time(db_url: str, conn: psycopg.Connection, today: date) -> None:
     """While a process holds the maintenance lock, another round says so and does nothing."""
     conn.execute("SELECT pg_advisory_lock(7074, 0)")
     try:
-        assert maintenance.run(db_url, _retention(raw=1), today=TODAY) is None
+        assert maintenance.run(db_url, _retention(raw=1), today=today) is None
     finally:
         conn.execute("SELECT pg_advisory_unlock(7074, 0)")
 
@@ -279,11 +296,15 @@ def test_retention_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cli_maintenance_run(
-    cli_for: Callable[[str], Cli], db_url: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+    cli_for: Callable[[str], Cli],
+    db_url: str,
+    conn: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    today: date,
 ) -> None:
     """`onevault maintenance run` does a round and says what it did."""
     make_tenant(conn, CUSTOMER)
-    old = TODAY - timedelta(3)
+    old = today - timedelta(3)
     conn.execute("SELECT raw.create_day_partitions(%s, %s)", (old, old))
     _store_on(conn, old, "evt-old")
     monkeypatch.setenv("ONEVAULT_RETENTION_RAW_DAYS", "2")
@@ -294,7 +315,7 @@ def test_cli_maintenance_run(
 
 
 def test_a_run_reads_only_the_partitions_of_the_events_it_takes(
-    conn: psycopg.Connection, customer: str
+    conn: psycopg.Connection, customer: str, today: date
 ) -> None:
     """With a year of days stored (the default keeps them all), what a run and the operators' status
     do reads today's raw partition only, and of staging the days its events' sessions can reach
@@ -302,11 +323,11 @@ def test_a_run_reads_only_the_partitions_of_the_events_it_takes(
     locks every day (a year of raw
     partitions once took ~3,800 locks and +5 ms per run, 40 ms per status call; staging's, 441 ms
     of planning per run)."""
-    conn.execute("SELECT raw.create_day_partitions(%s, %s)", (TODAY - timedelta(365), TODAY))
-    near = {TODAY + timedelta(n) for n in range(-7, 4)}
+    conn.execute("SELECT raw.create_day_partitions(%s, %s)", (today - timedelta(365), today))
+    near = {today + timedelta(n) for n in range(-7, 4)}
     allowed = {
         "raw.site_tracking_events_r": {
-            scalar(conn, "SELECT %s::regclass::oid", (f"raw.site_tracking_events_r_{TODAY:%Y%m%d}",))
+            scalar(conn, "SELECT %s::regclass::oid", (f"raw.site_tracking_events_r_{today:%Y%m%d}",))
         },
         "staging.site_tracking_events_s": {
             scalar(conn, "SELECT %s::regclass::oid", (f"staging.site_tracking_events_s_{day:%Y%m%d}",))
