@@ -54,6 +54,12 @@ def parse_user_agents(
     return len(agents)
 
 
+def refresh_marts(conn: psycopg.Connection[Any], customer_id: str, caught_up: bool) -> None:
+    """What PipelineRunner._refresh_marts does: the customer's marts, when due."""
+    with conn.transaction():
+        conn.execute(PIPELINE["refresh_marts"], {"customer_id": customer_id, "caught_up": caught_up})
+
+
 def auto_process_params(
     customer_id: str, batch_size: int, lanes: tuple[int, ...] = ALL_LANES
 ) -> dict[str, Any]:
@@ -74,9 +80,11 @@ def run_once(
     batch_size: int,
     prepare: bool = True,
     lanes: tuple[int, ...] = ALL_LANES,
+    refresh: bool = True,
 ) -> Run:
-    """One pipeline run of `lanes` as a background PipelineRunner._run does it, each step in its own
-    transaction."""
+    """One pipeline run of `lanes` as PipelineRunner._run does it, each step in its own transaction;
+    without `refresh`, the marts are left to the caller (as background runs leave them to the
+    runner's refresh task: refresh_marts)."""
     started = time.perf_counter()
     if prepare:
         parse_user_agents(conn, customer_id, batch_size, lanes)
@@ -86,9 +94,8 @@ def run_once(
             PIPELINE["auto_process"], auto_process_params(customer_id, batch_size, lanes)
         ).fetchone()
     result: dict[str, Any] = row[0] if row else {}
-    with conn.transaction():
-        caught_up = int(result.get("events_processed", 0)) < batch_size
-        conn.execute(PIPELINE["refresh_marts"], {"customer_id": customer_id, "caught_up": caught_up})
+    if refresh:
+        refresh_marts(conn, customer_id, int(result.get("events_processed", 0)) < batch_size)
     done = time.perf_counter()
     result.pop("latencies_ms", None)
     return Run(result, (prepared - started) * 1000, (done - prepared) * 1000)

@@ -138,8 +138,9 @@ def drain(
     url: str, customer: str, runs: int, batch: int, deadline: float, say: Callable[[str], None]
 ) -> dict[str, Any]:
     """Process the customer's pending events from `runs` concurrent runs on disjoint lanes until
-    nothing is left or the deadline: what bench/pipeline.py's process_all does (and background
-    processing), with the CPU time of the runs' backends besides."""
+    nothing is left or the deadline, and the marts after them: what background processing does
+    (each run asks a refresh task of its own for the marts after every batch), with the CPU time
+    of the backends besides."""
     counts: list[int] = []
     batch_ms: list[float] = []
     failed: list[int] = []
@@ -147,13 +148,20 @@ def drain(
     errors: list[str] = []
     lock = threading.Lock()
     step = 100_000
+    # PipelineRunner._refresh_soon: the asks (None: none; True: a run had caught up) and their signal.
+    asked: list[bool | None] = [None]
+    ask = threading.Condition(lock)
+    working = [runs]
 
     def work(lanes: tuple[int, ...]) -> None:
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 cpu_before = backend_cpu_ms(conn)
                 while time.monotonic() < deadline:
-                    run = drive.run_once(conn, customer, batch, lanes=lanes)
+                    run = drive.run_once(conn, customer, batch, lanes=lanes, refresh=False)
+                    with lock:
+                        asked[0] = bool(asked[0]) or run.processed < batch
+                        ask.notify()
                     if not run.processed:
                         break
                     with lock:
@@ -166,8 +174,28 @@ def drain(
                 cpu_ms.append(backend_cpu_ms(conn) - cpu_before)
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            with lock:
+                working[0] -= 1
+                ask.notify()
+
+    def refresh() -> None:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                cpu_before = backend_cpu_ms(conn)
+                while True:
+                    with lock:
+                        ask.wait_for(lambda: asked[0] is not None or not working[0])
+                        caught_up, asked[0] = asked[0], None
+                    if caught_up is None:
+                        break
+                    drive.refresh_marts(conn, customer, caught_up)
+                cpu_ms.append(backend_cpu_ms(conn) - cpu_before)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=work, args=(lanes,)) for lanes in lane_groups(runs)]
+    threads.append(threading.Thread(target=refresh))
     started = time.perf_counter()
     for thread in threads:
         thread.start()

@@ -140,6 +140,34 @@ def test_background_processing_commits_the_vault_before_it_refreshes_the_marts(
         _wait_for(lambda: (_queued_sessions(conn), _counted_sessions(conn)) == (0, 3), timeout=5.0)
 
 
+def test_background_processing_goes_on_loading_while_the_marts_are_refreshed(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """The marts are refreshed beside the background runs, not in their way: while a refresh waits
+    (here: for the customer's mart lock), the next events of the same lanes still reach the vault;
+    the marts count them all once it is done."""
+    tenant = make_tenant(conn, "one_spa")
+    headers = tenant.headers | {"User-Agent": CHROME}
+
+    def send(n: int) -> None:
+        events = [
+            {"page_url": f"https://shop.test/{n}", "event_data": {"visitor_id": f"v-{v}"}} for v in range(3)
+        ]
+        response = httpx.post(f"{server.url}/api/v1/track/batch", headers=headers, json={"events": events})
+        assert response.status_code == 200, response.text
+
+    with psycopg.connect(db_url, autocommit=True) as holder, LiveServer(db_url) as server:
+        holder.execute("SELECT pg_advisory_lock(7072, hashtext(encode(util.tenant_hk('one_spa'), 'hex')))")
+        send(0)
+        _wait_for(lambda: _completed(conn) == 3, timeout=5.0)
+        # The same visitors, so the same lanes, whose run has asked for the marts' refresh.
+        send(1)
+        _wait_for(lambda: _completed(conn) == 6, timeout=5.0)
+        assert _counted_sessions(conn) == 0
+        holder.execute("SELECT pg_advisory_unlock_all()")
+        _wait_for(lambda: (_queued_sessions(conn), _counted_sessions(conn)) == (0, 3), timeout=5.0)
+
+
 def test_sync_track_reports_a_quarantined_event_with_its_reason(client: httpx.Client, tenant: Tenant) -> None:
     """A well-formed but unusable event is stored, then quarantined; the answer says why."""
     response = client.post("/api/v1/track", headers=tenant.headers, json={"page_url": "not a url"})

@@ -83,6 +83,10 @@ class PipelineRunner:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _draining: dict[tuple[str, tuple[int, ...]], asyncio.Task[None]] = field(default_factory=dict)
+    # Customers whose marts background runs asked to refresh (True: a run had caught up), and the
+    # task refreshing each (see _refresh_soon).
+    _marts_asked: dict[str, bool] = field(default_factory=dict)
+    _refreshing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(
@@ -105,7 +109,8 @@ class PipelineRunner:
 
     async def close(self) -> None:
         """Stop background processing (events not processed yet stay queued in the raw layer)."""
-        tasks = [t for t in (self._task, *self._draining.values()) if t is not None]
+        running = [self._task, *self._draining.values(), *self._refreshing.values()]
+        tasks = [t for t in running if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -205,8 +210,9 @@ class PipelineRunner:
                 row = await cur.fetchone()
                 await conn.commit()
                 answer: dict[str, Any] = row[0] if row else {}
-                if refresh_marts:
-                    await self._refresh_marts(conn, customer_id, int(answer.get("events_processed", 0)))
+            if refresh_marts:
+                caught_up = int(answer.get("events_processed", 0)) < self.batch_size
+                await self._refresh_marts(customer_id, caught_up)
         except psycopg.Error as exc:
             metrics.PIPELINE_RUNS.labels("failed").inc()
             missing = isinstance(exc, psycopg.errors.UndefinedFunction | psycopg.errors.UndefinedTable)
@@ -216,19 +222,31 @@ class PipelineRunner:
         metrics.record_pipeline_run(result, answer.get("latencies_ms", []))
         return result
 
-    async def _refresh_marts(
-        self, conn: psycopg.AsyncConnection[Any], customer_id: str, processed: int
-    ) -> None:
-        """The information marts of what a run loaded, when due, in a transaction of their own after
-        the run's commit: the batch's rows (pages, which runs of other lanes share) are not held
-        while they are refreshed. Its failure leaves the sessions queued and the run done."""
+    async def _refresh_marts(self, customer_id: str, caught_up: bool) -> None:
+        """The information marts of what runs loaded, when due (staging.refresh_marts_if_due), in a
+        transaction of their own after the runs' commits: the batches' rows (pages, which runs of
+        other lanes share) are not held while they are refreshed. Its failure leaves the sessions
+        queued."""
         try:
-            async with conn.transaction():
-                await conn.execute(
-                    Q["refresh_marts"], {"customer_id": customer_id, "caught_up": processed < self.batch_size}
-                )
+            async with self.pool.connection() as conn, conn.transaction():
+                await conn.execute(Q["refresh_marts"], {"customer_id": customer_id, "caught_up": caught_up})
         except psycopg.Error as exc:
             logger.warning("⚠️ Information marts not refreshed (non-critical): %s", {"error": str(exc)})
+
+    def _refresh_soon(self, customer_id: str, caught_up: bool) -> None:
+        """Have the customer's marts refreshed (when due) by a task of their own, so that the background
+        run that asks goes on with its lanes' next batch meanwhile: a refresh — seconds in a backlog —
+        no longer holds back the vault's loading of those lanes. Asks arriving while a refresh runs
+        make one more."""
+        self._marts_asked[customer_id] = self._marts_asked.get(customer_id, False) or caught_up
+        if customer_id not in self._refreshing:
+            task = asyncio.create_task(self._refresh_asked(customer_id), name=f"marts-refresh-{customer_id}")
+            self._refreshing[customer_id] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(customer_id, None))
+
+    async def _refresh_asked(self, customer_id: str) -> None:
+        while customer_id in self._marts_asked:
+            await self._refresh_marts(customer_id, self._marts_asked.pop(customer_id))
 
     async def _parse_user_agents(self, customer_id: str, lanes: tuple[int, ...]) -> None:
         async with self.pool.connection() as conn:
@@ -300,7 +318,8 @@ class PipelineRunner:
             try:
                 await asyncio.sleep(await self._resting(customer_id, lanes))
                 started = time.monotonic()
-                result = await self.process(customer_id, lanes, wait=False)
+                result = await self.process(customer_id, lanes, wait=False, refresh_marts=False)
+                self._refresh_soon(customer_id, result.processed < self.batch_size)
                 if not result.nothing_due and self.yield_seconds and self.busy():
                     await self._rest(customer_id, lanes, (time.monotonic() - started) * REST_FACTOR)
             except (ProcessingFailed, psycopg.Error) as exc:
