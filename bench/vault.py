@@ -160,7 +160,7 @@ def drain(
                 while time.monotonic() < deadline:
                     run = drive.run_once(conn, customer, batch, lanes=lanes, refresh=False)
                     with lock:
-                        asked[0] = bool(asked[0]) or run.processed < batch
+                        asked[0] = bool(asked[0]) or run.events < batch
                         ask.notify()
                     if not run.processed:
                         break
