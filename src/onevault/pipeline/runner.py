@@ -240,13 +240,17 @@ class PipelineRunner:
         make one more."""
         self._marts_asked[customer_id] = self._marts_asked.get(customer_id, False) or caught_up
         if customer_id not in self._refreshing:
-            task = asyncio.create_task(self._refresh_asked(customer_id), name=f"marts-refresh-{customer_id}")
-            self._refreshing[customer_id] = task
-            task.add_done_callback(lambda _: self._refreshing.pop(customer_id, None))
+            self._refreshing[customer_id] = asyncio.create_task(
+                self._refresh_asked(customer_id), name=f"marts-refresh-{customer_id}"
+            )
 
     async def _refresh_asked(self, customer_id: str) -> None:
-        while customer_id in self._marts_asked:
-            await self._refresh_marts(customer_id, self._marts_asked.pop(customer_id))
+        try:
+            while customer_id in self._marts_asked:
+                await self._refresh_marts(customer_id, self._marts_asked.pop(customer_id))
+        finally:
+            # In the step that found no ask left: an ask after it starts a new task.
+            self._refreshing.pop(customer_id, None)
 
     async def _parse_user_agents(self, customer_id: str, lanes: tuple[int, ...]) -> None:
         async with self.pool.connection() as conn:
