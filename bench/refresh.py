@@ -1,19 +1,22 @@
-"""The marts' refresh alone: a backlog's and a live batch's, timed against variants of its code.
+"""The marts' refresh alone: backlogs' and a live batch's, timed against variants of its code.
 
-`python -m bench.refresh [--events 100000] [--backlog-batches 70] [--rounds 4] [--variant NAME=FILE ...]`
+`python -m bench.refresh [--events 100000] [--backlog-batches 20] [--later-batches 20] [--rounds 4]
+[--variant NAME=FILE ...]`
 
 1. Stores `--events` pending raw events of one customer (bench/data.py's stream, as the pipeline
    part of bench.analytics does) and processes `--backlog-batches` batches of `--batch` without
-   refreshing the marts, as a run in a backlog does until 20,000 queue entries wait
+   refreshing the marts, as a run in a backlog does until 5,000 queue entries wait
    (staging.refresh_marts_if_due).
 2. Times `mart.refresh_queued` of that backlog in a transaction that is rolled back, `--rounds`
    times, and the same after each `--variant`'s SQL (run first in that transaction, e.g. a changed
    `CREATE OR REPLACE FUNCTION mart.refresh_facts`), alternating with the installed code; the
    marts are vacuumed between refreshes, and every variant's marts must hold the same totals.
-3. Refreshes the backlog, processes one more batch and times its refresh the same way: the cost
-   a caught-up run pays after every batch.
+3. Refreshes the backlog, processes `--later-batches` more and times the next backlog's refresh
+   the same way: sessions that go on and visitors who come back, whose other sessions count.
+4. Refreshes that, processes one more batch and times its refresh the same way: the cost a
+   caught-up run pays after every batch.
 
-Prints the medians and the installed refresh's main statement explained on both. One
+Prints the medians and the installed refresh's main statement explained on each. One
 database; the machine's speed drifts within a run, which alternating rounds spread over variants.
 """
 
@@ -130,7 +133,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="pending events stored")
     parser.add_argument(
-        "--backlog-batches", type=int, default=70, help="batches processed before the backlog refresh"
+        "--backlog-batches", type=int, default=20, help="batches processed before the backlog refresh"
+    )
+    parser.add_argument(
+        "--later-batches", type=int, default=20, help="batches processed after it, before the next backlog's"
     )
     parser.add_argument("--batch", type=int, default=1000, help="pipeline batch size")
     parser.add_argument("--rounds", type=int, default=4, help="refreshes of each variant, alternating")
@@ -161,19 +167,27 @@ def main() -> None:
             results["backlog"] = time_refreshes(conn, variants, args.rounds)
             explained = [explain_queue(conn, "a backlog")]
             conn.execute(REFRESH, (CUSTOMER,))
+            results["later_events"] = process(conn, args.later_batches, args.batch)
+            conn.execute("VACUUM ANALYZE")
+            results["later"] = time_refreshes(conn, variants, args.rounds)
+            explained.append(explain_queue(conn, "the next backlog"))
+            conn.execute(REFRESH, (CUSTOMER,))
             process(conn, 1, args.batch)
             conn.execute("VACUUM ANALYZE")
             results["live_batch"] = time_refreshes(conn, variants, args.rounds)
             explained.append(explain_queue(conn, "a live batch"))
     report(f"A backlog ({results['backlog_events']:,} events processed)", results["backlog"])
-    report("A live batch (the next batch after the backlog's refresh)", results["live_batch"])
+    report(
+        f"The next backlog ({results['later_events']:,} events more: returning visitors)", results["later"]
+    )
+    report("A live batch (the next batch after that backlog's refresh)", results["live_batch"])
     shown = [e for e in explained if e is not None]
     if shown:
         say("\n" + explain.report(shown, top=8, plan_lines=0))
         results["explained"] = [e.summary() for e in shown]
     path = harness.save("refresh", results)
     say(f"\n{(time.perf_counter() - started) / 60:.1f} min; results: {path}")
-    ok = results["backlog"]["equal_totals"] and results["live_batch"]["equal_totals"]
+    ok = all(results[part]["equal_totals"] for part in ("backlog", "later", "live_batch"))
     raise SystemExit(0 if ok else 1)
 
 

@@ -393,6 +393,26 @@ def test_a_backlog_refreshes_its_marts_once_caught_up(conn: psycopg.Connection) 
     assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (0, 6)
 
 
+def test_a_backlog_refreshes_its_marts_once_5000_entries_wait(conn: psycopg.Connection) -> None:
+    """In a backlog the marts wait until 5,000 queue entries do (an entry per session and batch), so
+    that a long backlog is counted every twenty or so batches and its last refresh stays small."""
+    customer_id = new_customer(conn, "long-backlog")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    ingest_events(
+        conn,
+        customer_id,
+        [Event(f"e{n}", t0 + timedelta(seconds=n), visitor_id=f"v{n}") for n in range(5001)],
+    )
+    assert scalar(conn, "SELECT staging.process_batch(util.tenant_hk(%s), 2500)", (customer_id,))["claimed"] == 2500
+    assert _visits(conn, customer_id) == 0
+    assert scalar(conn, "SELECT staging.process_batch(util.tenant_hk(%s), 2499)", (customer_id,))["claimed"] == 2499
+    assert _visits(conn, customer_id) == 0
+    assert scalar(conn, "SELECT staging.process_batch(util.tenant_hk(%s), 1)", (customer_id,))["claimed"] == 1
+    assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (0, 5000)
+    assert scalar(conn, "SELECT staging.process_batch(util.tenant_hk(%s), 2)", (customer_id,))["claimed"] == 1
+    assert (_pending(conn, customer_id), _visits(conn, customer_id)) == (0, 5001)
+
+
 def test_recording_a_session_never_waits_for_a_refresh_taking_it(
     db_url: str, conn: psycopg.Connection
 ) -> None:
