@@ -7,6 +7,7 @@ Screenshots of the signed-in dashboard are written to `test-artifacts/dashboard.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,11 +85,22 @@ class Shop:
     three_days_ago: str
 
 
+def clear_of_midnight(margin: timedelta = timedelta(minutes=5)) -> datetime:
+    """Now, once at least `margin` of the UTC day is left: the test's "today" (the dashboard's range,
+    its events spread over the part of the day already past) must not become yesterday meanwhile."""
+    now = datetime.now(UTC)
+    next_midnight = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    if next_midnight - now < margin:
+        time.sleep((next_midnight - now).total_seconds() + 1)
+        now = datetime.now(UTC)
+    return now
+
+
 @pytest.fixture
 def shop(conn: psycopg.Connection, live_server: LiveServer) -> Shop:
     """`dash_shop` with the known events processed through the pipeline to the marts."""
     tenant = make_tenant(conn, CUSTOMER, ("read",))
-    now = datetime.now(UTC)
+    now = clear_of_midnight()
     ingest_events(conn, CUSTOMER, known_events(now))
     process_all(conn, CUSTOMER)
     assert_all_processed(conn, CUSTOMER)
