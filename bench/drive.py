@@ -54,10 +54,13 @@ def parse_user_agents(
     return len(agents)
 
 
-def refresh_marts(conn: psycopg.Connection[Any], customer_id: str, caught_up: bool) -> None:
-    """What PipelineRunner._refresh_marts does: the customer's marts, when due."""
+def refresh_marts(conn: psycopg.Connection[Any], customer_id: str, caught_up: bool) -> int:
+    """What PipelineRunner._refresh_marts does: the customer's marts, when due; the sessions refreshed."""
     with conn.transaction():
-        conn.execute(PIPELINE["refresh_marts"], {"customer_id": customer_id, "caught_up": caught_up})
+        row = conn.execute(
+            PIPELINE["refresh_marts"], {"customer_id": customer_id, "caught_up": caught_up}
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def auto_process_params(

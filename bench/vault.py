@@ -144,6 +144,10 @@ def drain(
     of the backends besides."""
     counts: list[int] = []
     batch_ms: list[float] = []
+    # Each refresh that found sessions: when it began and ended (s), the sessions; when the last batch
+    # that found events ended (s).
+    refreshes: list[tuple[float, float, int]] = []
+    loaded = [0.0]
     failed: list[int] = []
     cpu_ms: list[float] = []
     errors: list[str] = []
@@ -171,6 +175,7 @@ def drain(
                     with lock:
                         before = sum(counts)
                         counts.append(run.events)
+                        loaded[0] = time.perf_counter() - started
                         batch_ms.append(run.prepare_ms + run.process_ms)
                         failed.append(int(run.result.get("errors") or 0))
                         if (before + run.events) // step > before // step:
@@ -193,7 +198,10 @@ def drain(
                         caught_up, asked[0] = asked[0], None
                     if caught_up is None:
                         break
-                    drive.refresh_marts(conn, customer, caught_up)
+                    began = time.perf_counter() - started
+                    sessions = drive.refresh_marts(conn, customer, caught_up)
+                    if sessions:
+                        refreshes.append((began, time.perf_counter() - started, sessions))
                 cpu_ms.append(backend_cpu_ms(conn) - cpu_before)
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
@@ -224,6 +232,14 @@ def drain(
         "failed": sum(failed),
         "pg_cpu_ms_per_1000": round(sum(cpu_ms) / events * 1000, 1) if events else None,
         "complete": time.monotonic() < deadline,
+        "refreshes": [
+            {"began_s": round(began, 2), "ended_s": round(ended, 2), "sessions": n}
+            for began, ended, n in refreshes
+        ],
+        # The marts' tail: refreshing after the last batch, the runs' cores idle.
+        "refresh_tail_s": round(
+            sum(max(0.0, ended - max(began, loaded[0])) for began, ended, _ in refreshes), 2
+        ),
     }
 
 
