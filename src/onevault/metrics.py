@@ -52,6 +52,11 @@ EVENTS_PENDING = Gauge(
     "Raw events waiting for processing (all tenants)",
     multiprocess_mode="mostrecent",
 )
+MARTS_PENDING = Gauge(
+    "onevault_marts_pending",
+    "Sessions loaded into the business layer whose information marts are not refreshed yet (all tenants)",
+    multiprocess_mode="mostrecent",
+)
 PROCESSING_LATENCY = Histogram(
     "onevault_processing_latency_seconds",
     "Time from receipt (raw) to the business layer",

@@ -18,7 +18,8 @@ from onevault.ingest import routes
 
 
 def test_metrics_count_known_traffic_exactly(client: httpx.Client, tenant: Tenant) -> None:
-    """Received (by endpoint and outcome), processed per layer, quarantined, latency and HTTP timings."""
+    """Received (by endpoint and outcome), processed per layer, quarantined, latency, HTTP timings and
+    the queues (raw events pending, sessions pending for the marts)."""
     before = scrape(client)
     for n in range(3):
         client.post(
@@ -37,6 +38,7 @@ def test_metrics_count_known_traffic_exactly(client: httpx.Client, tenant: Tenan
         after = scrape(client)
         if (
             after.get("onevault_events_pending") == 0
+            and after.get("onevault_marts_pending") == 0
             and delta(before, after, 'onevault_events_processed_total{layer="staging"}') >= 6
         ):
             break
@@ -55,6 +57,7 @@ def test_metrics_count_known_traffic_exactly(client: httpx.Client, tenant: Tenan
     assert delta(before, after, "onevault_events_quarantined_total") == 1
     assert delta(before, after, "onevault_processing_latency_seconds_count") == 5
     assert after["onevault_events_pending"] == 0
+    assert after["onevault_marts_pending"] == 0  # background processing refreshed them
     http_count = (
         'onevault_http_request_duration_seconds_count{method="POST",route="/api/v1/track",status="200"}'
     )

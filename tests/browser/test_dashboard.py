@@ -253,6 +253,7 @@ def test_dashboard_shows_the_known_events_and_follows_filters_and_ranges(
     assert sum(int(r[1]) for r in panel_rows(page, "browsers")) == 6
     assert {r[0] for r in panel_rows(page, "devices")} >= {"desktop", "mobile"}
     expect(page.locator("#health-pending")).to_have_text("0")
+    expect(page.locator("#health-marts")).to_have_text("0")
     expect(page.locator("#health-quarantined")).to_have_text("0")
     expect(page.locator("#health-errors")).to_have_text("0")
     expect(page.locator("#health-replica")).to_be_hidden()

@@ -700,6 +700,41 @@ def test_pipeline_status_counts_a_known_mix(conn: psycopg.Connection, tenant: Te
     assert status(conn, "other")["raw_pending"] == 1
 
 
+def test_sessions_waiting_for_the_marts_are_reported_until_refreshed(
+    conn: psycopg.Connection, tenant: Tenant
+) -> None:
+    """A run that leaves the marts to later (background runs, /track) leaves its sessions counted as
+    pending for the marts, per customer in the status and for all of them in the backlog (/metrics),
+    until the marts are refreshed."""
+    make_tenant(conn, "other")
+    page = "https://example.com/"
+    ingest(
+        conn,
+        [{"page_url": page, "visitor_id": f"v{i % 3}", "session_id": f"s{i % 3}"} for i in range(6)],
+        list("abcdef"),
+    )
+    ingest(conn, [{"page_url": page, "visitor_id": "w"}], ["other-1"], customer="other")
+    for customer in (CUSTOMER, "other"):
+        conn.execute(
+            PIPELINE["auto_process"],
+            {
+                "customer_id": customer,
+                "batch_size": 1000,
+                "lanes": None,
+                "wait": True,
+                "refresh_marts": False,
+            },
+        )
+    assert (status(conn)["marts_pending"], status(conn, "other")["marts_pending"]) == (3, 1)
+    assert status(conn, None)["marts_pending"] == 4
+    backlog = conn.execute(MONITORING["backlog"]).fetchone()
+    assert backlog is not None and backlog[2] == 4
+
+    conn.execute(PIPELINE["refresh_marts"], {"customer_id": CUSTOMER, "caught_up": True})
+    assert (status(conn)["marts_pending"], status(conn, "other")["marts_pending"]) == (0, 1)
+    assert scalar(conn, "SELECT count(*) FROM mart.session_f") == 3
+
+
 # --- 10. automation layer rollback ----------------------------------------------------------------------
 
 PRODUCT_SCHEMAS = ["raw", "staging", "business", "mart", "privacy", "api", "auth", "util"]

@@ -123,6 +123,7 @@ async def prometheus_metrics(services: ServicesDep) -> Response:
             row = await cur.fetchone()
         if row is not None:
             metrics.EVENTS_PENDING.set(row[0])
+            metrics.MARTS_PENDING.set(row[2])
     except psycopg.Error as exc:  # metrics must be served even while the database is away
         logger.warning("❌ Could not read the backlog for /metrics: %s", type(exc).__name__)
     return Response(generate_latest(metrics.registry()), media_type=CONTENT_TYPE_LATEST)

@@ -19,6 +19,9 @@ class PipelineStatus(BaseModel):
     raw_pending: int
     raw_errors: int
     staging_pending: int
+    marts_pending: int = Field(
+        description="Sessions loaded whose information marts (the stats API) are not refreshed yet"
+    )
     quarantined: int
     business_events_total: int
     business_events_today: int

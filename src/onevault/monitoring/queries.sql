@@ -1,6 +1,8 @@
 -- name: backlog
--- Raw events not yet processed, for all tenants (operators' view of the queue).
-SELECT pending, errors FROM raw.queue_counts();
+-- Raw events not yet processed, and sessions waiting for the information marts, for all tenants
+-- (operators' view of the queues).
+SELECT c.pending, c.errors, (SELECT count(DISTINCT m.site_session_hk) FROM mart.session_queue m) AS marts_pending
+FROM raw.queue_counts() c;
 
 -- name: server_info
 -- The server's version, the schema version of the database layer, and the last day (UTC) the raw

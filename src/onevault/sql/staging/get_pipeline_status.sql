@@ -1,5 +1,6 @@
 -- layer: automation
--- Pending work per layer, quarantine, errors, business totals and processing latency.
+-- Pending work per layer (the information marts: sessions loaded whose facts wait in
+-- mart.session_queue), quarantine, errors, business totals and processing latency.
 -- Staging is partitioned by day: its latest events are read from the last 7 days (the latency
 -- over at most 1,000 of them per customer), and from every day only when a customer has none
 -- there. Events wait in staging (loaded into the business layer later) only when staged before
@@ -37,6 +38,8 @@ BEGIN
                                 WHERE s.tenant_hk = ANY (v_tenants) AND s.business_loaded_at IS NULL
                                   AND s.validation_status <> 'INVALID'
                                   AND (s.raw_event_id < v_legacy OR s.raw_event_id >= v_floor)),
+            'marts_pending', (SELECT count(DISTINCT m.site_session_hk) FROM mart.session_queue m
+                              WHERE m.tenant_hk = ANY (v_tenants)),
             'quarantined', st.quarantined,
             'business_events_total', st.loaded,
             'business_events_today', st.loaded_today,

@@ -560,6 +560,7 @@
     var health = api("/api/v1/track/status").then(function (answer) {
       var s = answer.pipeline_status;
       el("health-pending").textContent = integer.format(s.raw_pending + s.staging_pending);
+      el("health-marts").textContent = integer.format(s.marts_pending);
       el("health-quarantined").textContent = integer.format(s.quarantined);
       el("health-errors").textContent = integer.format(s.raw_errors);
       el("health-latency").textContent = s.latency_ms_p95 === null ? "–" : integer.format(s.latency_ms_p95) + " ms";
