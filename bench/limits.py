@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import statistics
 import sys
 import time
 import uuid
@@ -145,6 +146,43 @@ def ingest_function_ceiling(url: str, rows: int = 100_000, per_call: int = 500) 
         "per_call": per_call,
         "seconds": round(elapsed, 2),
         "events_per_s": round(rows / elapsed),
+    }
+
+
+def one_event_commit(url: str, writes: int = 2000) -> dict[str, Any]:
+    """The service's own insert statement with one event, each committed before the next, from one
+    connection (what a 1-connection `/async` needs of PostgreSQL): p50/p99 ms, beside a `SELECT 1`
+    round trip's p50 on the same connection."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT util.tenant_hk(%s)", (harness.CUSTOMER_ID,)).fetchone()
+        if row is None:
+            raise RuntimeError("no tenant")
+        tenant_hk = bytes(row[0])
+        commits: list[float] = []
+        for n in range(writes):
+            params = {
+                "tenant_hks": [tenant_hk],
+                "event_ids": [f"one-{n}"],
+                "payloads": [_payload(n)],
+                "user_agents": [None],
+                "client_ips": ["127.0.0.1"],
+                "received": [datetime.now(UTC)],
+                "record_sources": ["bench:commit"],
+            }
+            started = time.perf_counter()
+            conn.execute(INGEST["ingest_events"], params).fetchall()
+            commits.append((time.perf_counter() - started) * 1000)
+        trips: list[float] = []
+        for _ in range(writes):
+            started = time.perf_counter()
+            conn.execute("SELECT 1").fetchall()
+            trips.append((time.perf_counter() - started) * 1000)
+    commits.sort()
+    return {
+        "writes": writes,
+        "p50_ms": round(statistics.median(commits), 3),
+        "p99_ms": round(commits[int(len(commits) * 0.99)], 3),
+        "round_trip_p50_ms": round(statistics.median(trips), 3),
     }
 
 
