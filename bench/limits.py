@@ -117,6 +117,20 @@ def copy_ceiling(url: str, rows: int = 200_000) -> dict[str, Any]:
     return {"rows": rows, "seconds": round(elapsed, 2), "events_per_s": round(rows / elapsed)}
 
 
+def _ingest_params(tenant_hk: bytes, prefix: str, numbers: range, source: str) -> dict[str, Any]:
+    """The parameters of the service's insert statement for events `numbers` of one tenant."""
+    count = len(numbers)
+    return {
+        "tenant_hks": [tenant_hk] * count,
+        "event_ids": [f"{prefix}-{n}" for n in numbers],
+        "payloads": [_payload(n) for n in numbers],
+        "user_agents": [None] * count,
+        "client_ips": ["127.0.0.1"] * count,
+        "received": [datetime.now(UTC)] * count,
+        "record_sources": [source] * count,
+    }
+
+
 def ingest_function_ceiling(url: str, rows: int = 100_000, per_call: int = 500) -> dict[str, Any]:
     """Events/s of the service's own insert statement from one connection, a commit per `per_call` events."""
     with psycopg.connect(url) as conn:
@@ -125,15 +139,7 @@ def ingest_function_ceiling(url: str, rows: int = 100_000, per_call: int = 500) 
             raise RuntimeError("no tenant")
         tenant_hk = bytes(row[0])
         calls = [
-            {
-                "tenant_hks": [tenant_hk] * per_call,
-                "event_ids": [f"fn-{n}" for n in range(start, start + per_call)],
-                "payloads": [_payload(n) for n in range(start, start + per_call)],
-                "user_agents": [None] * per_call,
-                "client_ips": ["127.0.0.1"] * per_call,
-                "received": [datetime.now(UTC)] * per_call,
-                "record_sources": ["bench:ceiling"] * per_call,
-            }
+            _ingest_params(tenant_hk, "fn", range(start, start + per_call), "bench:ceiling")
             for start in range(0, rows, per_call)
         ]
         started = time.perf_counter()
@@ -160,15 +166,7 @@ def one_event_commit(url: str, writes: int = 2000) -> dict[str, Any]:
         tenant_hk = bytes(row[0])
         commits: list[float] = []
         for n in range(writes):
-            params = {
-                "tenant_hks": [tenant_hk],
-                "event_ids": [f"one-{n}"],
-                "payloads": [_payload(n)],
-                "user_agents": [None],
-                "client_ips": ["127.0.0.1"],
-                "received": [datetime.now(UTC)],
-                "record_sources": ["bench:commit"],
-            }
+            params = _ingest_params(tenant_hk, "one", range(n, n + 1), "bench:commit")
             started = time.perf_counter()
             conn.execute(INGEST["ingest_events"], params).fetchall()
             commits.append((time.perf_counter() - started) * 1000)
