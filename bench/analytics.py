@@ -66,7 +66,14 @@ BIG = harness.CUSTOMER_ID
 SMALL = ("small_a", "small_b")
 BIG_ZONE = "Europe/Berlin"
 RECORD_SOURCE = "bench:analytics"
-MART_TABLES = ("session_f", "session_event_f", "traffic_hourly", "traffic_daily", "visitor_days")
+MART_TABLES = (
+    "session_f",
+    "session_event_f",
+    "traffic_hourly",
+    "traffic_daily",
+    "visitor_days",
+    "visitor_key_days",
+)
 VAULT_TABLES = (
     "site_visitor_h",
     "site_session_h",

@@ -1,7 +1,7 @@
 """The marts' refresh alone: backlogs' and a live batch's, timed against variants of its code.
 
 `python -m bench.refresh [--events 100000] [--backlog-batches 20] [--later-batches 20] [--rounds 4]
-[--variant NAME=FILE ...]`
+[--returning-visitors 60] [--returning-history 400] [--variant NAME=FILE ...]`
 
 1. Stores `--events` pending raw events of one customer (bench/data.py's stream, as the pipeline
    part of bench.analytics does) and processes `--backlog-batches` batches of `--batch` without
@@ -15,6 +15,9 @@
    the same way: sessions that go on and visitors who come back, whose other sessions count.
 4. Refreshes that, processes one more batch and times its refresh the same way: the cost a
    caught-up run pays after every batch.
+5. On a database of its own, `--returning-visitors` identified visitors with `--returning-history`
+   sessions each over the last 25 days, counted; then one more session of each, processed, and
+   its refresh timed the same way: what a visitor's history adds to counting their new session.
 
 Prints the medians and the installed refresh's main statement explained on each. One
 database; the machine's speed drifts within a run, which alternating rounds spread over variants.
@@ -23,9 +26,11 @@ database; the machine's speed drifts within a run, which alternating rounds spre
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +75,72 @@ def process(conn: psycopg.Connection[Any], batches: int, batch: int) -> int:
             break
         done += processed
     return done
+
+
+def store_sessions(conn: psycopg.Connection[Any], starts: list[tuple[int, int, datetime]]) -> None:
+    """Store pending sessions of identified visitors, (visitor, session, start) each: five page views a
+    minute apart, one transaction per 5,000 events."""
+    tenant = tenant_hk(CUSTOMER)
+    events = []
+    for visitor, session, start in starts:
+        for i in range(5):
+            at = start + timedelta(minutes=i)
+            ms = int(at.timestamp() * 1000)
+            event_id = f"{CUSTOMER}-v{visitor}-s{session}-e{i}"
+            payload = {
+                "event_id": event_id,
+                "event_type": "page_view",
+                "page_url": f"https://shop.example.com/products/item-{(session + i) % 40}",
+                "timestamp": ms,
+                "sent_at": ms,
+                "event_data": {"visitor_id": f"v{visitor}", "session_id": f"v{visitor}-s{session}"},
+            }
+            events.append((event_id, json.dumps(payload, separators=(",", ":")), at))
+    for k in range(0, len(events), 5000):
+        chunk = events[k : k + 5000]
+        with conn.transaction():
+            conn.execute(
+                data.INGEST,
+                {
+                    "tenant_hks": [tenant] * len(chunk),
+                    "event_ids": [e[0] for e in chunk],
+                    "payloads": [e[1] for e in chunk],
+                    "user_agents": [data.USER_AGENTS[0]] * len(chunk),
+                    "client_ips": ["198.51.100.7"] * len(chunk),
+                    "received": [e[2] for e in chunk],
+                    "record_sources": ["bench:returning"] * len(chunk),
+                },
+            )
+
+
+def returning_visitors(
+    pg: harness.Postgres, variants: list[tuple[str, str | None]], args: argparse.Namespace
+) -> tuple[dict[str, Any], explain.Explained | None]:
+    """Part 5: visitors with a long history each start one more session; its refresh timed."""
+    url = harness.create_database(pg, "refresh_returning")
+    harness.tenant_token(url)
+    visitors, history = args.returning_visitors, args.returning_history
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    first, step = now - timedelta(days=25), timedelta(days=24) / history
+    with psycopg.connect(url, autocommit=True) as conn:
+        say(f"storing {visitors} visitors' {history} sessions each ...")
+        store_sessions(
+            conn,
+            [
+                (v, s, first + step * s + timedelta(minutes=v % 50))
+                for v in range(visitors)
+                for s in range(history)
+            ],
+        )
+        while process(conn, 50, args.batch):
+            conn.execute(REFRESH, (CUSTOMER,))
+        conn.execute(REFRESH, (CUSTOMER,))
+        store_sessions(conn, [(v, history, now - timedelta(minutes=30)) for v in range(visitors)])
+        process(conn, 1, args.batch)
+        conn.execute("VACUUM ANALYZE")
+        return time_refreshes(conn, variants, args.rounds), explain_queue(
+            conn, "returning visitors' sessions"
+        )
 
 
 def time_refreshes(
@@ -141,6 +212,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="pipeline batch size")
     parser.add_argument("--rounds", type=int, default=4, help="refreshes of each variant, alternating")
     parser.add_argument(
+        "--returning-visitors", type=int, default=60, help="identified visitors coming back (0: no part 5)"
+    )
+    parser.add_argument("--returning-history", type=int, default=400, help="earlier sessions of each")
+    parser.add_argument(
         "--variant", action="append", default=[], metavar="NAME=FILE", help="SQL run before the refresh"
     )
     args = parser.parse_args()
@@ -176,18 +251,32 @@ def main() -> None:
             conn.execute("VACUUM ANALYZE")
             results["live_batch"] = time_refreshes(conn, variants, args.rounds)
             explained.append(explain_queue(conn, "a live batch"))
+        if args.returning_visitors:
+            results["returning"], returning_explained = returning_visitors(pg, variants, args)
+            explained.append(returning_explained)
     report(f"A backlog ({results['backlog_events']:,} events processed)", results["backlog"])
     report(
         f"The next backlog ({results['later_events']:,} events more: returning visitors)", results["later"]
     )
     report("A live batch (the next batch after that backlog's refresh)", results["live_batch"])
+    if args.returning_visitors:
+        report(
+            f"Returning visitors ({args.returning_visitors} visitors' next session after"
+            f" {args.returning_history} sessions each)",
+            results["returning"],
+        )
     shown = [e for e in explained if e is not None]
     if shown:
         say("\n" + explain.report(shown, top=8, plan_lines=0))
         results["explained"] = [e.summary() for e in shown]
     path = harness.save("refresh", results)
     say(f"\n{(time.perf_counter() - started) / 60:.1f} min; results: {path}")
-    ok = all(results[part]["equal_totals"] for part in ("backlog", "later", "live_batch"))
+    parts = (
+        ("backlog", "later", "live_batch", "returning")
+        if args.returning_visitors
+        else ("backlog", "later", "live_batch")
+    )
+    ok = all(results[part]["equal_totals"] for part in parts)
     raise SystemExit(0 if ok else 1)
 
 

@@ -10,6 +10,43 @@ import psycopg
 
 from tests.helpers.queries import rows, scalar
 
+# The rows of mart.visitor_key_days of the customer's visitors whose days it keeps that differ from
+# their facts ('extra': only in the table, 'missing': only in the facts), with the visitor's key.
+KEY_DAYS_DIFFERENCES = """
+WITH kept AS (
+    SELECT DISTINCT f.site_visitor_hk FROM mart.session_f f
+    WHERE f.tenant_hk = util.tenant_hk(%s)
+      AND EXISTS (SELECT FROM mart.visitor_key_days m WHERE m.site_visitor_hk = f.site_visitor_hk)
+), session_days AS (
+    SELECT DISTINCT f.*, e.hour::date AS day
+    FROM mart.session_f f JOIN mart.session_event_f e USING (site_session_hk)
+    WHERE f.site_visitor_hk IN (SELECT site_visitor_hk FROM kept)
+), facts AS (
+    SELECT site_visitor_hk, dimension, value, day, count(*)::integer AS sessions
+    FROM (SELECT s.site_visitor_hk, v.dimension, v.value, s.day
+          FROM session_days s, LATERAL (VALUES (0, ''), (3, s.entry_page), (4, s.exit_page), (5, s.referrer),
+                                               (6, s.channel), (7, s.utm_source), (8, s.utm_medium),
+                                               (9, s.utm_campaign), (10, s.browser), (11, s.os),
+                                               (12, s.device)) v(dimension, value)
+          UNION ALL
+          SELECT p.site_visitor_hk, p.dimension, p.value, p.day
+          FROM (SELECT DISTINCT f.site_session_hk, f.site_visitor_hk, v.dimension, v.value,
+                       e.hour::date AS day
+                FROM mart.session_f f JOIN mart.session_event_f e USING (site_session_hk),
+                     LATERAL (VALUES (1, e.page), (2, e.event_type)) v(dimension, value)
+                WHERE f.site_visitor_hk IN (SELECT site_visitor_hk FROM kept)) p) x
+    GROUP BY 1, 2, 3, 4
+), stored AS (
+    SELECT m.site_visitor_hk, m.dimension::integer, m.value::text, m.day, m.sessions
+    FROM mart.visitor_key_days m WHERE m.site_visitor_hk IN (SELECT site_visitor_hk FROM kept)
+)
+(SELECT 'extra', encode(site_visitor_hk, 'hex'), dimension, value, day::text, sessions FROM stored
+ EXCEPT SELECT 'extra', encode(site_visitor_hk, 'hex'), dimension, value, day::text, sessions FROM facts)
+UNION ALL
+(SELECT 'missing', encode(site_visitor_hk, 'hex'), dimension, value, day::text, sessions FROM facts
+ EXCEPT SELECT 'missing', encode(site_visitor_hk, 'hex'), dimension, value, day::text, sessions FROM stored)
+"""
+
 
 @dataclass(frozen=True)
 class MartState:
@@ -20,6 +57,8 @@ class MartState:
     visitor_days: list[tuple[Any, ...]]
     sessions: list[tuple[Any, ...]]
     events: list[tuple[Any, ...]]
+    # Always empty where the marts are right (see KEY_DAYS_DIFFERENCES).
+    visitor_key_days: list[tuple[Any, ...]]
 
 
 def _tuples(conn: psycopg.Connection, query: str, customer_id: str) -> list[tuple[Any, ...]]:
@@ -63,6 +102,7 @@ def mart_state(conn: psycopg.Connection, customer_id: str) -> MartState:
             " WHERE e.tenant_hk = util.tenant_hk(%s)",
             customer_id,
         ),
+        visitor_key_days=_tuples(conn, KEY_DAYS_DIFFERENCES, customer_id),
     )
 
 

@@ -121,14 +121,21 @@ def apply(conn: psycopg.Connection, now: datetime = NOW, limit: int = 5000) -> d
     return result
 
 
+def business_rows_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """The tables of the business layer and the marts with the customer's key."""
+    return [
+        (r[0], r[1])
+        for r in conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.columns WHERE column_name = 'tenant_hk'"
+            " AND table_schema IN ('business', 'mart') ORDER BY 1, 2"
+        ).fetchall()
+    ]
+
+
 def business_rows(conn: psycopg.Connection, customer_id: str) -> dict[str, list[str]]:
     """Every row of the customer in every table of the business layer and the marts, as text."""
-    tables = conn.execute(
-        "SELECT table_schema, table_name FROM information_schema.columns WHERE column_name = 'tenant_hk'"
-        " AND table_schema IN ('business', 'mart') ORDER BY 1, 2"
-    ).fetchall()
     found = {}
-    for schema, table in tables:
+    for schema, table in business_rows_tables(conn):
         query = sql.SQL("SELECT x::text FROM {} x WHERE x.tenant_hk = util.tenant_hk(%s)").format(
             sql.Identifier(schema, table)
         )
@@ -147,13 +154,20 @@ def dangling(conn: psycopg.Connection, customer_id: str) -> dict[str, int]:
         "             AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE')",
         (list(KEY_COLUMNS),),
     ).fetchall()
+    tenant_tables = {f"{schema}.{table}" for schema, table in business_rows_tables(conn)}
     found = {}
     for schema, table, column in columns:
         hub = KEY_COLUMNS[column]
         if f"{schema}.{table}" == hub:
             continue
+        # A table without the customer's key (mart.visitor_key_days) is checked for every customer.
+        scope = (
+            "x.tenant_hk = util.tenant_hk(%s)"
+            if f"{schema}.{table}" in tenant_tables
+            else "%s::text IS NOT NULL"
+        )
         query = sql.SQL(
-            "SELECT count(*) FROM {t} x WHERE x.tenant_hk = util.tenant_hk(%s) AND x.{c} IS NOT NULL"
+            "SELECT count(*) FROM {t} x WHERE " + scope + " AND x.{c} IS NOT NULL"
             " AND NOT EXISTS (SELECT FROM {h} h WHERE h.{c} = x.{c})"
         ).format(t=sql.Identifier(schema, table), c=sql.Identifier(column), h=sql.Identifier(*hub.split(".")))
         found[f"{schema}.{table}.{column}"] = int(scalar(conn, query, (customer_id,)))

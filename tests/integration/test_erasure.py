@@ -131,6 +131,12 @@ def assert_as_if_never_sent(conn: psycopg.Connection, erased: str, reference: st
     marts = mart_state(conn, erased)
     assert marts == mart_state(conn, reference)
     assert status(conn, erased) == status(conn, reference)
+    # The visitors' days by value go with their last session (the hub that names them is gone).
+    orphans = (
+        "SELECT count(*) FROM mart.visitor_key_days m"
+        " WHERE NOT EXISTS (SELECT FROM mart.session_f f WHERE f.site_visitor_hk = m.site_visitor_hk)"
+    )
+    assert scalar(conn, orphans) == 0
     rebuild_marts(conn, erased)
     assert mart_state(conn, erased) == marts
 

@@ -59,6 +59,7 @@ def assert_same_marts(actual: MartState, expected: MartState) -> None:
     assert actual.hourly == expected.hourly
     assert actual.daily == expected.daily
     assert actual.visitor_days == expected.visitor_days
+    assert actual.visitor_key_days == expected.visitor_key_days
 
 
 @st.composite
@@ -615,3 +616,50 @@ def test_the_rollups_keep_their_rows_through_0017_and_back(db_url: str, conn: ps
             " SELECT * FROM mart.visitor_days WHERE tenant_hk = util.tenant_hk(%s) LIMIT 1",
             (customer_id,),
         )
+
+
+def test_a_visitor_who_comes_back_often_has_their_days_kept_and_counted_by_them(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """From a visitor's sixteenth session on, mart.visitor_key_days holds their days by value, equal to
+    their facts, and the refreshes count their sessions by it — new days after, before and between
+    those seen — as a rebuild does; 0018 and its rollback keep the marts whole."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=9)
+    customer_id = new_customer(conn, "keydays")
+    kept = "SELECT count(DISTINCT site_visitor_hk) FROM mart.visitor_key_days"
+    # v0 comes every 10 hours (16 sessions), v1 twice.
+    first = [
+        Event(f"a{n}", t0 + timedelta(hours=10 * n), visitor_id="v0", page=f"/p{n % 3}") for n in range(15)
+    ]
+    first += [Event(f"b{n}", t0 + timedelta(hours=30 * n), visitor_id="v1", page="/p1") for n in range(2)]
+    load_one_batch(conn, customer_id, first)
+    assert scalar(conn, kept) == 0
+    load_one_batch(conn, customer_id, [Event("a15", t0 + timedelta(hours=150), visitor_id="v0", page="/p2")])
+    assert scalar(conn, kept) == 1
+    assert mart_state(conn, customer_id).visitor_key_days == []
+
+    # Later, earlier and in between, on days seen and not, with pages seen and not.
+    for n, hours in enumerate((165, -10, 45, 61, 100)):
+        load_one_batch(
+            conn,
+            customer_id,
+            [
+                Event(f"c{n}", t0 + timedelta(hours=hours), visitor_id="v0", page=f"/p{n}"),
+                Event(f"d{n}", t0 + timedelta(hours=hours, minutes=3), visitor_id="v1", page="/p1"),
+            ],
+        )
+    live = mart_state(conn, customer_id)
+    assert live.visitor_key_days == []
+    rebuild_marts(conn, customer_id)
+    assert_same_marts(mart_state(conn, customer_id), live)
+    assert scalar(conn, kept) == 1
+
+    migrations.rollback(db_url, to=17)
+    assert scalar(conn, "SELECT to_regclass('mart.visitor_key_days') IS NULL")
+    migrations.upgrade(db_url)
+    assert scalar(conn, kept) == 0
+    load_one_batch(conn, customer_id, [Event("e0", t0 + timedelta(hours=175), visitor_id="v0", page="/p9")])
+    assert scalar(conn, kept) == 1
+    live = mart_state(conn, customer_id)
+    rebuild_marts(conn, customer_id)
+    assert_same_marts(mart_state(conn, customer_id), live)

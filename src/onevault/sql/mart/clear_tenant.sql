@@ -8,6 +8,9 @@ DECLARE
     v_sessions bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(7072, hashtext(encode(p_tenant_hk, 'hex')));
+    DELETE FROM mart.visitor_key_days m
+    USING (SELECT DISTINCT f.site_visitor_hk FROM mart.session_f f WHERE f.tenant_hk = p_tenant_hk) v
+    WHERE m.site_visitor_hk = v.site_visitor_hk;
     DELETE FROM mart.session_event_f WHERE tenant_hk = p_tenant_hk;
     DELETE FROM mart.session_f WHERE tenant_hk = p_tenant_hk;
     GET DIAGNOSTICS v_sessions = ROW_COUNT;

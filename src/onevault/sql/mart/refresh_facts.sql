@@ -5,23 +5,30 @@
 -- its facts, instead of all of its events read again; any other session is recomputed whole.
 -- The sessions' queue entries are taken in the same statement (the same snapshot) as the vault
 -- is read: an event counted is never added again, and an event committed later keeps its entry.
--- Distinct visitors depend on all of a visitor's days, so for each (visitor, dimension, value)
--- whose days among the sessions differ before and after, its visitor days are recomputed from the
--- visitor's other sessions' facts; likewise hourly visitors, for the (visitor, hour) added or
--- taken away. The others' visitor figures cannot change, and their other sessions are not read.
+-- Distinct visitors depend on all of a visitor's days. For a visitor who came back often,
+-- mart.visitor_key_days counts the visitor's sessions seen on each day with each value (see
+-- mart.track_visitors): for each day the visitor is seen with a value before or after only, the
+-- visitor days change around it, found with the nearest days before and after it (an index probe
+-- each, however many sessions the visitor had). For any other visitor, each (dimension, value)
+-- whose days among the sessions differ before and after has its visitor days recomputed from the
+-- visitor's other sessions' facts (a few). Likewise hourly visitors, for the (visitor, hour) added
+-- or taken away, from the visitor's sessions that ended since a day before that hour. The others'
+-- visitor figures cannot change, and their other sessions are not read.
 -- A session's browser, OS and device are its holder's current ones: the other sessions of every
 -- visitor seen in the given sessions (whose latest event they may hold) whose current ones
--- changed are refreshed too.
+-- changed are refreshed too (the visitor's latest other session tells whether they changed).
 -- Rollup rows a change leaves at zero stay until `onevault mart rebuild` (queries skip them).
 -- The customer's mart lock serialises refreshes of one customer (the pipeline's lanes run in
 -- parallel); it is taken before the statements that read, so that they see the previous
 -- holder's commit. The caller owns the transaction.
 -- requires: mart/page_path.sql
 -- requires: mart/tenant_zone.sql
+-- requires: mart/track_visitors.sql
 CREATE OR REPLACE FUNCTION mart.refresh_facts(p_sessions bytea[], p_deltas boolean) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_sessions bytea[];
+    v_visitors bytea[];
 BEGIN
     IF coalesce(cardinality(p_sessions), 0) = 0 THEN
         RETURN;
@@ -37,8 +44,16 @@ BEGIN
         SELECT d.browser_family, d.os_family, d.device_type FROM business.site_visitor_details_s d
         WHERE d.site_visitor_hk = v.site_visitor_hk ORDER BY d.applied_date DESC, d.load_date DESC LIMIT 1
     ) d
+    -- A visitor's facts all hold the same ones (each refresh keeps them so): the latest tells.
+    CROSS JOIN LATERAL (
+        SELECT l.browser, l.os, l.device FROM mart.session_f l
+        WHERE l.site_visitor_hk = v.site_visitor_hk AND l.site_session_hk <> ALL (p_sessions)
+        ORDER BY l.ended_at DESC LIMIT 1
+    ) l
     JOIN mart.session_f f ON f.site_visitor_hk = v.site_visitor_hk
-    WHERE f.site_session_hk <> ALL (p_sessions)
+    WHERE (l.browser, l.os, l.device)
+          IS DISTINCT FROM (coalesce(d.browser_family, ''), coalesce(d.os_family, ''), coalesce(d.device_type, ''))
+      AND f.site_session_hk <> ALL (p_sessions)
       AND (f.browser, f.os, f.device)
           IS DISTINCT FROM (coalesce(d.browser_family, ''), coalesce(d.os_family, ''), coalesce(d.device_type, ''));
 
@@ -194,22 +209,67 @@ BEGIN
               FROM version_e x
               CROSS JOIN LATERAL (VALUES (1::smallint, x.page), (2::smallint, x.event_type)) d(dimension, value)) p
         JOIN versions s ON s.version = p.version AND s.site_session_hk = p.site_session_hk
+    ), tracked AS MATERIALIZED (
+        -- The visitors whose days by value mart.visitor_key_days holds (those who came back often).
+        SELECT v.site_visitor_hk
+        FROM (SELECT DISTINCT s.site_visitor_hk FROM versions s) v
+        WHERE EXISTS (SELECT FROM mart.visitor_key_days m WHERE m.site_visitor_hk = v.site_visitor_hk)
     ), cell_days AS MATERIALIZED (
-        -- Each (visitor, dimension, value, day) of these sessions' versions: seen before, after.
+        -- Each (visitor, dimension, value, day) of these sessions' versions of the other visitors:
+        -- seen before, after.
         SELECT c.site_visitor_hk, c.dimension, c.value, c.day, c.tenant_hk,
                bool_or(c.version = -1) AS seen_before, bool_or(c.version = 1) AS seen_after
         FROM cells c
-        WHERE c.member
+        WHERE c.member AND NOT EXISTS (SELECT FROM tracked t WHERE t.site_visitor_hk = c.site_visitor_hk)
         GROUP BY 1, 2, 3, 4, 5
+    ), member_days AS MATERIALIZED (
+        -- The tracked visitors' days of these sessions' versions, with the number of their sessions
+        -- seen there before (mart.visitor_key_days) and after.
+        SELECT d.site_visitor_hk, d.dimension, d.value, d.day, d.tenant_hk, d.change,
+               coalesce(m.sessions, 0) AS before, coalesce(m.sessions, 0) + d.change AS after
+        FROM (SELECT c.site_visitor_hk, c.dimension, c.value, c.day, c.tenant_hk, sum(c.version)::integer AS change
+              FROM cells c
+              WHERE c.member AND c.site_visitor_hk IN (SELECT t.site_visitor_hk FROM tracked t)
+              GROUP BY 1, 2, 3, 4, 5) d
+        LEFT JOIN mart.visitor_key_days m
+            ON m.site_visitor_hk = d.site_visitor_hk AND m.dimension = d.dimension AND m.value = d.value
+           AND m.day = d.day
+    ), member_changed AS MATERIALIZED (
+        -- The days such a visitor is seen with that value before or after only: the visitor days
+        -- that change are theirs and those of the next day seen, which take them as previous day.
+        SELECT d.site_visitor_hk, d.dimension, d.value, d.day, d.tenant_hk
+        FROM member_days d
+        WHERE (d.before > 0) <> (d.after > 0)
+    ), neighbours AS MATERIALIZED (
+        -- The visitor's nearest days seen with that value before and after each changed day that
+        -- these sessions' versions do not have: seen before and after, they hold the previous days
+        -- and the next days the changes concern (any day further away keeps its previous day).
+        SELECT DISTINCT c.site_visitor_hk, c.dimension, c.value, n.day, c.tenant_hk
+        FROM member_changed c
+        CROSS JOIN LATERAL (
+            (SELECT m.day FROM mart.visitor_key_days m
+             WHERE m.site_visitor_hk = c.site_visitor_hk AND m.dimension = c.dimension AND m.value = c.value
+               AND m.day < c.day
+             ORDER BY m.day DESC LIMIT 1)
+            UNION ALL
+            (SELECT m.day FROM mart.visitor_key_days m
+             WHERE m.site_visitor_hk = c.site_visitor_hk AND m.dimension = c.dimension AND m.value = c.value
+               AND m.day > c.day
+             ORDER BY m.day LIMIT 1)
+        ) n
+        WHERE NOT EXISTS (SELECT FROM member_days d
+                          WHERE d.site_visitor_hk = c.site_visitor_hk AND d.dimension = c.dimension
+                            AND d.value = c.value AND d.day = n.day)
     ), changed AS MATERIALIZED (
-        -- The (visitor, dimension, value) with a day that these sessions' versions do not all
-        -- agree on: only those can have other visitor days (the others' days, and so their
+        -- The other visitors' (visitor, dimension, value) with a day that these sessions' versions do
+        -- not all agree on: only those can have other visitor days (the others' days, and so their
         -- previous days, are the same before and after).
         SELECT DISTINCT d.site_visitor_hk, d.dimension, d.value
         FROM cell_days d
         WHERE d.seen_before <> d.seen_after
     ), changed_kept AS MATERIALIZED (
-        -- Those visitors' other sessions, which count before and after.
+        -- Those visitors' other sessions (a few: mart.track_visitors keeps the days of those with more),
+        -- which count before and after.
         SELECT f.site_session_hk, f.site_visitor_hk, f.tenant_hk, f.entry_page, f.exit_page, f.referrer, f.channel,
                f.utm_source, f.utm_medium, f.utm_campaign, f.browser, f.os, f.device
         FROM mart.session_f f
@@ -217,13 +277,25 @@ BEGIN
           AND f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g)
     ), day_flags AS (
         -- Each (visitor, dimension, value, day) the visitor was seen with that local day: before,
-        -- after (these sessions' versions, or another session of the visitor, which counts in
-        -- both). An unchanged (visitor, dimension, value) has every day seen before and after
-        -- with the same previous days, with or without its other sessions' days, and gives no
-        -- visitor days below: only the other sessions' days need the filter.
+        -- after. A visitor whose days are kept: the days of each (dimension, value) with a changed
+        -- day, and the neighbours (its other days keep their previous days). Any other visitor: the
+        -- days of these sessions' versions and of the visitor's other sessions, which count in both;
+        -- an unchanged (visitor, dimension, value) has every day seen before and after with the same
+        -- previous days, with or without its other sessions' days, and gives no visitor days below:
+        -- only the other sessions' days need the filter.
+        SELECT d.site_visitor_hk, d.dimension, d.value, d.day, d.tenant_hk, d.before > 0 AS seen_before,
+               d.after > 0 AS seen_after
+        FROM member_days d
+        WHERE (d.site_visitor_hk, d.dimension, d.value) IN (SELECT c.site_visitor_hk, c.dimension, c.value
+                                                            FROM member_changed c)
+        UNION ALL
+        SELECT n.site_visitor_hk, n.dimension, n.value, n.day, n.tenant_hk, true, true
+        FROM neighbours n
+        UNION ALL
         SELECT x.site_visitor_hk, x.dimension, x.value, x.day, x.tenant_hk,
-               bool_or(x.seen_before) AS seen_before, bool_or(x.seen_after) AS seen_after
-        FROM (SELECT * FROM cell_days
+               bool_or(x.seen_before), bool_or(x.seen_after)
+        FROM (SELECT d.site_visitor_hk, d.dimension, d.value, d.day, d.tenant_hk, d.seen_before, d.seen_after
+              FROM cell_days d
               UNION ALL
               SELECT k.site_visitor_hk, k.dimension, k.value, k.day, k.tenant_hk, true, true
               FROM (SELECT f.site_visitor_hk, d.dimension, d.value, e.day, f.tenant_hk
@@ -268,6 +340,17 @@ BEGIN
         INSERT INTO mart.visitor_days AS t (tenant_hk, dimension, day, value, prev_day, visitors)
         SELECT * FROM visitor_days
         ON CONFLICT (tenant_hk, dimension, day, value, prev_day) DO UPDATE SET visitors = t.visitors + EXCLUDED.visitors
+    ), put_members AS (
+        INSERT INTO mart.visitor_key_days AS m (site_visitor_hk, dimension, value, day, sessions)
+        SELECT d.site_visitor_hk, d.dimension, d.value, d.day, d.after
+        FROM member_days d
+        WHERE d.change <> 0 AND d.after > 0
+        ON CONFLICT (site_visitor_hk, dimension, value, day) DO UPDATE SET sessions = EXCLUDED.sessions
+    ), drop_members AS (
+        DELETE FROM mart.visitor_key_days m
+        USING member_days d
+        WHERE d.after = 0 AND d.before > 0 AND m.site_visitor_hk = d.site_visitor_hk
+          AND m.dimension = d.dimension AND m.value = d.value AND m.day = d.day
     ), hour_changes AS MATERIALIZED (
         -- The (visitor, hour) these sessions' versions add or take away.
         SELECT h.tenant_hk, h.site_visitor_hk, h.hour, sum(h.version) AS change
@@ -280,7 +363,11 @@ BEGIN
         -- Those of them in which another session of the visitor has events.
         SELECT DISTINCT c.site_visitor_hk, c.hour
         FROM hour_changes c
+        -- Sessions with events in a local hour end after it starts: read as UTC less a day, the hour
+        -- bounds that moment in any time zone (a deleted session's customer may have none left
+        -- in zones), and the session's hours decide.
         JOIN mart.session_f f ON f.site_visitor_hk = c.site_visitor_hk
+                             AND f.ended_at >= (c.hour AT TIME ZONE 'UTC') - interval '1 day'
         JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk AND e.hour = c.hour
         WHERE f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g)
     ), hour_visitors AS (
@@ -327,14 +414,27 @@ BEGIN
         HAVING (sum(c.version * c.visits), sum(c.version * c.bounces), sum(c.version * c.duration),
                 sum(c.version * c.visit_pageviews), sum(c.version * c.pageviews), sum(c.version * c.events))
                <> (0, 0, 0, 0, 0, 0)
+    ), put_daily AS (
+        INSERT INTO mart.traffic_daily AS t
+        SELECT * FROM daily
+        ON CONFLICT (tenant_hk, dimension, day, value) DO UPDATE
+        SET visits = t.visits + EXCLUDED.visits, bounces = t.bounces + EXCLUDED.bounces,
+            duration_seconds = t.duration_seconds + EXCLUDED.duration_seconds,
+            visit_pageviews = t.visit_pageviews + EXCLUDED.visit_pageviews, pageviews = t.pageviews + EXCLUDED.pageviews,
+            events = t.events + EXCLUDED.events
     )
-    INSERT INTO mart.traffic_daily AS t
-    SELECT * FROM daily
-    ON CONFLICT (tenant_hk, dimension, day, value) DO UPDATE
-    SET visits = t.visits + EXCLUDED.visits, bounces = t.bounces + EXCLUDED.bounces,
-        duration_seconds = t.duration_seconds + EXCLUDED.duration_seconds,
-        visit_pageviews = t.visit_pageviews + EXCLUDED.visit_pageviews, pageviews = t.pageviews + EXCLUDED.pageviews,
-        events = t.events + EXCLUDED.events
-    $refresh$ USING v_sessions, p_deltas;
+    -- The visitors whose days are not kept and who have sixteen sessions with facts now, counted among
+    -- the other sessions read above and these sessions: their days are kept from now on.
+    SELECT coalesce(array_agg(x.site_visitor_hk), '{}')
+    FROM (SELECT y.site_visitor_hk
+          FROM (SELECT k.site_visitor_hk FROM changed_kept k
+                UNION ALL
+                SELECT n.site_visitor_hk FROM new_s n
+                WHERE NOT EXISTS (SELECT FROM tracked t WHERE t.site_visitor_hk = n.site_visitor_hk)) y
+          GROUP BY 1
+          HAVING count(*) >= 16) x
+    $refresh$ INTO v_visitors USING v_sessions, p_deltas;
+
+    PERFORM mart.track_visitors(v_visitors);
 END;
 $$;
