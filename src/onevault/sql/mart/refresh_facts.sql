@@ -9,11 +9,11 @@
 -- mart.visitor_key_days counts the visitor's sessions seen on each day with each value (see
 -- mart.track_visitors): for each day the visitor is seen with a value before or after only, the
 -- visitor days change around it, found with the nearest days before and after it (an index probe
--- each, however many sessions the visitor had). For any other visitor, each (dimension, value)
--- whose days among the sessions differ before and after has its visitor days recomputed from the
--- visitor's other sessions' facts (a few). Likewise hourly visitors, for the (visitor, hour) added
--- or taken away, from the visitor's sessions that ended since a day before that hour. The others'
--- visitor figures cannot change, and their other sessions are not read.
+-- each, however many sessions the visitor had). Any other visitor's days are recounted from
+-- the visitor's other sessions' facts (a few): only a (dimension, value) whose days differ before
+-- and after gives visitor days. Likewise hourly visitors, for each (visitor, hour) added or taken
+-- away, from the visitor's sessions that ended since a day before that hour (looked up by key).
+-- Visitors not in the given sessions keep their figures, and their sessions are not read.
 -- A session's browser, OS and device are its holder's current ones: the other sessions of every
 -- visitor seen in the given sessions (whose latest event they may hold) whose current ones
 -- changed are refreshed too (the visitor's latest other session tells whether they changed).
@@ -134,9 +134,14 @@ BEGIN
               AND o.site_session_hk IN (SELECT n.site_session_hk FROM new_s n)
         ) x
         GROUP BY 1, 2, 3, 4, 5
+    ), add_s AS (
+        -- Sessions without facts get them by plain inserts: the mart lock is held, and old_s and
+        -- old_e are all of these sessions' rows, so nothing can conflict.
+        INSERT INTO mart.session_f
+        SELECT * FROM new_s n WHERE n.site_session_hk NOT IN (SELECT o.site_session_hk FROM old_s o)
     ), put_s AS (
         INSERT INTO mart.session_f AS f
-        SELECT * FROM new_s
+        SELECT * FROM new_s n WHERE n.site_session_hk IN (SELECT o.site_session_hk FROM old_s o)
         ON CONFLICT (site_session_hk) DO UPDATE
         SET site_visitor_hk = EXCLUDED.site_visitor_hk, started_at = EXCLUDED.started_at,
             ended_at = EXCLUDED.ended_at, start_hour = EXCLUDED.start_hour, pageviews = EXCLUDED.pageviews,
@@ -149,9 +154,14 @@ BEGIN
     ), drop_s AS (
         DELETE FROM mart.session_f f
         WHERE f.site_session_hk = ANY ($1) AND f.site_session_hk NOT IN (SELECT n.site_session_hk FROM new_s n)
+    ), add_e AS (
+        INSERT INTO mart.session_event_f (site_session_hk, hour, page, event_type, tenant_hk, events, pageviews)
+        SELECT n.site_session_hk, n.hour, n.page, n.event_type, n.tenant_hk, n.events, n.pageviews FROM new_e n
+        WHERE n.site_session_hk NOT IN (SELECT o.site_session_hk FROM old_e o)
     ), put_e AS (
         INSERT INTO mart.session_event_f AS f (site_session_hk, hour, page, event_type, tenant_hk, events, pageviews)
-        SELECT site_session_hk, hour, page, event_type, tenant_hk, events, pageviews FROM new_e
+        SELECT n.site_session_hk, n.hour, n.page, n.event_type, n.tenant_hk, n.events, n.pageviews FROM new_e n
+        WHERE n.site_session_hk IN (SELECT o.site_session_hk FROM old_e o)
         ON CONFLICT (site_session_hk, hour, page, event_type) DO UPDATE
         SET events = EXCLUDED.events, pageviews = EXCLUDED.pageviews
         WHERE (f.events, f.pageviews) <> (EXCLUDED.events, EXCLUDED.pageviews)
@@ -173,9 +183,22 @@ BEGIN
                n.utm_campaign, n.browser, n.os, n.device
         FROM new_s n
     ), version_e AS MATERIALIZED (
-        SELECT -1 AS version, o.site_session_hk, o.hour, o.page, o.event_type, o.events, o.pageviews FROM old_e o
+        -- The sessions' event facts before (-1) and after (+1), with the session's visitor.
+        SELECT -1 AS version, o.site_session_hk, o.hour, o.page, o.event_type, o.events, o.pageviews, s.tenant_hk,
+               s.site_visitor_hk
+        FROM old_e o
+        JOIN old_s s ON s.site_session_hk = o.site_session_hk
         UNION ALL
-        SELECT 1, n.site_session_hk, n.hour, n.page, n.event_type, n.events, n.pageviews FROM new_e n
+        SELECT 1, n.site_session_hk, n.hour, n.page, n.event_type, n.events, n.pageviews, s.tenant_hk, s.site_visitor_hk
+        FROM new_e n
+        JOIN new_s s ON s.site_session_hk = n.site_session_hk
+    ), page_days AS MATERIALIZED (
+        -- Each session version's pages and event types by local day, with their figures.
+        SELECT x.version, x.site_session_hk, x.tenant_hk, x.site_visitor_hk, x.hour::date AS day, d.dimension, d.value,
+               sum(x.pageviews) AS pageviews, sum(x.events) AS events
+        FROM version_e x
+        CROSS JOIN LATERAL (VALUES (1::smallint, x.page), (2::smallint, x.event_type)) d(dimension, value)
+        GROUP BY 1, 2, 3, 4, 5, 6, 7
     ), cells AS MATERIALIZED (
         -- Every rollup cell each session version adds to: (dimension, value, day) with the
         -- visitor seen there (member), its event figures that day, and its visit figures on the
@@ -194,34 +217,19 @@ BEGIN
                                    (9::smallint, v.utm_campaign), (10::smallint, v.browser),
                                    (11::smallint, v.os), (12::smallint, v.device)) d(dimension, value)
         UNION ALL
-        SELECT p.version, s.tenant_hk, s.site_visitor_hk, p.dimension, p.value, p.day, true, 0, 0, 0, 0,
+        SELECT p.version, p.tenant_hk, p.site_visitor_hk, p.dimension, p.value, p.day, true, 0, 0, 0, 0,
                p.pageviews, p.events
-        FROM (SELECT x.version, x.site_session_hk, x.hour::date AS day, d.dimension, d.value,
-                     sum(x.pageviews) AS pageviews, sum(x.events) AS events
-              FROM version_e x
-              CROSS JOIN LATERAL (VALUES (1::smallint, x.page), (2::smallint, x.event_type)) d(dimension, value)
-              GROUP BY 1, 2, 3, 4, 5) p
-        JOIN versions s ON s.version = p.version AND s.site_session_hk = p.site_session_hk
+        FROM page_days p
         UNION ALL
         SELECT s.version, s.tenant_hk, s.site_visitor_hk, p.dimension, p.value, s.start_hour::date, false, 1,
                s.is_bounce::integer, s.duration_seconds, s.pageviews, 0, 0
-        FROM (SELECT DISTINCT x.version, x.site_session_hk, d.dimension, d.value
-              FROM version_e x
-              CROSS JOIN LATERAL (VALUES (1::smallint, x.page), (2::smallint, x.event_type)) d(dimension, value)) p
+        FROM (SELECT DISTINCT x.version, x.site_session_hk, x.dimension, x.value FROM page_days x) p
         JOIN versions s ON s.version = p.version AND s.site_session_hk = p.site_session_hk
     ), tracked AS MATERIALIZED (
         -- The visitors whose days by value mart.visitor_key_days holds (those who came back often).
         SELECT v.site_visitor_hk
         FROM (SELECT DISTINCT s.site_visitor_hk FROM versions s) v
         WHERE EXISTS (SELECT FROM mart.visitor_key_days m WHERE m.site_visitor_hk = v.site_visitor_hk)
-    ), cell_days AS MATERIALIZED (
-        -- Each (visitor, dimension, value, day) of these sessions' versions of the other visitors:
-        -- seen before, after.
-        SELECT c.site_visitor_hk, c.dimension, c.value, c.day, c.tenant_hk,
-               bool_or(c.version = -1) AS seen_before, bool_or(c.version = 1) AS seen_after
-        FROM cells c
-        WHERE c.member AND NOT EXISTS (SELECT FROM tracked t WHERE t.site_visitor_hk = c.site_visitor_hk)
-        GROUP BY 1, 2, 3, 4, 5
     ), member_days AS MATERIALIZED (
         -- The tracked visitors' days of these sessions' versions, with the number of their sessions
         -- seen there before (mart.visitor_key_days) and after.
@@ -260,29 +268,22 @@ BEGIN
         WHERE NOT EXISTS (SELECT FROM member_days d
                           WHERE d.site_visitor_hk = c.site_visitor_hk AND d.dimension = c.dimension
                             AND d.value = c.value AND d.day = n.day)
-    ), changed AS MATERIALIZED (
-        -- The other visitors' (visitor, dimension, value) with a day that these sessions' versions do
-        -- not all agree on: only those can have other visitor days (the others' days, and so their
-        -- previous days, are the same before and after).
-        SELECT DISTINCT d.site_visitor_hk, d.dimension, d.value
-        FROM cell_days d
-        WHERE d.seen_before <> d.seen_after
-    ), changed_kept AS MATERIALIZED (
-        -- Those visitors' other sessions (a few: mart.track_visitors keeps the days of those with more),
-        -- which count before and after.
+    ), kept AS MATERIALIZED (
+        -- The other sessions of the other visitors (a few: mart.track_visitors keeps the days of those
+        -- with more), which count before and after.
         SELECT f.site_session_hk, f.site_visitor_hk, f.tenant_hk, f.entry_page, f.exit_page, f.referrer, f.channel,
                f.utm_source, f.utm_medium, f.utm_campaign, f.browser, f.os, f.device
         FROM mart.session_f f
-        WHERE f.site_visitor_hk IN (SELECT c.site_visitor_hk FROM changed c)
+        WHERE f.site_visitor_hk IN (SELECT s.site_visitor_hk FROM versions s
+                                    WHERE NOT EXISTS (SELECT FROM tracked t WHERE t.site_visitor_hk = s.site_visitor_hk))
           AND f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g)
     ), day_flags AS (
         -- Each (visitor, dimension, value, day) the visitor was seen with that local day: before,
         -- after. A visitor whose days are kept: the days of each (dimension, value) with a changed
         -- day, and the neighbours (its other days keep their previous days). Any other visitor: the
         -- days of these sessions' versions and of the visitor's other sessions, which count in both;
-        -- an unchanged (visitor, dimension, value) has every day seen before and after with the same
-        -- previous days, with or without its other sessions' days, and gives no visitor days below:
-        -- only the other sessions' days need the filter.
+        -- a (visitor, dimension, value) these versions do not change has every day seen before and
+        -- after with the same previous days, and gives no visitor days below.
         SELECT d.site_visitor_hk, d.dimension, d.value, d.day, d.tenant_hk, d.before > 0 AS seen_before,
                d.after > 0 AS seen_after
         FROM member_days d
@@ -294,15 +295,17 @@ BEGIN
         UNION ALL
         SELECT x.site_visitor_hk, x.dimension, x.value, x.day, x.tenant_hk,
                bool_or(x.seen_before), bool_or(x.seen_after)
-        FROM (SELECT d.site_visitor_hk, d.dimension, d.value, d.day, d.tenant_hk, d.seen_before, d.seen_after
-              FROM cell_days d
+        FROM (SELECT c.site_visitor_hk, c.dimension, c.value, c.day, c.tenant_hk, c.version = -1 AS seen_before,
+                     c.version = 1 AS seen_after
+              FROM cells c
+              WHERE c.member AND NOT EXISTS (SELECT FROM tracked t WHERE t.site_visitor_hk = c.site_visitor_hk)
               UNION ALL
               SELECT k.site_visitor_hk, k.dimension, k.value, k.day, k.tenant_hk, true, true
               FROM (SELECT f.site_visitor_hk, d.dimension, d.value, e.day, f.tenant_hk
-                    FROM changed_kept f
+                    FROM kept f
                     JOIN (SELECT DISTINCT e.site_session_hk, e.hour::date AS day
                           FROM mart.session_event_f e
-                          WHERE e.site_session_hk IN (SELECT k.site_session_hk FROM changed_kept k)) e
+                          WHERE e.site_session_hk IN (SELECT k.site_session_hk FROM kept k)) e
                         ON e.site_session_hk = f.site_session_hk
                     CROSS JOIN LATERAL (VALUES (0::smallint, ''::text), (3::smallint, f.entry_page), (4::smallint, f.exit_page),
                                                (5::smallint, f.referrer), (6::smallint, f.channel),
@@ -311,11 +314,9 @@ BEGIN
                                                (11::smallint, f.os), (12::smallint, f.device)) d(dimension, value)
                     UNION ALL
                     SELECT f.site_visitor_hk, d.dimension, d.value, e.hour::date, f.tenant_hk
-                    FROM changed_kept f
+                    FROM kept f
                     JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk
-                    CROSS JOIN LATERAL (VALUES (1::smallint, e.page), (2::smallint, e.event_type)) d(dimension, value)) k
-              WHERE (k.site_visitor_hk, k.dimension, k.value) IN (SELECT c.site_visitor_hk, c.dimension, c.value
-                                                                  FROM changed c)) x
+                    CROSS JOIN LATERAL (VALUES (1::smallint, e.page), (2::smallint, e.event_type)) d(dimension, value)) k) x
         GROUP BY 1, 2, 3, 4, 5
     ), visitor_days AS (
         -- The visitor days before (-1) and after (+1), each day with the previous one of its
@@ -354,28 +355,27 @@ BEGIN
     ), hour_changes AS MATERIALIZED (
         -- The (visitor, hour) these sessions' versions add or take away.
         SELECT h.tenant_hk, h.site_visitor_hk, h.hour, sum(h.version) AS change
-        FROM (SELECT DISTINCT e.version, s.tenant_hk, s.site_visitor_hk, e.hour
-              FROM version_e e
-              JOIN versions s ON s.version = e.version AND s.site_session_hk = e.site_session_hk) h
+        FROM (SELECT DISTINCT e.version, e.tenant_hk, e.site_visitor_hk, e.hour FROM version_e e) h
         GROUP BY 1, 2, 3
         HAVING sum(h.version) <> 0
-    ), kept_hours AS MATERIALIZED (
-        -- Those of them in which another session of the visitor has events.
-        SELECT DISTINCT c.site_visitor_hk, c.hour
-        FROM hour_changes c
-        -- Sessions with events in a local hour end after it starts: read as UTC less a day, the hour
-        -- bounds that moment in any time zone (a deleted session's customer may have none left
-        -- in zones), and the session's hours decide.
-        JOIN mart.session_f f ON f.site_visitor_hk = c.site_visitor_hk
-                             AND f.ended_at >= (c.hour AT TIME ZONE 'UTC') - interval '1 day'
-        JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk AND e.hour = c.hour
-        WHERE f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g)
     ), hour_visitors AS (
         -- A visitor counts in an hour once: a change of presence here matters unless another of
-        -- the visitor's sessions has events in that hour.
+        -- the visitor's sessions has events in that hour (looked up for each change by key).
+        -- Sessions with events in a local hour end after it starts: read as UTC less a day, the hour
+        -- bounds that moment in any time zone (a deleted session's customer may have none left in
+        -- zones), and the session's hours decide.
         SELECT c.tenant_hk, c.hour, c.change
         FROM hour_changes c
-        WHERE (c.site_visitor_hk, c.hour) NOT IN (SELECT k.site_visitor_hk, k.hour FROM kept_hours k)
+        LEFT JOIN LATERAL (
+            SELECT true AS kept
+            FROM mart.session_f f
+            JOIN mart.session_event_f e ON e.site_session_hk = f.site_session_hk AND e.hour = c.hour
+            WHERE f.site_visitor_hk = c.site_visitor_hk
+              AND f.ended_at >= (c.hour AT TIME ZONE 'UTC') - interval '1 day'
+              AND f.site_session_hk NOT IN (SELECT g.site_session_hk FROM given g)
+            LIMIT 1
+        ) k ON true
+        WHERE k.kept IS NULL
     ), hourly AS (
         SELECT x.tenant_hk, x.hour, sum(x.visitors)::integer AS visitors, sum(x.visits)::integer AS visits,
                sum(x.bounces)::integer AS bounces, sum(x.duration_seconds)::bigint AS duration_seconds,
@@ -386,9 +386,8 @@ BEGIN
                      s.version * s.pageviews AS visit_pageviews, 0 AS pageviews, 0 AS events
               FROM versions s
               UNION ALL
-              SELECT s.tenant_hk, e.hour, 0, 0, 0, 0, 0, e.version * e.pageviews, e.version * e.events
+              SELECT e.tenant_hk, e.hour, 0, 0, 0, 0, 0, e.version * e.pageviews, e.version * e.events
               FROM version_e e
-              JOIN versions s ON s.version = e.version AND s.site_session_hk = e.site_session_hk
               UNION ALL
               SELECT h.tenant_hk, h.hour, h.change, 0, 0, 0, 0, 0, 0
               FROM hour_visitors h) x
@@ -427,7 +426,7 @@ BEGIN
     -- the other sessions read above and these sessions: their days are kept from now on.
     SELECT coalesce(array_agg(x.site_visitor_hk), '{}')
     FROM (SELECT y.site_visitor_hk
-          FROM (SELECT k.site_visitor_hk FROM changed_kept k
+          FROM (SELECT k.site_visitor_hk FROM kept k
                 UNION ALL
                 SELECT n.site_visitor_hk FROM new_s n
                 WHERE NOT EXISTS (SELECT FROM tracked t WHERE t.site_visitor_hk = n.site_visitor_hk)) y
