@@ -750,7 +750,7 @@ def profile_refresh(pg: harness.Postgres, template: str, args: argparse.Namespac
 
 
 def pipeline_cost(pg: harness.Postgres, args: argparse.Namespace) -> dict[str, Any]:
-    """Pipeline events/s with the marts and with their refresh a no-op, runs alternating."""
+    """Pipeline events/s with the marts and with their refresh only taking the queue, runs alternating."""
     template = "analytics_pipeline"
     url = harness.create_database(pg, template)
     harness.tenant_token(url)
@@ -772,7 +772,7 @@ def pipeline_cost(pg: harness.Postgres, args: argparse.Namespace) -> dict[str, A
                 run_url = pipeline.clone(pg, template, name)
                 if variant == "without marts":
                     with psycopg.connect(run_url, autocommit=True) as conn:
-                        conn.execute(Q["no_marts"])
+                        conn.execute(Q["without_marts"])
                 since = vault.Machine.snapshot()
                 deadline = time.monotonic() + args.pipeline_seconds
                 result = vault.drain(run_url, BIG, w, args.batch, deadline, lambda _: None)

@@ -398,6 +398,13 @@ WHERE s.business_loaded_at >= now() AND s.validation_status <> 'INVALID';
 -- The pipeline without the marts: their refresh does nothing (in the database it runs in only).
 CREATE OR REPLACE FUNCTION mart.refresh_facts(p_sessions bytea[], p_deltas boolean) RETURNS void LANGUAGE sql AS '';
 
+-- name: without_marts
+-- The pipeline without the marts' work (in the database it runs in only): their refresh takes the
+-- sessions' queue entries and computes nothing, so that the queue stays as short as with the marts
+-- (left to grow, every refresh call would read up to 20,000 entries: ~5 ms of CPU per 1,000 events).
+CREATE OR REPLACE FUNCTION mart.refresh_facts(p_sessions bytea[], p_deltas boolean) RETURNS void LANGUAGE sql
+AS 'DELETE FROM mart.session_queue q WHERE q.site_session_hk = ANY (p_sessions)';
+
 -- ---------------------------------------------------------------------------------------------
 -- The naive way: the dashboard's answers straight from the business vault, as an application
 -- without marts computes them (docs/analytics.md says what is counted): sessions in force without
