@@ -180,6 +180,14 @@ def panel_rows(page: Page, key: str) -> list[list[str]]:
     ]
 
 
+# The lines an element's text takes.
+LINES_JS = """(el) => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    return range.getClientRects().length;
+}"""
+
+
 # For each visible element holding text (outside the chart's SVG): its text colour against the first
 # opaque background behind it, by WCAG's relative luminance.
 CONTRAST_JS = """() => {
@@ -260,6 +268,10 @@ def test_dashboard_shows_the_known_events_and_follows_filters_and_ranges(
     realtime = httpx.get(f"{shop.server.url}/api/v1/stats/realtime", headers=shop.tenant.headers).json()
     expect(page.locator("#realtime")).to_have_text(str(realtime["visitors"]))
     page.set_viewport_size({"width": 1280, "height": 800})
+    # The mean visit (over 20 minutes here) fits its card on one line, compactly.
+    duration = page.locator('.metric[data-metric="visit_duration"] .value')
+    expect(duration).to_have_text(re.compile(r"^\d+m\s\d{2}s$"))
+    assert duration.evaluate(LINES_JS) == 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
 

@@ -146,11 +146,12 @@
     return (n < 10 ? "0" : "") + n;
   }
 
+  // Compact, and kept on one line (a no-break space): "45s", "23m 05s", "1h 07m".
   function duration(seconds) {
     var s = Math.round(seconds);
-    if (s < 60) return s + " s";
-    if (s < 3600) return Math.floor(s / 60) + " min " + pad(s % 60) + " s";
-    return Math.floor(s / 3600) + " h " + pad(Math.floor((s % 3600) / 60)) + " min";
+    if (s < 60) return s + "s";
+    if (s < 3600) return Math.floor(s / 60) + "m\u00a0" + pad(s % 60) + "s";
+    return Math.floor(s / 3600) + "h\u00a0" + pad(Math.floor((s % 3600) / 60)) + "m";
   }
 
   function formatMetric(metric, value) {
