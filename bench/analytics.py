@@ -25,8 +25,11 @@
    The marts' first round after the naive queries, which read the whole vault through the caches
    just before, is reported on its own (*first round*) and not counted in the percentiles; the
    second column (*never prepared*) runs the rounds again on a new connection, after an untimed one.
-4. Pipeline events/s with the marts and without them (`mart.refresh_facts` a no-op in that
-   database only), each run on a copy of one database of pending raw events (bench/vault.py's
+   Then the dashboard after a click on a row (realtime aside): the same queries filtered by one
+   value each of `FILTERED`'s dimensions (the range's top value, or the next when the top one is
+   "none"), `--filtered-repeat` rounds, against the same p95 target.
+4. Pipeline events/s with the marts and without them (`mart.refresh_facts` only taking the queue
+   in that database), each run on a copy of one database of pending raw events (bench/vault.py's
    drain, as bench/pipeline.py's process_all, with the PostgreSQL CPU time per event), the two
    alternating.
 """
@@ -91,6 +94,8 @@ VAULT_TABLES = (
 TARGET_SPEEDUP = 20.0
 TARGET_PIPELINE_SLOWDOWN = 0.15  # with the marts, at most this much below without
 BREAKDOWN_LIMIT = 10  # the dashboard's panels show the top 10
+# The rows clicked to filter the dashboard (part 3): an event's page and three visit attributes.
+FILTERED = ("event:page", "visit:entry_page", "visit:referrer", "visit:browser")
 
 
 @dataclass(frozen=True)
@@ -686,12 +691,67 @@ async def measure_period(
     }
 
 
+async def filter_values(conn: psycopg.AsyncConnection[Any], period: Period) -> list[tuple[str, str]]:
+    """A (dimension, value) to filter by for each of FILTERED: the range's top value that is not none."""
+    chosen = []
+    for dimension in FILTERED:
+        answer = await run_query(
+            conn,
+            BIG,
+            {"date_range": period.date_range, "metrics": ["visitors"], "dimensions": [dimension], "limit": 2},
+        )
+        values = [r["dimensions"][0] for r in answer["results"] if r["dimensions"][0] is not None]
+        if values:
+            chosen.append((dimension, values[0]))
+    return chosen
+
+
+async def measure_filtered(
+    url: str, queries: list[DashboardQuery], period: Period, rounds: int
+) -> list[dict[str, Any]]:
+    """The dashboard's queries (realtime aside) filtered by each of filter_values, `rounds` times:
+    each filter's whole set and its slowest query, ms."""
+    asked = [q for q in queries if q.kind != "realtime"]
+    results = []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for dimension, value in await filter_values(conn, period):
+            say(f"[{period.label}] filtered by {dimension} is {value!r}: {rounds} rounds ...")
+            per_query: dict[str, list[float]] = {q.name: [] for q in asked}
+            whole: list[float] = []
+            for _ in range(rounds):
+                total = 0.0
+                for q in asked:
+                    body = q.body(period) | {"filters": [["is", dimension, [value]]]}
+                    at = time.perf_counter()
+                    await run_query(conn, BIG, body)
+                    ms = (time.perf_counter() - at) * 1000
+                    per_query[q.name].append(ms)
+                    total += ms
+                whole.append(total)
+            slowest = max(asked, key=lambda q: statistics.median(per_query[q.name]))
+            results.append(
+                {
+                    "filter": [dimension, value],
+                    "whole_set": _summary(whole),
+                    "slowest": slowest.name,
+                    "slowest_ms": _summary(per_query[slowest.name]),
+                    "p95_met": all(_summary(ms)["p95_ms"] <= period.target_ms for ms in per_query.values()),
+                }
+            )
+    return results
+
+
 def run_queries(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The dashboard's queries for each period."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(Q["naive_views"])
     queries = dashboard_queries()
-    return [asyncio.run(measure_period(url, queries, period, args)) for period in PERIODS]
+    measured = []
+    for period in PERIODS:
+        result = asyncio.run(measure_period(url, queries, period, args))
+        result["filtered"] = asyncio.run(measure_filtered(url, queries, period, args.filtered_repeat))
+        measured.append(result)
+    return measured
 
 
 # -- 4. the cost of keeping the marts ----------------------------------------------------------------
@@ -943,6 +1003,36 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> list[tuple[str,
         targets.append(
             (f"{period['period']}: the marts' answers equal the naive ones", not different, detail)
         )
+        filtered = period.get("filtered", [])
+        if filtered:
+            print(
+                f"\n   After a click on a row: the same queries (realtime aside) filtered by one value, "
+                f"ms p50 / p95 of {filtered[0]['whole_set']['n']} rounds"
+            )
+            print(
+                harness.table(
+                    [
+                        {
+                            "filter": f"{f['filter'][0]} is {f['filter'][1]}",
+                            "whole set": _ms(f["whole_set"]),
+                            "slowest query": f"{f['slowest']}: {_ms(f['slowest_ms'])}",
+                            "p95 target": "PASS" if f["p95_met"] else "FAIL",
+                        }
+                        for f in filtered
+                    ],
+                    ["filter", "whole set", "slowest query", "p95 target"],
+                )
+            )
+            worst_filtered = max(filtered, key=lambda f: f["slowest_ms"]["p95_ms"])
+            targets.append(
+                (
+                    f"{period['period']}: every filtered query's p95 over the marts "
+                    f"<= {period['target_ms']:.0f} ms",
+                    all(f["p95_met"] for f in filtered),
+                    f"slowest {worst_filtered['slowest']} filtered by {worst_filtered['filter'][0]}: "
+                    f"{worst_filtered['slowest_ms']['p95_ms']} ms",
+                )
+            )
         print(
             f"\n   EXPLAIN ANALYZE of the slowest query over the marts ({period['slowest']}), with the plan "
             "for its values and with the generic plan of a prepared statement:"
@@ -996,6 +1086,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--budget", type=float, default=300, help="time bound of the marts' rounds, per period (s)"
+    )
+    parser.add_argument(
+        "--filtered-repeat",
+        type=int,
+        default=5,
+        help="rounds of the queries after a click on a row, per filter",
     )
     parser.add_argument(
         "--naive-repeat", type=int, default=3, help="rounds of the naive queries (at least 1)"
