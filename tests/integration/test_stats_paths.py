@@ -6,7 +6,9 @@ weeks) goes through the real pipeline for a customer in Europe/Berlin, beside an
 events. Then every unfiltered query the rollups path answers — no dimension, each dimension, each
 time dimension, each day/week/month bucket by each other dimension — over several ranges (whole
 period, a range cutting weeks, months and a session over midnight, relative ranges) gives exactly the
-same answer through `run_query(..., force_facts=True)`: rows, order, totals and comparisons.
+same answer through `run_query(..., force_facts=True)`: rows, order, totals and comparisons. So do
+the queries of a dashboard filtered by one value of a dimension (a click on a row): totals, charts
+and the breakdown by that dimension.
 """
 
 from __future__ import annotations
@@ -143,12 +145,22 @@ def shapes() -> list[list[str]]:
 
 
 def test_the_shapes_are_the_rollups_ones() -> None:
-    """The queries of this module are exactly those the rollups answer (and a filter is not one)."""
+    """The queries of this module are exactly those the rollups answer: a filter only when it picks
+    one value of the query's dimension, or of any dimension but time when there is none."""
+    chrome = [["is", "visit:browser", ["Chrome"]]]
     for dims in shapes():
         assert uses_rollups_of(dims)
+    for dims in ([], ["time:day"], ["time:month"], ["visit:browser"], ["visit:browser", "time:week"]):
+        assert uses_rollups_of(dims, chrome)
+    assert uses_rollups_of([], [["is", "event:page", [None]]])
     assert not uses_rollups_of(["time:hour", "visit:browser"])
     assert not uses_rollups_of(["event:page", "visit:browser"])
-    assert not uses_rollups_of([], [["is", "visit:browser", ["Chrome"]]])
+    assert not uses_rollups_of(["visit:os"], chrome)
+    assert not uses_rollups_of(["time:hour"], chrome)
+    assert not uses_rollups_of([], [["is", "visit:browser", ["Chrome", "Firefox"]]])
+    assert not uses_rollups_of([], [["is_not", "visit:browser", ["Chrome"]]])
+    assert not uses_rollups_of([], [["contains", "visit:browser", ["Chr"]]])
+    assert not uses_rollups_of([], [*chrome, ["is", "visit:os", ["Mac OS X"]]])
 
 
 def tenant_aliases(text: str) -> set[str]:
@@ -217,6 +229,32 @@ def test_each_metric_alone_is_the_same(loaded: tuple[str, str], metric: str) -> 
         rollups, facts = both(url, customer, query)
         assert rollups["results"] == facts["results"], (metric, dims)
         assert rollups["meta"]["total_rows"] == facts["meta"]["total_rows"]
+
+
+@pytest.mark.parametrize("dimension", NON_TIME)
+def test_a_filter_on_one_value_is_the_same(loaded: tuple[str, str], dimension: str) -> None:
+    """Filtered by one value of `dimension` (its most visited, its second, and none): the totals with
+    the previous period, charts by day and month, and the breakdown by that dimension alone and by
+    week, from both paths."""
+    url, customer = loaded
+    whole = ranges()[0]
+    top, _ = both(url, customer, {"date_range": whole, "metrics": ["visitors"], "dimensions": [dimension]})
+    values = [r["dimensions"][0] for r in top["results"][:2]]
+    assert values, dimension
+    previous = {"comparison": "previous_period"}
+    for value, date_range in itertools.product([*values, None], [whole, ranges()[1]]):
+        for shape in ([], ["time:day"], ["time:month"], [dimension], [dimension, "time:week"]):
+            query = {
+                "date_range": date_range,
+                "metrics": list(METRICS),
+                "dimensions": shape,
+                "filters": [["is", dimension, [value]]],
+                "limit": 10_000,
+            } | ({"include": previous} if not shape else {})
+            rollups, facts = both(url, customer, query)
+            assert rollups["meta"].pop("source") == "rollups"
+            assert facts["meta"].pop("source") == "facts"
+            assert rollups == facts, (dimension, value, shape)
 
 
 def test_pages_orders_and_comparisons_are_the_same(loaded: tuple[str, str]) -> None:

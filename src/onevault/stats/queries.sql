@@ -78,7 +78,8 @@ FULL JOIN (SELECT date_trunc(%(unit)s, v.day::timestamp) AS bucket, sum(v.visito
            HAVING sum(v.visitors) <> 0) u ON u.bucket = t.bucket
 
 -- name: rollup_values
--- The values of one dimension over [start, end] from the daily rollup, with their distinct visitors.
+-- The values of one dimension over [start, end] from the daily rollup, with their distinct visitors:
+-- all of them, or the one %(value)s names.
 SELECT coalesce(t.value, u.value) AS {value}, coalesce(u.visitors, 0) AS visitors,
        coalesce(t.visits, 0) AS visits, coalesce(t.bounces, 0) AS bounces,
        coalesce(t.duration_seconds, 0) AS duration_seconds, coalesce(t.visit_pageviews, 0) AS visit_pageviews,
@@ -88,7 +89,7 @@ FROM (SELECT d.value, sum(d.visits) AS visits, sum(d.bounces) AS bounces,
              sum(d.pageviews) AS pageviews, sum(d.events) AS events
       FROM mart.traffic_daily d
       WHERE d.tenant_hk = %(tenant)s AND d.dimension = (SELECT m.dimension FROM mart.dimension m WHERE m.name = %(dimension)s)
-        AND d.day BETWEEN %(start)s AND %(end)s
+        AND d.day BETWEEN %(start)s AND %(end)s AND (%(value)s::text IS NULL OR d.value = %(value)s)
         AND (%(visits_asked)s OR %(pageviews_asked)s OR %(events_asked)s)
       GROUP BY 1
       HAVING (sum(d.visits), sum(d.bounces), sum(d.duration_seconds), sum(d.visit_pageviews), sum(d.pageviews),
@@ -97,12 +98,14 @@ FULL JOIN (SELECT v.value, sum(v.visitors) AS visitors
            FROM mart.visitor_days v
            WHERE v.tenant_hk = %(tenant)s AND v.dimension = (SELECT m.dimension FROM mart.dimension m WHERE m.name = %(dimension)s)
              AND v.day BETWEEN %(start)s AND %(end)s AND v.prev_day < %(start)s AND %(visitors_asked)s
+             AND (%(value)s::text IS NULL OR v.value = %(value)s)
            GROUP BY 1
            HAVING sum(v.visitors) <> 0) u ON u.value = t.value
 
 -- name: rollup_bucket_values
--- The values of one dimension by day, week or month (%(unit)s) of [start, end] from the daily rollup,
--- with the distinct visitors of each value in each bucket's days in the range.
+-- The values of one dimension (all, or the one %(value)s names) by day, week or month (%(unit)s) of
+-- [start, end] from the daily rollup, with the distinct visitors of each value in each bucket's days
+-- in the range.
 SELECT coalesce(t.bucket, u.bucket) AS {bucket}, coalesce(t.value, u.value) AS {value},
        coalesce(u.visitors, 0) AS visitors, coalesce(t.visits, 0) AS visits, coalesce(t.bounces, 0) AS bounces,
        coalesce(t.duration_seconds, 0) AS duration_seconds, coalesce(t.visit_pageviews, 0) AS visit_pageviews,
@@ -112,7 +115,7 @@ FROM (SELECT date_trunc(%(unit)s, d.day::timestamp) AS bucket, d.value, sum(d.vi
              sum(d.visit_pageviews) AS visit_pageviews, sum(d.pageviews) AS pageviews, sum(d.events) AS events
       FROM mart.traffic_daily d
       WHERE d.tenant_hk = %(tenant)s AND d.dimension = (SELECT m.dimension FROM mart.dimension m WHERE m.name = %(dimension)s)
-        AND d.day BETWEEN %(start)s AND %(end)s
+        AND d.day BETWEEN %(start)s AND %(end)s AND (%(value)s::text IS NULL OR d.value = %(value)s)
         AND (%(visits_asked)s OR %(pageviews_asked)s OR %(events_asked)s)
       GROUP BY 1, 2
       HAVING (sum(d.visits), sum(d.bounces), sum(d.duration_seconds), sum(d.visit_pageviews), sum(d.pageviews),
@@ -120,11 +123,19 @@ FROM (SELECT date_trunc(%(unit)s, d.day::timestamp) AS bucket, d.value, sum(d.vi
 FULL JOIN (SELECT date_trunc(%(unit)s, v.day::timestamp) AS bucket, v.value, sum(v.visitors) AS visitors
            FROM mart.visitor_days v
            WHERE v.tenant_hk = %(tenant)s AND v.dimension = (SELECT m.dimension FROM mart.dimension m WHERE m.name = %(dimension)s)
-             AND v.day BETWEEN %(start)s AND %(end)s
+             AND v.day BETWEEN %(start)s AND %(end)s AND (%(value)s::text IS NULL OR v.value = %(value)s)
              AND v.prev_day < greatest(date_trunc(%(unit)s, v.day::timestamp)::date, %(start)s)
              AND %(visitors_asked)s
            GROUP BY 1, 2
            HAVING sum(v.visitors) <> 0) u ON u.bucket = t.bucket AND u.value = t.value
+
+-- name: rollup_value_total
+-- Totals of the one value %(value)s names (its row of rollup_values, or zeros).
+SELECT coalesce(sum(x.visitors), 0) AS visitors, coalesce(sum(x.visits), 0) AS visits,
+       coalesce(sum(x.bounces), 0) AS bounces, coalesce(sum(x.duration_seconds), 0) AS duration_seconds,
+       coalesce(sum(x.visit_pageviews), 0) AS visit_pageviews, coalesce(sum(x.pageviews), 0) AS pageviews,
+       coalesce(sum(x.events), 0) AS events
+FROM ({values}) x
 
 -- name: fact_events
 -- Event figures and distinct visitors of the events (matching the filters) of the local hours [lo, hi),

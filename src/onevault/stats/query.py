@@ -82,13 +82,28 @@ def _months_before(first: date, months: int) -> date:
 
 
 def uses_rollups(query: StatsQuery) -> bool:
-    """Whether the rollups answer the query: no filters, at most one dimension besides time, and
-    hours only alone."""
+    """Whether the rollups answer the query: at most one dimension besides time, hours only alone,
+    and no filter but one that picks a single value of that dimension (or, with none, of any), as a
+    click on a row of the dashboard does."""
     time_dimension = query.time_dimension
     others = [d for d in query.dimensions if d != time_dimension]
-    if query.filters or len(others) > 1:
+    if len(others) > 1 or (time_dimension == "time:hour" and (others or query.filters)):
         return False
-    return not (time_dimension == "time:hour" and others)
+    return not query.filters or rollup_filter(query) is not None
+
+
+def rollup_filter(query: StatsQuery) -> tuple[str, str | None] | None:
+    """The dimension and value of a query's filter that the rollups apply: one `is` filter of one value
+    on the query's dimension besides time, or on any when it has none (filters are never on time).
+    A visitor or a session counts once in a value's rows of the daily rollup and its visitor days, as
+    in the facts; with more values or dimensions it could count in several."""
+    if len(query.filters) != 1:
+        return None
+    op, dimension, values = query.filters[0]
+    others = [d for d in query.dimensions if d != query.time_dimension]
+    if op != "is" or len(values) != 1 or others not in ([], [dimension]):
+        return None
+    return dimension, values[0]
 
 
 def buckets(unit: str, start: date, end: date) -> list[datetime]:
@@ -179,6 +194,7 @@ def _params(
     asked = set(query.metrics)
     time_dimension = query.time_dimension
     others = [d for d in query.dimensions if d != time_dimension]
+    picked = rollup_filter(query)
     params: dict[str, Any] = {
         "tenant": clock.tenant_hk,
         "start": start,
@@ -186,7 +202,9 @@ def _params(
         "lo": datetime.combine(start, time()),
         "hi": datetime.combine(end + timedelta(days=1), time()),
         "unit": DIMENSIONS[time_dimension].column if time_dimension else "day",
-        "dimension": others[0] if others else None,
+        "dimension": others[0] if others else (picked[0] if picked else None),
+        # The value the rollups keep (a missing one is '' there), or NULL: all.
+        "value": None if picked is None else picked[1] or "",
         "visitors_asked": "visitors" in asked,
         "visits_asked": bool(asked & VISIT_METRICS),
         "pageviews_asked": "pageviews" in asked,
@@ -242,11 +260,17 @@ def _rollups(query: StatsQuery) -> sql.Composable:
     time_dimension = query.time_dimension
     names = {d: _key(i) for i, d in enumerate(query.dimensions)}
     others = [d for d in query.dimensions if d != time_dimension]
+    # A filter without a dimension to break down: the filter's one value, in a column of its own.
+    picked = sql.Identifier("picked")
     if time_dimension is None:
-        return Q["rollup_values"].format(value=names[others[0]]) if others else Q["rollup_total"]
+        if others:
+            return Q["rollup_values"].format(value=names[others[0]])
+        if query.filters:
+            return Q["rollup_value_total"].format(values=Q["rollup_values"].format(value=picked))
+        return Q["rollup_total"]
     bucket = names[time_dimension]
-    if others:
-        return Q["rollup_bucket_values"].format(bucket=bucket, value=names[others[0]])
+    if others or query.filters:
+        return Q["rollup_bucket_values"].format(bucket=bucket, value=names[others[0]] if others else picked)
     if time_dimension == "time:hour":
         return Q["rollup_hours"].format(bucket=bucket)
     return Q["rollup_buckets"].format(bucket=bucket)
