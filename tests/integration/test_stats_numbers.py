@@ -308,6 +308,18 @@ def test_filtered(
     assert_same(site.ask(customer, first, last, dimensions, filters), expected)
 
 
+@pytest.mark.parametrize(("customer", "first", "last", "filters", "dimensions"), FILTER_CASES)
+def test_filtered_visitors_and_visits(
+    site: Site, customer: Customer, first: str, last: str, filters: list[Filter], dimensions: list[str]
+) -> None:
+    """The same filters asking what a dashboard's panel asks (visitors and visits, or visitors alone):
+    without an event figure, a query on visit dimensions only counts its visitors from the sessions
+    that had an event in the range (ranges that cut sessions over midnight included)."""
+    for metrics in (["visitors", "visits"], ["visitors"], ["visits", "visitors", "bounce_rate"]):
+        expected = site.expect(customer, first, last, dimensions, filters, metrics)
+        assert_same(site.ask(customer, first, last, dimensions, filters, metrics), expected)
+
+
 @pytest.mark.parametrize(("customer", "first", "last", "dimensions"), PAIR_CASES)
 def test_two_dimensions(
     site: Site, customer: Customer, first: str, last: str, dimensions: tuple[str, str]

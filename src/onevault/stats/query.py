@@ -197,6 +197,7 @@ def _params(
     picked = rollup_filter(query)
     params: dict[str, Any] = {
         "tenant": clock.tenant_hk,
+        "zone": clock.zone,
         "start": start,
         "end": end,
         "lo": datetime.combine(start, time()),
@@ -313,7 +314,16 @@ def _facts(query: StatsQuery) -> sql.Composable:
     )
     event_filters = _conditions(query, "event")
     visit_filters = _conditions(query, "visit")
-    events = Q["fact_events"].format(keys=event_keys, filters=event_filters + visit_filters, group=group)
+    asked = set(query.metrics)
+    if (
+        all(DIMENSIONS[d].level == "visit" for d in dims)
+        and all(DIMENSIONS[f[1]].level == "visit" for f in query.filters)
+        and not asked & {"pageviews", "events"}
+    ):
+        # Visitors alone from the events: their sessions say it (a dashboard's visit panels).
+        events = Q["fact_session_visitors"].format(keys=visit_keys, filters=visit_filters, group=group)
+    else:
+        events = Q["fact_events"].format(keys=event_keys, filters=event_filters + visit_filters, group=group)
     if any(DIMENSIONS[d].level == "event" for d in dims):
         visits = Q["fact_visits_by_event"].format(
             outer_keys=sql.SQL("").join(
