@@ -320,7 +320,8 @@ def _facts(query: StatsQuery) -> sql.Composable:
         and all(DIMENSIONS[f[1]].level == "visit" for f in query.filters)
         and not asked & {"pageviews", "events"}
     ):
-        # Visitors alone from the events: their sessions say it (a dashboard's visit panels).
+        # No event figure asked and no event dimension or filter: the visitors come from their
+        # sessions, not from every event of the range (a dashboard's visit panels).
         events = Q["fact_session_visitors"].format(keys=visit_keys, filters=visit_filters, group=group)
     else:
         events = Q["fact_events"].format(keys=event_keys, filters=event_filters + visit_filters, group=group)
