@@ -148,17 +148,24 @@ WHERE e.tenant_hk = %(tenant)s AND e.hour >= %(lo)s AND e.hour < %(hi)s
   AND (%(visitors_asked)s OR %(pageviews_asked)s OR %(events_asked)s){filters}
 {group}
 
--- name: fact_session_visitors
--- Distinct visitors of the sessions (matching the filters) with an event in the local hours [lo, hi),
--- by keys of the session's attributes, when no event figure is asked: read from the sessions, not
--- their events. A session that starts in the range has its first event there, one that starts after
--- it none; one that started before has one there only if it ended after the range's start (less a
--- day: any zone's midnight), and then its events tell.
-SELECT {keys} count(DISTINCT s.site_visitor_hk) AS visitors, 0::bigint AS pageviews, 0::bigint AS events
+-- name: fact_sessions
+-- All figures of the sessions (matching the filters) in one pass over them, by keys of the session's
+-- attributes, when no event figure is asked (no event dimension or filter either): the visit figures
+-- of those that start in the local hours [lo, hi), the distinct visitors of those with an event there.
+-- A session that starts in the range has its first event there, one that starts after it none; one
+-- that started before has one there only if it ended after the range's start (less a day), and then
+-- its events tell.
+SELECT {keys} count(DISTINCT s.site_visitor_hk) AS visitors,
+       count(*) FILTER (WHERE s.start_hour >= %(lo)s) AS visits,
+       coalesce(sum(s.is_bounce::integer) FILTER (WHERE s.start_hour >= %(lo)s), 0) AS bounces,
+       coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_hour >= %(lo)s), 0) AS duration_seconds,
+       coalesce(sum(s.pageviews) FILTER (WHERE s.start_hour >= %(lo)s), 0) AS visit_pageviews,
+       0::bigint AS pageviews, 0::bigint AS events
 FROM mart.session_f s
-WHERE s.tenant_hk = %(tenant)s AND s.start_hour < %(hi)s AND %(visitors_asked)s{filters}
+WHERE s.tenant_hk = %(tenant)s AND s.start_hour < %(hi)s{filters}
   AND (s.start_hour >= %(lo)s
-       OR (s.ended_at >= (%(lo)s::timestamp AT TIME ZONE %(zone)s) - interval '1 day'
+       OR (%(visitors_asked)s
+           AND s.ended_at >= (%(lo)s::timestamp AT TIME ZONE %(zone)s) - interval '1 day'
            AND EXISTS (SELECT FROM mart.session_event_f e
                        WHERE e.tenant_hk = %(tenant)s AND e.site_session_hk = s.site_session_hk
                          AND e.hour >= %(lo)s AND e.hour < %(hi)s)))

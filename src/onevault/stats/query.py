@@ -314,17 +314,15 @@ def _facts(query: StatsQuery) -> sql.Composable:
     )
     event_filters = _conditions(query, "event")
     visit_filters = _conditions(query, "visit")
-    asked = set(query.metrics)
     if (
         all(DIMENSIONS[d].level == "visit" for d in dims)
         and all(DIMENSIONS[f[1]].level == "visit" for f in query.filters)
-        and not asked & {"pageviews", "events"}
+        and not set(query.metrics) & {"pageviews", "events"}
     ):
-        # No event figure asked and no event dimension or filter: the visitors come from their
-        # sessions, not from every event of the range (a dashboard's visit panels).
-        events = Q["fact_session_visitors"].format(keys=visit_keys, filters=visit_filters, group=group)
-    else:
-        events = Q["fact_events"].format(keys=event_keys, filters=event_filters + visit_filters, group=group)
+        # No event figure asked and no event dimension or filter: every figure comes from one pass
+        # over the sessions, none from the range's events (a dashboard's visit panels).
+        return Q["fact_sessions"].format(keys=visit_keys, filters=visit_filters, group=group)
+    events = Q["fact_events"].format(keys=event_keys, filters=event_filters + visit_filters, group=group)
     if any(DIMENSIONS[d].level == "event" for d in dims):
         visits = Q["fact_visits_by_event"].format(
             outer_keys=sql.SQL("").join(
