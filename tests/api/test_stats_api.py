@@ -1,4 +1,5 @@
-"""`POST /api/v1/stats/query` and `GET /api/v1/stats/realtime` as API clients see them.
+"""`POST /api/v1/stats/query`, `POST /api/v1/stats/queries` and `GET /api/v1/stats/realtime` as API
+clients see them.
 
 A small known event set goes through the real pipeline; the answers are checked figure by figure:
 shape, comparison with the previous period, order, pages, filters, time buckets with zeros, the
@@ -20,6 +21,7 @@ from tests.helpers.tenants import Tenant, make_tenant
 from tests.helpers.vault_load import IPHONE, Event, load_one_batch
 
 QUERY = "/api/v1/stats/query"
+QUERIES = "/api/v1/stats/queries"
 REALTIME = "/api/v1/stats/realtime"
 ALL_METRICS = [
     "visitors",
@@ -319,7 +321,7 @@ def test_realtime_counts_the_visitors_of_the_last_five_minutes(
     assert abs(datetime.fromisoformat(body["timestamp"]) - datetime.now(UTC)) < timedelta(minutes=1)
 
 
-@pytest.mark.parametrize("path", [QUERY, REALTIME])
+@pytest.mark.parametrize("path", [QUERY, QUERIES, REALTIME])
 def test_the_read_scope_is_required(
     client: httpx.Client, conn: psycopg.Connection, tenant: Tenant, path: str
 ) -> None:
@@ -328,7 +330,8 @@ def test_the_read_scope_is_required(
     def call(headers: dict[str, str]) -> httpx.Response:
         if path == REALTIME:
             return client.get(path, headers=headers)
-        return client.post(path, headers=headers, json={"date_range": "7d", "metrics": ["visitors"]})
+        body = {"date_range": "7d", "metrics": ["visitors"]}
+        return client.post(path, headers=headers, json={"queries": [body]} if path == QUERIES else body)
 
     assert_error(call({"X-Customer-ID": tenant.customer_id}), 401)
     track_only = make_tenant(conn, tenant.customer_id, scopes=("track",))
@@ -425,3 +428,63 @@ def test_a_missing_date_range_or_body_is_refused(client: httpx.Client, tenant: T
         client.post(QUERY, headers=tenant.headers, json={"date_range": "7d"}), 422
     )
     assert_error(client.post(QUERY, headers=tenant.headers, json=["7d"]), 422)
+
+
+def test_a_batch_answers_each_query_as_query_does(client: httpx.Client, loaded: Tenant) -> None:
+    """`/queries`: each answer is `/query`'s to the same query, in the batch's order (the dashboard's
+    panels, filtered by a page and by a device, beside totals and a chart)."""
+    date_range = days(DAY - timedelta(days=1), DAY + timedelta(days=1))
+    for filters in ([["is", "event:page", ["/pricing"]]], [["is", "visit:device", ["mobile"]]]):
+        queries = [
+            {"metrics": ALL_METRICS, "include": {"comparison": "previous_period"}},
+            {"metrics": ["visitors", "pageviews"], "dimensions": ["time:day"]},
+            {"metrics": ["visitors", "visits"], "dimensions": ["visit:referrer"], "limit": 10},
+            {"metrics": ["visitors", "pageviews"], "dimensions": ["event:page"], "limit": 10},
+            {"metrics": ["visitors", "visits"], "dimensions": ["visit:device"], "limit": 10},
+            {
+                "metrics": ["visitors", "bounce_rate"],
+                "dimensions": ["visit:entry_page"],
+                "limit": 1,
+                "offset": 1,
+            },
+        ]
+        queries = [{"date_range": date_range, "filters": filters, **q} for q in queries]
+        response = client.post(QUERIES, headers=loaded.headers, json={"queries": queries})
+        assert response.status_code == 200, response.text
+        answers = response.json()["answers"]
+        alone = [client.post(QUERY, headers=loaded.headers, json=q).json() for q in queries]
+        assert answers == alone
+        assert all(answer["results"] for answer in answers[:5]), answers
+
+
+BAD_BATCHES = [
+    ({"queries": []}, "queries"),
+    ({"queries": [{"date_range": "7d", "metrics": ["visitors"]}] * 21}, "queries"),
+    (
+        {"queries": [{"date_range": "7d", "metrics": ["visitors"]}, {"date_range": "7d", "metrics": ["x"]}]},
+        "1",
+    ),
+    ({"query": [{"date_range": "7d", "metrics": ["visitors"]}]}, "query"),
+    (
+        {
+            "queries": [
+                {"date_range": "7d", "metrics": ["visitors"]},
+                {
+                    "date_range": ["0001-01-05", "0001-01-09"],
+                    "metrics": ["visitors"],
+                    "include": {"comparison": "previous_period"},
+                },
+            ]
+        },
+        "queries[1]: date_range: no previous period",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "culprit"), BAD_BATCHES, ids=[c for _, c in BAD_BATCHES])
+def test_a_bad_batch_is_refused_naming_the_query(
+    client: httpx.Client, tenant: Tenant, body: dict[str, Any], culprit: str
+) -> None:
+    """422: no query, more than 20, a bad query (its place named), or one without an answer."""
+    detail = assert_error(client.post(QUERIES, headers=tenant.headers, json=body), 422, tenant.token)
+    assert culprit in detail, detail

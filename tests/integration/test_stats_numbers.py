@@ -35,7 +35,15 @@ from tests.helpers.stats_events import (
     ingest,
     set_zone,
 )
-from tests.helpers.stats_model import DIMENSIONS, METRICS, Filter, Key, StatsModel, change
+from tests.helpers.stats_model import (
+    DIMENSIONS,
+    METRICS,
+    VISIT_DIMENSIONS,
+    Filter,
+    Key,
+    StatsModel,
+    change,
+)
 from tests.helpers.tenants import Tenant, make_tenant
 
 from onevault.cli import main as onevault_command
@@ -86,6 +94,28 @@ class Site:
         assert answer["meta"]["time_zone"] == customer.zone
         assert answer["meta"]["total_rows"] == len(answer["results"])
         return answer
+
+    def ask_together(
+        self,
+        customer: Customer,
+        first: str,
+        last: str,
+        dimensions: Sequence[str],
+        filters: Sequence[Filter],
+        metrics: Sequence[str],
+    ) -> list[dict[Key, list[Any]]]:
+        """`POST /api/v1/stats/queries`: one query by each of `dimensions`, their rows in that order."""
+        body = {
+            "date_range": [first, last],
+            "metrics": list(metrics),
+            "filters": [[op, dim, list(values)] for op, dim, values in filters],
+            "limit": LIMIT,
+        }
+        queries = [body | {"dimensions": [d]} for d in dimensions]
+        headers = self.tenants[customer.customer_id].headers
+        response = self.http.post("/api/v1/stats/queries", headers=headers, json={"queries": queries})
+        assert response.status_code == 200, response.text
+        return [rows_of(answer) for answer in response.json()["answers"]]
 
     def ask(
         self,
@@ -318,6 +348,27 @@ def test_filtered_visitors_and_visits(
     for metrics in (["visitors", "visits"], ["visitors"], ["visits", "visitors", "bounce_rate"]):
         expected = site.expect(customer, first, last, dimensions, filters, metrics)
         assert_same(site.ask(customer, first, last, dimensions, filters, metrics), expected)
+
+
+# Each filter once (the dimensions of filters_of set aside).
+PANEL_CASES = [
+    pytest.param(c, first, last, filters, id=f"{c.customer_id}:{first}..{last}:{name}")
+    for c in CUSTOMERS
+    for first, last, _ in c.ranges
+    for name, filters in {n.split(":by-")[0]: f for n, f, _ in filters_of(c)}.items()
+]
+
+
+@pytest.mark.parametrize(("customer", "first", "last", "filters"), PANEL_CASES)
+def test_filtered_panels_together(
+    site: Site, customer: Customer, first: str, last: str, filters: list[Filter]
+) -> None:
+    """A filtered dashboard's visit panels asked in one batch (counted in one pass over the sessions)
+    are each the model's."""
+    metrics = ["visitors", "visits", "bounce_rate"]
+    answers = site.ask_together(customer, first, last, VISIT_DIMENSIONS, filters, metrics)
+    for dimension, got in zip(VISIT_DIMENSIONS, answers, strict=True):
+        assert_same(got, site.expect(customer, first, last, [dimension], filters, metrics))
 
 
 @pytest.mark.parametrize(("customer", "first", "last", "dimensions"), PAIR_CASES)

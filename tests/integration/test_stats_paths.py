@@ -8,7 +8,8 @@ time dimension, each day/week/month bucket by each other dimension — over seve
 period, a range cutting weeks, months and a session over midnight, relative ranges) gives exactly the
 same answer through `run_query(..., force_facts=True)`: rows, order, totals and comparisons. So do
 the queries of a dashboard filtered by one value of a dimension (a click on a row): totals, charts
-and the breakdown by that dimension.
+and the breakdown by that dimension. A batch of queries (`run_queries`) answers each query as it is
+answered alone, the panels of a filtered dashboard in one statement.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tests.helpers.vault_load import IPHONE, Event, load_one_batch, new_customer
 
 from onevault import sqlfile
 from onevault.stats.models import DIMENSIONS, METRICS, TIME_DIMENSIONS, StatsQuery
-from onevault.stats.query import run_query, statement, uses_rollups
+from onevault.stats.query import batch_statement, run_queries, run_query, statement, uses_rollups
 
 ZONE = "Europe/Berlin"
 FIREFOX_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:125.0) Gecko/20100101 Firefox/125.0"
@@ -49,6 +50,7 @@ REFERRERS = (
 )
 UTMS = ("", "", "", "?utm_source=news&utm_medium=email&utm_campaign=Winter", "?utm_source=ads&utm_medium=cpc")
 NON_TIME = tuple(d for d in DIMENSIONS if d not in TIME_DIMENSIONS)
+VISIT_DIMENSIONS = tuple(n for n, d in DIMENSIONS.items() if d.level == "visit")
 
 
 def event_set(prefix: str, today: date, rng: random.Random) -> list[Event]:
@@ -169,27 +171,40 @@ def tenant_aliases(text: str) -> set[str]:
     return {alias for table, alias in found if table != "dimension"}
 
 
+def assert_callers_rows_only(text: str) -> None:
+    """Each clause of `text` that reads a mart table starts with `tenant_hk = %(tenant)s` (an aggregate's
+    FILTER (WHERE ...) reads none)."""
+    aliases = tenant_aliases(text)
+    assert aliases, text
+    clauses = [
+        m
+        for m in re.finditer(r"(?<!FILTER \()\b(?:ON|WHERE)\s+(\w+)\.(\S+ \S+ \S+)", text)
+        if m[1] in aliases
+    ]
+    assert {m[1] for m in clauses} == aliases, text
+    assert all(m[2] == "tenant_hk = %(tenant)s" for m in clauses), text
+
+
 def test_every_statement_reads_the_callers_rows_only() -> None:
-    """In every composed statement (both paths, every kind of filter), each clause that reads a mart
-    table starts with `tenant_hk = %(tenant)s`, and the facts are bounded by the range's hours."""
+    """In every composed statement (both paths, every kind of filter, a batch's), each clause that reads
+    a mart table starts with `tenant_hk = %(tenant)s`, and the facts are bounded by the range's hours."""
     filters = [["is", "visit:os", ["x"]], ["contains", "event:type", ["a"]], ["is_not", "event:page", [None]]]
     dimension_lists = [*shapes(), ["time:hour", "visit:browser"], ["event:page", "visit:os", "time:week"]]
-    for dims, chosen in itertools.product(dimension_lists, [[], *([f] for f in filters), filters]):
+    cases = itertools.product(
+        dimension_lists, [[], *([f] for f in filters), filters], [list(METRICS), ["visitors", "visits"]]
+    )
+    for dims, chosen, metrics in cases:
         query = StatsQuery.model_validate(
-            {"date_range": "7d", "metrics": list(METRICS), "dimensions": dims, "filters": chosen}
+            {"date_range": "7d", "metrics": metrics, "dimensions": dims, "filters": chosen}
         )
         for source in ("rollups", "facts") if uses_rollups(query) else ("facts",):
             text = statement(query, source).as_string(None)
-            aliases = tenant_aliases(text)
-            assert aliases, text
-            clauses = [
-                m for m in re.finditer(r"\b(?:ON|WHERE)\s+(\w+)\.(\S+ \S+ \S+)", text) if m[1] in aliases
-            ]
-            assert {m[1] for m in clauses} == aliases, text
-            assert all(m[2] == "tenant_hk = %(tenant)s" for m in clauses), text
+            assert_callers_rows_only(text)
             if source == "facts":
                 assert "e.hour >= %(lo)s AND e.hour < %(hi)s" in text
-                assert "s.start_hour >= %(lo)s AND s.start_hour < %(hi)s" in text
+                assert "s.start_hour >= %(lo)s" in text and "s.start_hour < %(hi)s" in text
+        batch = [query.model_copy(update={"dimensions": [d]}) for d in VISIT_DIMENSIONS]
+        assert_callers_rows_only(batch_statement(batch).as_string(None))
     named = sqlfile.load("onevault.stats", "queries.sql")
     assert "WHERE f.tenant_hk = util.tenant_hk(%(customer_id)s)" in named["realtime_visitors"].as_string(None)
 
@@ -280,3 +295,92 @@ def test_pages_orders_and_comparisons_are_the_same(loaded: tuple[str, str]) -> N
         assert rollups["results"] == facts["results"], query
         assert rollups["meta"]["total_rows"] == facts["meta"]["total_rows"]
         assert rollups["results"], query
+
+
+class CountingCursor(psycopg.AsyncCursor[Any]):
+    """An async cursor that counts the statements its connection runs."""
+
+    executed = 0
+
+    async def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
+        CountingCursor.executed += 1
+        return await super().execute(query, params, **options)
+
+
+BATCH_FILTERS: list[list[Any]] = [
+    [],
+    [["is", "visit:browser", ["Firefox"]]],
+    [["is", "visit:referrer", [None]]],
+    [["is", "event:page", ["/pricing"]]],
+    [["is_not", "event:page", [None]]],
+    [["contains", "event:page", ["DOC"]]],
+    [["is", "event:type", ["signup"]]],
+    [
+        ["is", "event:page", ["/docs"]],
+        ["is", "event:type", ["page_view"]],
+        ["is_not", "visit:device", ["mobile"]],
+    ],
+]
+
+
+@pytest.mark.parametrize("filters", BATCH_FILTERS, ids=str)
+def test_a_batch_answers_each_query_as_alone(loaded: tuple[str, str], filters: list[Any]) -> None:
+    """A filtered dashboard's queries and others in one batch: each answer is the one its query gets
+    alone, in the batch's order; the visit panels on the facts are counted in one statement."""
+    url, customer = loaded
+    previous = {"comparison": "previous_period"}
+    panels = [
+        {
+            "metrics": ["visitors", "visits"],
+            "dimensions": [d],
+            "order_by": [["visitors", "desc"]],
+            "limit": 10,
+        }
+        for d in VISIT_DIMENSIONS
+    ]
+    panels[1] = {
+        "metrics": [m for m in METRICS if m not in ("pageviews", "events")],
+        "dimensions": ["visit:os"],
+    }
+    panels[2] = {
+        "metrics": ["visits", "bounce_rate"],
+        "dimensions": ["visit:referrer"],
+        "limit": 2,
+        "offset": 1,
+    }
+    panels[3] = {
+        "metrics": ["visit_duration"],
+        "dimensions": ["visit:device"],
+        "order_by": [["visit:device", "desc"]],
+    }
+    others = [
+        {"metrics": list(METRICS), "include": previous},
+        {"metrics": ["visitors", "pageviews"], "dimensions": ["time:day"]},
+        {"metrics": ["visitors", "pageviews"], "dimensions": ["event:page"], "limit": 10},
+        {"metrics": ["visitors", "visits"], "dimensions": ["visit:browser"], "include": previous},
+    ]
+
+    async def ask(date_range: Any) -> None:
+        bodies = [others[0], *panels[:5], others[1], others[2], *panels[5:], others[3]]
+        queries = [
+            StatsQuery.model_validate({"date_range": date_range, "filters": filters, **body})
+            for body in bodies
+        ]
+        async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, cursor_factory=CountingCursor
+        ) as conn:
+            alone = [await run_query(conn, customer, query) for query in queries]
+            CountingCursor.executed = 0
+            together = await run_queries(conn, customer, queries)
+        assert together == alone
+        assert sum(bool(a["results"]) for a in alone) >= 3
+        members = sum(
+            a["meta"]["source"] == "facts" and b in panels for a, b in zip(alone, bodies, strict=True)
+        )
+        grouped = members if members > 1 else 0
+        # The clock; one statement for the panels on the facts; each other query's clock and statement,
+        # and its previous period's.
+        assert CountingCursor.executed == 1 + (grouped > 0) + 2 * (len(queries) - grouped) + 2
+
+    for date_range in (ranges()[0], ranges()[1], "7d"):
+        asyncio.run(ask(date_range))

@@ -360,6 +360,23 @@ class StatsResponse(BaseModel):
     query: dict[str, Any] = Field(description="The query as answered: date_range as its two dates")
 
 
+MAX_BATCH = 20
+
+
+class StatsBatch(BaseModel):
+    """Several stats queries answered in one request (a dashboard's panels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queries: list[StatsQuery] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class StatsBatchResponse(BaseModel):
+    """Answer of `POST /api/v1/stats/queries`: one answer per query, in their order."""
+
+    answers: list[StatsResponse]
+
+
 class RealtimeResponse(BaseModel):
     """Answer of `GET /api/v1/stats/realtime`."""
 

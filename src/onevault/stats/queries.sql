@@ -5,7 +5,8 @@
 -- their figures come out by keys named k0, k1, ... in the order of the query's dimensions.
 -- %(visitors_asked)s, %(visits_asked)s (any visit figure), %(pageviews_asked)s and %(events_asked)s say
 -- which figures the query wants: the others are not read, and a row none of whose asked figures is
--- non-zero is no row of the answer.
+-- non-zero is no row of the answer. The answer's own values (its page, the asked figures of its rows)
+-- are composed in: placeholders for one query, each query's values in a batch's statement.
 
 -- name: tenant_clock
 -- The caller's tenant key and time zone, today there, and (when asked) the first local day of its data
@@ -149,18 +150,25 @@ WHERE e.tenant_hk = %(tenant)s AND e.hour >= %(lo)s AND e.hour < %(hi)s
 {group}
 
 -- name: fact_sessions
--- All figures of the sessions (matching the filters) in one pass over them, by keys of the session's
--- attributes, when no event figure is asked (no event dimension or filter either): the visit figures
--- of those that start in the local hours [lo, hi), the distinct visitors of those with an event there.
--- A session that starts in the range has its first event there, one that starts after it none; one
--- that started before has one there only if it ended after the range's start (less a day), and then
--- its events tell.
-SELECT {keys} count(DISTINCT s.site_visitor_hk) AS visitors,
-       count(*) FILTER (WHERE s.start_hour >= %(lo)s) AS visits,
-       coalesce(sum(s.is_bounce::integer) FILTER (WHERE s.start_hour >= %(lo)s), 0) AS bounces,
-       coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_hour >= %(lo)s), 0) AS duration_seconds,
-       coalesce(sum(s.pageviews) FILTER (WHERE s.start_hour >= %(lo)s), 0) AS visit_pageviews,
+-- All figures of the sessions (a set of fact_sessions_seen or fact_sessions_matching) by keys of their
+-- attributes, when no event figure is asked: the visit figures of those that start in the local hours
+-- [lo, hi), the distinct visitors of those with an event (matching the filters) there.
+SELECT {keys} count(DISTINCT s.site_visitor_hk) FILTER (WHERE s.seen) AS visitors,
+       count(*) FILTER (WHERE s.started) AS visits,
+       coalesce(sum(s.is_bounce::integer) FILTER (WHERE s.started), 0) AS bounces,
+       coalesce(sum(s.duration_seconds) FILTER (WHERE s.started), 0) AS duration_seconds,
+       coalesce(sum(s.pageviews) FILTER (WHERE s.started), 0) AS visit_pageviews,
        0::bigint AS pageviews, 0::bigint AS events
+FROM ({sessions}) s
+{group}
+
+-- name: fact_sessions_seen
+-- The sessions matching the filters (all of a visit's attributes) that start in the local hours
+-- [lo, hi) or, when visitors are asked, have an event there (all `seen`), in one pass over them. A
+-- session that starts in the range has its first event there, one that starts after it none; one that
+-- started before has one there only if it ended after the range's start (less a day: any zone's
+-- midnight), and then its events tell.
+SELECT s.*, s.start_hour >= %(lo)s AS started, true AS seen
 FROM mart.session_f s
 WHERE s.tenant_hk = %(tenant)s AND s.start_hour < %(hi)s{filters}
   AND (s.start_hour >= %(lo)s
@@ -169,7 +177,33 @@ WHERE s.tenant_hk = %(tenant)s AND s.start_hour < %(hi)s{filters}
            AND EXISTS (SELECT FROM mart.session_event_f e
                        WHERE e.tenant_hk = %(tenant)s AND e.site_session_hk = s.site_session_hk
                          AND e.hour >= %(lo)s AND e.hour < %(hi)s)))
-{group}
+
+-- name: fact_sessions_matching
+-- The sessions matching the visit filters with an event matching the event filters (whenever it
+-- happened) that start in the local hours [lo, hi), or have such an event there (`seen`).
+SELECT s.*, s.start_hour >= %(lo)s AS started, m.seen
+FROM mart.session_f s
+JOIN (SELECT e.site_session_hk, bool_or(e.hour >= %(lo)s AND e.hour < %(hi)s) AS seen
+      FROM mart.session_event_f e
+      WHERE e.tenant_hk = %(tenant)s{event_filters}
+      GROUP BY 1) m ON m.site_session_hk = s.site_session_hk
+WHERE s.tenant_hk = %(tenant)s AND s.start_hour < %(hi)s{filters} AND (s.start_hour >= %(lo)s OR m.seen)
+
+-- name: fact_session_sets
+-- Figures of fact_sessions by each of several attributes at once (GROUPING SETS), for a batch of
+-- queries that differ only in that attribute: a row of one set has the other attributes NULL, which no
+-- value of the marts is (a missing one is '').
+WITH sets AS MATERIALIZED (
+{sums}
+)
+{answers}
+
+-- name: fact_session_set
+-- One set of fact_session_sets: the figures by the values of one attribute.
+SELECT {column} AS k0, x.visitors, x.visits, x.bounces, x.duration_seconds, x.visit_pageviews, x.pageviews,
+       x.events
+FROM sets x
+WHERE {column} IS NOT NULL
 
 -- name: fact_visits
 -- Visit figures of the sessions (matching the filters) that start in the local hours [lo, hi), by keys of
@@ -235,7 +269,7 @@ WITH sums AS MATERIALIZED (
 SELECT n.total_rows, p.*
 FROM (SELECT count(*) AS total_rows FROM answer) n
 LEFT JOIN LATERAL (SELECT true AS present, a.* FROM answer a
-                   ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s) p ON true
+                   ORDER BY {order} LIMIT {limit} OFFSET {offset}) p ON true
 
 -- name: rows_total
 -- The answer's one row: the totals.
@@ -244,8 +278,8 @@ FROM sums s
 -- name: rows_of_sums
 -- Rows: the keys with an asked figure.
 FROM sums s
-WHERE (%(visitors_asked)s AND s.visitors <> 0) OR (%(visits_asked)s AND s.visits <> 0)
-   OR (%(pageviews_asked)s AND s.pageviews <> 0) OR (%(events_asked)s AND s.events <> 0)
+WHERE ({visitors_asked} AND s.visitors <> 0) OR ({visits_asked} AND s.visits <> 0)
+   OR ({pageviews_asked} AND s.pageviews <> 0) OR ({events_asked} AND s.events <> 0)
 
 -- name: rows_of_buckets
 -- Rows of a query by time alone: every bucket of the range, zeros included (a chart's points).

@@ -10,7 +10,7 @@ sums into metrics, fills the time buckets, orders, pages and counts the rows.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -157,18 +157,46 @@ async def run_query(
         if before is not None:
             await cur.execute(composed, _params(query, clock, *before, None, 0), prepare=False)
             previous = await cur.fetchall()
-    total = int(current[0]["total_rows"]) if current else 0
-    results = [_result(query, row) for row in current if row["present"]]
-    meta: dict[str, Any] = {
-        "time_zone": clock.zone,
-        "date_range": [start, end],
-        "total_rows": total,
-        "source": source,
-    }
+    answer = _answer(query, clock, (start, end), source, current)
     if before is not None:
-        meta["comparison_date_range"] = list(before)
-        _compare(query, results, current, previous, (start, end), before)
-    return {"results": results, "meta": meta, "query": _echo(query, start, end)}
+        answer["meta"]["comparison_date_range"] = list(before)
+        _compare(query, answer["results"], current, previous, (start, end), before)
+    return answer
+
+
+async def run_queries(
+    conn: AsyncConnection[Any], customer_id: str, queries: Sequence[StatsQuery]
+) -> list[dict[str, Any]]:
+    """Answer several stats queries of the customer, each as `run_query` does, in their order.
+
+    Queries on the facts that differ only in their one visit dimension (a filtered dashboard's
+    panels: same range and filters, no comparison, no event figure) are answered together by one
+    pass over the range's sessions, grouped by each of their dimensions (`fact_session_sets`)."""
+    clock = await _clock(conn, customer_id, any(q.date_range == "all" for q in queries))
+    answers: dict[int, dict[str, Any]] = {}
+    batches: dict[tuple[Any, ...], list[int]] = {}
+    for i, query in enumerate(queries):
+        if _batchable(query):
+            batches.setdefault((query.date_range, tuple(query.filters)), []).append(i)
+    for members in batches.values():
+        if len(members) < 2:
+            continue
+        batch = [queries[i] for i in members]
+        start, end = resolve_range(batch[0].date_range, clock.today, clock.first_day)
+        params = _params(_union(batch), clock, start, end, None, 0)
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(batch_statement(batch), params, prepare=False)
+            rows = await cur.fetchall()
+        for position, (i, query) in enumerate(zip(members, batch, strict=True)):
+            own = [row for row in rows if row["query"] == position]
+            answers[i] = _answer(query, clock, (start, end), "facts", own)
+    for i, query in enumerate(queries):
+        if i not in answers:
+            try:
+                answers[i] = await run_query(conn, customer_id, query)
+            except QueryError as exc:
+                raise QueryError(f"queries[{i}]: {exc}") from None
+    return [answers[i] for i in range(len(queries))]
 
 
 async def realtime_visitors(
@@ -179,6 +207,79 @@ async def realtime_visitors(
     row = await cur.fetchone()
     assert row is not None
     return int(row[0]), row[1]
+
+
+def _answer(
+    query: StatsQuery, clock: Clock, period: tuple[date, date], source: Source, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The answer to `query` from the rows of its statement (without the comparison)."""
+    meta: dict[str, Any] = {
+        "time_zone": clock.zone,
+        "date_range": list(period),
+        "total_rows": int(rows[0]["total_rows"]) if rows else 0,
+        "source": source,
+    }
+    return {
+        "results": [_result(query, row) for row in rows if row["present"]],
+        "meta": meta,
+        "query": _echo(query, *period),
+    }
+
+
+def _batchable(query: StatsQuery) -> bool:
+    """Whether `query` can be answered in a batch by fact_session_sets: from the facts, by one visit
+    dimension, asking no event figure, without comparison."""
+    return (
+        not uses_rollups(query)
+        and len(query.dimensions) == 1
+        and DIMENSIONS[query.dimensions[0]].level == "visit"
+        and not set(query.metrics) & {"pageviews", "events"}
+        and (query.include is None or query.include.comparison is None)
+    )
+
+
+def _union(batch: list[StatsQuery]) -> StatsQuery:
+    """One query asking every metric that a query of the batch asks (its sums' parameters)."""
+    metrics = list(dict.fromkeys(m for q in batch for m in q.metrics))
+    return batch[0].model_copy(update={"metrics": metrics})
+
+
+def batch_statement(batch: list[StatsQuery]) -> sql.Composed:
+    """The one statement answering the batch's queries: their rows tagged with their place (`query`)."""
+    columns = list(dict.fromkeys(DIMENSIONS[q.dimensions[0]].column for q in batch))
+    sums = Q["fact_sessions"].format(
+        keys=sql.SQL("").join(
+            sql.SQL("{} AS {}, ").format(sql.Identifier("s", c), sql.Identifier(c)) for c in columns
+        ),
+        sessions=_sessions(batch[0]),
+        group=sql.SQL("GROUP BY GROUPING SETS ({})").format(
+            sql.SQL(", ").join(sql.SQL("({})").format(sql.Identifier("s", c)) for c in columns)
+        ),
+    )
+    answers = sql.SQL("\nUNION ALL\n").join(
+        sql.SQL("SELECT {} AS query, a.* FROM ({}) a").format(
+            sql.Literal(position),
+            _answer_statement(
+                query,
+                Q["fact_session_set"].format(
+                    column=sql.Identifier("x", DIMENSIONS[query.dimensions[0]].column)
+                ),
+                _literals(query),
+            ),
+        )
+        for position, query in enumerate(batch)
+    )
+    return Q["fact_session_sets"].format(sums=sums, answers=answers)
+
+
+def _sessions(query: StatsQuery) -> sql.Composable:
+    """The sessions whose figures answer `query` (fact_sessions): with or without event filters."""
+    visit_filters = _conditions(query, "visit")
+    if any(DIMENSIONS[f[1]].level == "event" for f in query.filters):
+        return Q["fact_sessions_matching"].format(
+            event_filters=_conditions(query, "event"), filters=visit_filters
+        )
+    return Q["fact_sessions_seen"].format(filters=visit_filters)
 
 
 async def _clock(conn: AsyncConnection[Any], customer_id: str, first_day: bool) -> Clock:
@@ -230,10 +331,33 @@ def _key(i: int) -> sql.Identifier:
     return sql.Identifier(f"k{i}")
 
 
+# What the answer of one statement takes from its parameters; a batch's answers have their own.
+_ANSWER_VALUES = ("limit", "offset", "visitors_asked", "visits_asked", "pageviews_asked", "events_asked")
+
+
 def statement(query: StatsQuery, source: Source) -> sql.Composed:
     """The one statement answering `query` from `source`: a page of rows with the count of all."""
-    keys = [_key(i) for i in range(len(query.dimensions))]
     sums = _rollups(query) if source == "rollups" else _facts(query)
+    return _answer_statement(query, sums, {name: sql.Placeholder(name) for name in _ANSWER_VALUES})
+
+
+def _literals(query: StatsQuery) -> dict[str, sql.Composable]:
+    """The answer's values of `query` written into the statement (a batch's part)."""
+    asked = set(query.metrics)
+    return {
+        "limit": sql.Literal(query.limit),
+        "offset": sql.Literal(query.offset),
+        "visitors_asked": sql.Literal("visitors" in asked),
+        "visits_asked": sql.Literal(bool(asked & VISIT_METRICS)),
+        "pageviews_asked": sql.Literal("pageviews" in asked),
+        "events_asked": sql.Literal("events" in asked),
+    }
+
+
+def _answer_statement(
+    query: StatsQuery, sums: sql.Composable, values: Mapping[str, sql.Composable]
+) -> sql.Composed:
+    keys = [_key(i) for i in range(len(query.dimensions))]
     time_dimension = query.time_dimension
     rows: sql.Composable
     if not keys:
@@ -241,7 +365,7 @@ def statement(query: StatsQuery, source: Source) -> sql.Composed:
     elif query.dimensions == [time_dimension]:
         rows = Q["rows_of_buckets"].format(bucket=keys[0])
     else:
-        rows = Q["rows_of_sums"]
+        rows = Q["rows_of_sums"].format(**{k: v for k, v in values.items() if k.endswith("_asked")})
     columns = {name: _key(i) for i, name in enumerate(query.dimensions)}
     order = [
         sql.SQL("{} {}").format(columns.get(field, sql.Identifier(field)), _DIRECTIONS[direction])
@@ -254,6 +378,8 @@ def statement(query: StatsQuery, source: Source) -> sql.Composed:
         keys=sql.SQL("").join(sql.SQL("{}, ").format(k) for k in keys),
         rows=rows,
         order=sql.SQL(", ").join(order),
+        limit=values["limit"],
+        offset=values["offset"],
     )
 
 
@@ -321,7 +447,7 @@ def _facts(query: StatsQuery) -> sql.Composable:
     ):
         # No event figure asked and no event dimension or filter: every figure comes from one pass
         # over the sessions, none from the range's events (a dashboard's visit panels).
-        return Q["fact_sessions"].format(keys=visit_keys, filters=visit_filters, group=group)
+        return Q["fact_sessions"].format(keys=visit_keys, sessions=_sessions(query), group=group)
     events = Q["fact_events"].format(keys=event_keys, filters=event_filters + visit_filters, group=group)
     if any(DIMENSIONS[d].level == "event" for d in dims):
         visits = Q["fact_visits_by_event"].format(

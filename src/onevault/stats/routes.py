@@ -1,4 +1,5 @@
-"""`POST /api/v1/stats/query` and `GET /api/v1/stats/realtime`: the caller's figures from the marts."""
+"""`POST /api/v1/stats/query`, `POST /api/v1/stats/queries` and `GET /api/v1/stats/realtime`: the
+caller's figures from the marts."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ from fastapi import APIRouter, Depends, Response
 from onevault.auth.caller import OPENAPI_READ_AUTH, Caller, require
 from onevault.errors import ApiError, responses
 from onevault.services import ServicesDep
-from onevault.stats.models import RealtimeResponse, StatsQuery, StatsResponse
-from onevault.stats.query import QueryError, realtime_visitors, run_query
+from onevault.stats.models import (
+    RealtimeResponse,
+    StatsBatch,
+    StatsBatchResponse,
+    StatsQuery,
+    StatsResponse,
+)
+from onevault.stats.query import QueryError, realtime_visitors, run_queries, run_query
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
 ReadCaller = Annotated[Caller, Depends(require("read"))]
@@ -46,6 +53,24 @@ async def stats_query(query: StatsQuery, caller: ReadCaller, services: ServicesD
         raise ApiError(422, str(exc)) from None
     # Already in its final shape: serialised as is rather than validated again row by row.
     return Response(orjson.dumps(answer), media_type="application/json")
+
+
+@router.post(
+    "/queries",
+    response_model=StatsBatchResponse,
+    responses=responses(_QUERY_ERRORS),
+    openapi_extra=OPENAPI_READ_AUTH,
+    summary="Several stats queries at once (a dashboard's panels)",
+)
+async def stats_queries(batch: StatsBatch, caller: ReadCaller, services: ServicesDep) -> Response:
+    """Up to 20 queries answered as `/query` answers each, in their order. Queries on the facts that
+    differ only in their one visit dimension (a filtered dashboard's panels) are counted in one pass."""
+    try:
+        async with services.read_pool.connection() as conn:
+            answers = await run_queries(conn, caller.customer_id, batch.queries)
+    except QueryError as exc:
+        raise ApiError(422, str(exc)) from None
+    return Response(orjson.dumps({"answers": answers}), media_type="application/json")
 
 
 @router.get(

@@ -221,8 +221,7 @@
     announce("Loading the figures…");
     var question = { date_range: dateRange(), filters: filters() };
     var panels = Array.prototype.slice.call(document.querySelectorAll(".panel"));
-    var jobs = [loadTotals(question, current), loadChart(question, current)].concat(
-      panels.map(function (panel) { return loadPanel(panel, question, current); }));
+    var jobs = [loadTotals(question, current), loadChart(question, current), loadPanels(panels, question, current)];
     return Promise.all(jobs.map(function (job) {
       return job.then(function () { return null; }, function (error) { return error; });
     })).then(function (errors) {
@@ -381,27 +380,35 @@
     return td;
   }
 
-  function loadPanel(panel, question, current) {
-    var dimension = panel.getAttribute("data-dimension");
-    panel.setAttribute("aria-busy", "true");
-    return query({
-      date_range: question.date_range,
-      metrics: ["visitors", panel.getAttribute("data-second")],
-      dimensions: [dimension],
-      filters: question.filters,
-      order_by: [["visitors", "desc"]],
-      limit: TOP
-    }).then(function (answer) {
+  // The panels in one request: filtered, the service counts them in one pass over the sessions.
+  function loadPanels(panels, question, current) {
+    panels.forEach(function (panel) { panel.setAttribute("aria-busy", "true"); });
+    return api("/api/v1/stats/queries", {
+      queries: panels.map(function (panel) {
+        return {
+          date_range: question.date_range,
+          metrics: ["visitors", panel.getAttribute("data-second")],
+          dimensions: [panel.getAttribute("data-dimension")],
+          filters: question.filters,
+          order_by: [["visitors", "desc"]],
+          limit: TOP
+        };
+      })
+    }).then(function (batch) {
       if (!current()) return;
-      var rows = answer.results.slice(0, TOP);
-      var most = rows.reduce(function (m, r) { return Math.max(m, r.metrics[0] || 0); }, 0);
-      var body = panel.querySelector("tbody");
-      body.replaceChildren.apply(body, rows.map(function (r, index) {
-        return panelRow(panel, r, index, most);
-      }));
-      panel.querySelector(".empty").hidden = rows.length > 0;
-      panel.setAttribute("aria-busy", "false");
+      panels.forEach(function (panel, i) { showPanel(panel, batch.answers[i]); });
     });
+  }
+
+  function showPanel(panel, answer) {
+    var rows = answer.results.slice(0, TOP);
+    var most = rows.reduce(function (m, r) { return Math.max(m, r.metrics[0] || 0); }, 0);
+    var body = panel.querySelector("tbody");
+    body.replaceChildren.apply(body, rows.map(function (r, index) {
+      return panelRow(panel, r, index, most);
+    }));
+    panel.querySelector(".empty").hidden = rows.length > 0;
+    panel.setAttribute("aria-busy", "false");
   }
 
   function displayValue(panel, value) {
