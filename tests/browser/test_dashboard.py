@@ -275,13 +275,16 @@ def test_dashboard_shows_the_known_events_and_follows_filters_and_ranges(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
 
-    # A click on the /pricing row filters everything to that page.
-    page.locator("#panel-pages tbody tr", has_text="/pricing").click()
+    # A click on the /pricing row filters everything to that page; the panels come in one request.
+    with page.expect_request(lambda r: r.url.endswith("/api/v1/stats/queries")) as panels:
+        page.locator("#panel-pages tbody tr", has_text="/pricing").click()
+    assert len(panels.value.post_data_json["queries"]) == len(page.locator(".panel").all())
     chip = page.locator("#filters .chip")
     expect(chip).to_have_count(1)
     expect(chip).to_contain_text("Page is /pricing")
     expect_figures(page, visitors=3, pageviews=4, visits=3)
     assert panel_rows(page, "pages") == [["/pricing", "3", "4"]]
+    assert sum(int(r[1]) for r in panel_rows(page, "browsers")) == 3
     assert contrast_failures(page) == []
 
     # The range picker keeps the filter: last 7 days.
