@@ -180,12 +180,13 @@ WHERE s.tenant_hk = %(tenant)s AND s.start_hour < %(hi)s{filters}
 
 -- name: fact_sessions_matching
 -- The sessions matching the visit filters with an event matching the event filters (whenever it
--- happened) that start in the local hours [lo, hi), or have such an event there (`seen`).
+-- happened) that start in the local hours [lo, hi), or have such an event there (`seen`). Only events
+-- from the range's start are read: none of a session that starts in the range precedes it.
 SELECT s.*, s.start_hour >= %(lo)s AS started, m.seen
 FROM mart.session_f s
-JOIN (SELECT e.site_session_hk, bool_or(e.hour >= %(lo)s AND e.hour < %(hi)s) AS seen
+JOIN (SELECT e.site_session_hk, bool_or(e.hour < %(hi)s) AS seen
       FROM mart.session_event_f e
-      WHERE e.tenant_hk = %(tenant)s{event_filters}
+      WHERE e.tenant_hk = %(tenant)s AND e.hour >= %(lo)s{event_filters}
       GROUP BY 1) m ON m.site_session_hk = s.site_session_hk
 WHERE s.tenant_hk = %(tenant)s AND s.start_hour < %(hi)s{filters} AND (s.start_hour >= %(lo)s OR m.seen)
 
