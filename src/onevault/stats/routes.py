@@ -3,14 +3,16 @@ caller's figures from the marts."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Response
+from psycopg import AsyncConnection
 
 from onevault.auth.caller import OPENAPI_READ_AUTH, Caller, require
 from onevault.errors import ApiError, responses
-from onevault.services import ServicesDep
+from onevault.services import Services, ServicesDep
 from onevault.stats.models import (
     RealtimeResponse,
     StatsBatch,
@@ -46,13 +48,7 @@ _QUERY_ERRORS = _AUTH_ERRORS | {
 )
 async def stats_query(query: StatsQuery, caller: ReadCaller, services: ServicesDep) -> Response:
     """Metrics by dimensions over a date range in the customer's time zone (Plausible Stats API v2)."""
-    try:
-        async with services.read_pool.connection() as conn:
-            answer = await run_query(conn, caller.customer_id, query)
-    except QueryError as exc:
-        raise ApiError(422, str(exc)) from None
-    # Already in its final shape: serialised as is rather than validated again row by row.
-    return Response(orjson.dumps(answer), media_type="application/json")
+    return await _answered(services, lambda conn: run_query(conn, caller.customer_id, query))
 
 
 @router.post(
@@ -65,12 +61,24 @@ async def stats_query(query: StatsQuery, caller: ReadCaller, services: ServicesD
 async def stats_queries(batch: StatsBatch, caller: ReadCaller, services: ServicesDep) -> Response:
     """Up to 20 queries answered as `/query` answers each, in their order. Queries on the facts that
     differ only in their one visit dimension (a filtered dashboard's panels) are counted in one pass."""
+
+    async def answers(conn: AsyncConnection[Any]) -> dict[str, Any]:
+        return {"answers": await run_queries(conn, caller.customer_id, batch.queries)}
+
+    return await _answered(services, answers)
+
+
+async def _answered(
+    services: Services, ask: Callable[[AsyncConnection[Any]], Awaitable[dict[str, Any]]]
+) -> Response:
+    """The answer `ask` gives on a connection of the read pool; a query without one is a 422."""
     try:
         async with services.read_pool.connection() as conn:
-            answers = await run_queries(conn, caller.customer_id, batch.queries)
+            answer = await ask(conn)
     except QueryError as exc:
         raise ApiError(422, str(exc)) from None
-    return Response(orjson.dumps({"answers": answers}), media_type="application/json")
+    # Already in its final shape: serialised as is rather than validated again row by row.
+    return Response(orjson.dumps(answer), media_type="application/json")
 
 
 @router.get(
