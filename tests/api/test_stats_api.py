@@ -9,6 +9,7 @@ without the `read` scope 401/403, and no customer ever sees another's figures.
 
 from __future__ import annotations
 
+import time as clock
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -488,3 +489,26 @@ def test_a_bad_batch_is_refused_naming_the_query(
     """422: no query, more than 20, a bad query (its place named), or one without an answer."""
     detail = assert_error(client.post(QUERIES, headers=tenant.headers, json=body), 422, tenant.token)
     assert culprit in detail, detail
+
+
+class TestATimeLimit:
+    """ONEVAULT_STATS_TIMEOUT_SECONDS: a query still running after it is given up, answered 504."""
+
+    @pytest.fixture
+    def server_settings(self) -> dict[str, Any]:
+        return {"pipeline_background": False, "stats_timeout_seconds": 0.5}
+
+    def test_a_query_that_runs_too_long_is_given_up(
+        self, client: httpx.Client, conn: psycopg.Connection, loaded: Tenant
+    ) -> None:
+        """While the sessions' facts are locked, a query that reads them waits until the time limit,
+        alone or in a batch; the connection then serves the next query as usual."""
+        body = {"date_range": "7d", "metrics": ["visitors"], "dimensions": ["event:page", "visit:device"]}
+        with conn.transaction():
+            conn.execute("LOCK TABLE mart.session_f IN ACCESS EXCLUSIVE MODE")
+            for path, sent in ((QUERY, body), (QUERIES, {"queries": [body, body]})):
+                started = clock.monotonic()
+                detail = assert_error(client.post(path, headers=loaded.headers, json=sent), 504)
+                assert 0.5 <= clock.monotonic() - started < 5
+                assert "ONEVAULT_STATS_TIMEOUT_SECONDS" in detail and "0.5 s" in detail
+        assert ask(client, loaded, **body)["results"]

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -442,3 +443,31 @@ def test_api_docs_render_offline(browser_page: BrowserPage, live_server: LiveSer
     expect(operations.filter(has_text="/dashboard/chart")).to_have_count(1)
     assert docs.outside == []
     assert docs.tab.console_errors() == []
+
+
+class TestFiguresThatTakeTooLong:
+    """ONEVAULT_STATS_TIMEOUT_SECONDS as the page shows it."""
+
+    @pytest.fixture
+    def server_settings(self) -> dict[str, Any]:
+        return {"stats_timeout_seconds": 1.0}
+
+    def test_figures_given_up_are_explained(
+        self, dashboard: Browser, shop: Shop, conn: psycopg.Connection
+    ) -> None:
+        """While the hourly rollup is locked, the headline figures wait past the limit: the page says
+        they took too long (504) and what to do; once it is free, the next range is shown."""
+        page = dashboard.page
+        alert = page.get_by_role("alert")
+        with conn.transaction():
+            conn.execute("LOCK TABLE mart.traffic_hourly IN ACCESS EXCLUSIVE MODE")
+            sign_in(page, shop)
+            expect(alert).to_contain_text("took too long")
+            expect(alert).to_contain_text("504")
+            expect(alert).to_contain_text("shorter range")
+            expect(page.locator("#main")).to_have_attribute("data-state", "error")
+        page.get_by_label("Date range").select_option("7d")
+        expect_figures(page, visitors=4, pageviews=9, visits=5)
+        expect(page.locator("#error")).to_be_empty()
+        assert [m for m in dashboard.tab.console_errors() if "status of 504" not in m] == []
+        assert dashboard.outside == []

@@ -21,6 +21,10 @@ SELECT t.tenant_hk, t.zone, (now() AT TIME ZONE t.zone)::date AS today,
 FROM (SELECT k.tenant_hk, mart.tenant_zone(k.tenant_hk) AS zone
       FROM (SELECT util.tenant_hk(%(customer_id)s) AS tenant_hk) k) t
 
+-- name: statement_timeout
+-- Statements of the current transaction are cancelled after %(ms)s milliseconds.
+SELECT set_config('statement_timeout', %(ms)s::text, true)
+
 -- name: realtime_visitors
 -- Distinct visitors of the caller's sessions whose last event is at most %(seconds)s seconds old.
 SELECT count(DISTINCT f.site_visitor_hk) AS visitors, now() AS timestamp

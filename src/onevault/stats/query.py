@@ -10,7 +10,8 @@ sums into metrics, fills the time buckets, orders, pages and counts the rows.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -197,6 +198,15 @@ async def run_queries(
             except QueryError as exc:
                 raise QueryError(f"queries[{i}]: {exc}") from None
     return [answers[i] for i in range(len(queries))]
+
+
+@asynccontextmanager
+async def time_limited(conn: AsyncConnection[Any], seconds: float) -> AsyncIterator[None]:
+    """A transaction on `conn` whose statements are cancelled after `seconds` each
+    (psycopg.errors.QueryCanceled)."""
+    async with conn.transaction():
+        await conn.execute(Q["statement_timeout"], {"ms": max(1, round(seconds * 1000))})
+        yield
 
 
 async def realtime_visitors(

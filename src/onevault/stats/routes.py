@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Response
 from psycopg import AsyncConnection
+from psycopg.errors import QueryCanceled
 
 from onevault.auth.caller import OPENAPI_READ_AUTH, Caller, require
 from onevault.errors import ApiError, responses
@@ -20,7 +21,7 @@ from onevault.stats.models import (
     StatsQuery,
     StatsResponse,
 )
-from onevault.stats.query import QueryError, realtime_visitors, run_queries, run_query
+from onevault.stats.query import QueryError, realtime_visitors, run_queries, run_query, time_limited
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
 ReadCaller = Annotated[Caller, Depends(require("read"))]
@@ -36,6 +37,7 @@ _AUTH_ERRORS = {
 _QUERY_ERRORS = _AUTH_ERRORS | {
     422: "A query that is not one: the detail names the wrong metric, dimension, filter, date range, "
     "order_by field, limit or offset",
+    504: "The figures took longer than ONEVAULT_STATS_TIMEOUT_SECONDS to count (default 30 s)",
 }
 
 
@@ -71,12 +73,20 @@ async def stats_queries(batch: StatsBatch, caller: ReadCaller, services: Service
 async def _answered(
     services: Services, ask: Callable[[AsyncConnection[Any]], Awaitable[dict[str, Any]]]
 ) -> Response:
-    """The answer `ask` gives on a connection of the read pool; a query without one is a 422."""
+    """The answer `ask` gives on a connection of the read pool; a query without one is a 422, one
+    that runs longer than the stats timeout a 504."""
+    seconds = services.settings.stats_timeout_seconds
     try:
-        async with services.read_pool.connection() as conn:
+        async with services.read_pool.connection() as conn, time_limited(conn, seconds):
             answer = await ask(conn)
     except QueryError as exc:
         raise ApiError(422, str(exc)) from None
+    except QueryCanceled:
+        raise ApiError(
+            504,
+            f"the figures took longer than {seconds:g} s to count and were given up "
+            "(ONEVAULT_STATS_TIMEOUT_SECONDS): ask for a shorter date range or fewer dimensions",
+        ) from None
     # Already in its final shape: serialised as is rather than validated again row by row.
     return Response(orjson.dumps(answer), media_type="application/json")
 

@@ -110,6 +110,8 @@
       case 429: return "Too many attempts (429): wait " + (error.retryAfter || "a few") + " seconds and try again.";
       case 503: return "The database is unavailable for now (503); the dashboard retries in " +
         retryDelay(error) + " seconds" + detail + ".";
+      case 504: return "Counting these figures took too long and was given up (504). Choose a shorter " +
+        "range or remove a filter.";
       default: return "The service answered " + error.status + detail + ".";
     }
   }
