@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     auth_failures_per_second: float = Field(default=10.0, ge=0)
     auth_failure_burst: int = Field(default=100, ge=1)
 
-    # A stats query (or a batch of them) still running after this long is cancelled and answered 504:
-    # no caller holds a connection of the read pool and a core for minutes.
+    # A stats request (one query or a batch) still running after this long is cancelled and answered
+    # 504: no caller holds a connection of the read pool and a core for minutes.
     stats_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     pool_min_size: int = Field(default=2, ge=1)

@@ -9,6 +9,7 @@ without the `read` scope 401/403, and no customer ever sees another's figures.
 
 from __future__ import annotations
 
+import asyncio
 import time as clock
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -20,6 +21,8 @@ import pytest
 from tests.helpers.http import assert_error
 from tests.helpers.tenants import Tenant, make_tenant
 from tests.helpers.vault_load import IPHONE, Event, load_one_batch
+
+from onevault.stats.query import TooSlow, time_limited
 
 QUERY = "/api/v1/stats/query"
 QUERIES = "/api/v1/stats/queries"
@@ -512,3 +515,27 @@ class TestATimeLimit:
                 assert 0.5 <= clock.monotonic() - started < 5
                 assert "ONEVAULT_STATS_TIMEOUT_SECONDS" in detail and "0.5 s" in detail
         assert ask(client, loaded, **body)["results"]
+
+    def test_the_limit_is_the_whole_requests(self, conn: psycopg.Connection) -> None:
+        """The statements of one request share the limit: each under it but together over it, they are
+        given up as one over it is, within moments, and the connection serves the next statement;
+        under it, they run to their end."""
+
+        async def run(*statements: str) -> str | None:
+            async with await psycopg.AsyncConnection.connect(conn.info.dsn, autocommit=True) as reader:
+                outcome = None
+                try:
+                    async with time_limited(reader, 0.5):
+                        for statement in statements:
+                            await reader.execute(statement)
+                except TooSlow as exc:
+                    outcome = str(exc)
+                assert await (await reader.execute("SELECT 1")).fetchone() == (1,)
+                return outcome
+
+        for statements in (["SELECT pg_sleep(0.3)"] * 3, ["SELECT pg_sleep(5)"]):
+            started = clock.monotonic()
+            outcome = asyncio.run(run(*statements))
+            assert outcome is not None and "0.5 s" in outcome
+            assert 0.5 <= clock.monotonic() - started < 3
+        assert asyncio.run(run("SELECT pg_sleep(0.1)", "SELECT pg_sleep(0.1)")) is None

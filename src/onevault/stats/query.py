@@ -9,6 +9,7 @@ sums into metrics, fills the time buckets, orders, pages and counts the rows.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from psycopg import AsyncConnection, sql
+from psycopg.errors import QueryCanceled
 from psycopg.rows import dict_row
 
 from onevault import sqlfile
@@ -39,6 +41,10 @@ _TRUNCATED = sql.SQL("date_trunc(%(unit)s, {})")
 
 class QueryError(ValueError):
     """A valid query that has no answer (a comparison period before the first day of the calendar)."""
+
+
+class TooSlow(Exception):
+    """Stats statements that ran past their time limit (`time_limited`)."""
 
 
 @dataclass(frozen=True)
@@ -202,11 +208,15 @@ async def run_queries(
 
 @asynccontextmanager
 async def time_limited(conn: AsyncConnection[Any], seconds: float) -> AsyncIterator[None]:
-    """A transaction on `conn` whose statements are cancelled after `seconds` each
-    (psycopg.errors.QueryCanceled)."""
-    async with conn.transaction():
-        await conn.execute(Q["statement_timeout"], {"ms": max(1, round(seconds * 1000))})
-        yield
+    """A transaction on `conn` that may last `seconds`: past them, the statement running is cancelled
+    and TooSlow raised. The deadline is the whole block's (psycopg cancels the server's statement
+    when its task is); each statement's `statement_timeout` also holds if that cancel is lost."""
+    try:
+        async with asyncio.timeout(seconds), conn.transaction():
+            await conn.execute(Q["statement_timeout"], {"ms": max(1, round(seconds * 1000))})
+            yield
+    except (TimeoutError, QueryCanceled):
+        raise TooSlow(f"the figures took longer than {seconds:g} s to count and were given up") from None
 
 
 async def realtime_visitors(

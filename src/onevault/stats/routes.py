@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Response
 from psycopg import AsyncConnection
-from psycopg.errors import QueryCanceled
 
 from onevault.auth.caller import OPENAPI_READ_AUTH, Caller, require
 from onevault.errors import ApiError, responses
@@ -21,7 +20,7 @@ from onevault.stats.models import (
     StatsQuery,
     StatsResponse,
 )
-from onevault.stats.query import QueryError, realtime_visitors, run_queries, run_query, time_limited
+from onevault.stats.query import QueryError, TooSlow, realtime_visitors, run_queries, run_query, time_limited
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
 ReadCaller = Annotated[Caller, Depends(require("read"))]
@@ -81,11 +80,9 @@ async def _answered(
             answer = await ask(conn)
     except QueryError as exc:
         raise ApiError(422, str(exc)) from None
-    except QueryCanceled:
+    except TooSlow as exc:
         raise ApiError(
-            504,
-            f"the figures took longer than {seconds:g} s to count and were given up "
-            "(ONEVAULT_STATS_TIMEOUT_SECONDS): ask for a shorter date range or fewer dimensions",
+            504, f"{exc} (ONEVAULT_STATS_TIMEOUT_SECONDS): ask for a shorter date range or fewer dimensions"
         ) from None
     # Already in its final shape: serialised as is rather than validated again row by row.
     return Response(orjson.dumps(answer), media_type="application/json")
