@@ -148,6 +148,13 @@ async def run_query(
     """
     query = query if isinstance(query, StatsQuery) else StatsQuery.model_validate(query)
     clock = await _clock(conn, customer_id, query.date_range == "all")
+    return await _run_one(conn, clock, query, force_facts)
+
+
+async def _run_one(
+    conn: AsyncConnection[Any], clock: Clock, query: StatsQuery, force_facts: bool
+) -> dict[str, Any]:
+    """run_query's answer, the customer's clock known."""
     start, end = resolve_range(query.date_range, clock.today, clock.first_day)
     source: Source = "facts" if force_facts or not uses_rollups(query) else "rollups"
     composed = statement(query, source)
@@ -200,7 +207,7 @@ async def run_queries(
     for i, query in enumerate(queries):
         if i not in answers:
             try:
-                answers[i] = await run_query(conn, customer_id, query)
+                answers[i] = await _run_one(conn, clock, query, False)
             except QueryError as exc:
                 raise QueryError(f"queries[{i}]: {exc}") from None
     return [answers[i] for i in range(len(queries))]
