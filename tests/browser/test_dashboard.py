@@ -276,10 +276,14 @@ def test_dashboard_shows_the_known_events_and_follows_filters_and_ranges(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
 
-    # A click on the /pricing row filters everything to that page; the panels come in one request.
+    # A click on the /pricing row filters everything to that page; the visit panels come in one
+    # request, the pages panel in its own beside it.
     with page.expect_request(lambda r: r.url.endswith("/api/v1/stats/queries")) as panels:
         page.locator("#panel-pages tbody tr", has_text="/pricing").click()
-    assert len(panels.value.post_data_json["queries"]) == len(page.locator(".panel").all())
+    dimensions = [p.get_attribute("data-dimension") or "" for p in page.locator(".panel").all()]
+    asked = [q["dimensions"][0] for q in panels.value.post_data_json["queries"]]
+    assert asked == [d for d in dimensions if d.startswith("visit:")]
+    assert len(asked) == len(dimensions) - 1
     chip = page.locator("#filters .chip")
     expect(chip).to_have_count(1)
     expect(chip).to_contain_text("Page is /pricing")

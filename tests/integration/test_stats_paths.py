@@ -384,3 +384,53 @@ def test_a_batch_answers_each_query_as_alone(loaded: tuple[str, str], filters: l
 
     for date_range in (ranges()[0], ranges()[1], "7d"):
         asyncio.run(ask(date_range))
+
+
+def test_a_batch_counts_a_visitor_once_where_an_unseen_session_comes_first(
+    pg_url: str, template_db: str
+) -> None:
+    """A visitor seen in two sessions of the range, whose third session starts on the range's last day
+    and has its matching event only after it (its visit counts, its visitor does not), counts once
+    under the browser and OS its sessions share: in a batch as alone."""
+    url = create_database(pg_url, template_db)
+    try:
+        today = datetime.now(UTC).date()
+        first, last = today - timedelta(days=4), today - timedelta(days=2)
+
+        def at(day: date, hour: int, minute: int) -> datetime:
+            return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+
+        visits = [("s1", at(first, 10, 0), "/pricing"), ("s2", at(last, 9, 0), "/pricing")]
+        visits += [("s3", at(last, 23, 50), "/"), ("s3", at(last + timedelta(days=1), 0, 5), "/pricing")]
+        events = [
+            Event(f"e{i}", when, visitor_id="v1", session_id=session, page=page, user_agent=FIREFOX_MAC)
+            for i, (session, when, page) in enumerate(visits)
+        ]
+        with psycopg.connect(url, autocommit=True) as conn:
+            customer = new_customer(conn, "unseen")
+            load_one_batch(conn, customer, events)
+        queries = [
+            StatsQuery.model_validate(
+                {
+                    "date_range": [first.isoformat(), last.isoformat()],
+                    "metrics": ["visitors", "visits"],
+                    "dimensions": [dimension],
+                    "filters": [["is", "event:page", ["/pricing"]]],
+                }
+            )
+            for dimension in ("visit:browser", "visit:os")
+        ]
+
+        async def ask() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                alone = [await run_query(conn, customer, query) for query in queries]
+                return alone, await run_queries(conn, customer, queries)
+
+        alone, together = asyncio.run(ask())
+        assert together == alone
+        assert [a["results"] for a in together] == [
+            [{"dimensions": ["Firefox"], "metrics": [1, 3]}],
+            [{"dimensions": ["Mac OS X"], "metrics": [1, 3]}],
+        ]
+    finally:
+        drop_database(pg_url, url)

@@ -195,18 +195,39 @@ JOIN (SELECT e.site_session_hk, bool_or(e.hour < %(hi)s) AS seen
 WHERE s.tenant_hk = %(tenant)s AND s.start_hour < %(hi)s{filters} AND (s.start_hour >= %(lo)s OR m.seen)
 
 -- name: fact_session_sets
--- Figures of fact_sessions by each of several attributes at once (GROUPING SETS), for a batch of
--- queries that differ only in that attribute: a row of one set has the other attributes NULL, which no
--- value of the marts is (a missing one is '').
-WITH sets AS MATERIALIZED (
-{sums}
+-- Figures of the sessions (a set of fact_sessions_seen or fact_sessions_matching) by each of several
+-- attributes at once (GROUPING SETS), for a batch of queries that differ only in that attribute, as
+-- fact_sessions counts them: a row of one set has the other attributes NULL, which no value of the
+-- marts is (a missing one is ''). Grouped by hashing, not sorting (one sort per set for the distinct
+-- visitors was most of the time): a visitor with one session seen counts once wherever it is; a
+-- visitor seen in several (`multi`) counts under each value at its first session seen there, found
+-- among that visitor's sessions alone. `visitors_*` holds each set's own visitors.
+WITH ranged AS MATERIALIZED (
+    SELECT x.site_visitor_hk, x.seen, x.started, x.is_bounce, x.duration_seconds, x.pageviews, {columns}
+    FROM ({sessions}) x
+), multi AS MATERIALIZED (
+    SELECT r.site_visitor_hk FROM ranged r WHERE r.seen GROUP BY 1 HAVING count(*) > 1
+), sets AS MATERIALIZED (
+    SELECT {keys}, {visitors}, count(*) FILTER (WHERE y.started) AS visits,
+           coalesce(sum(y.is_bounce::integer) FILTER (WHERE y.started), 0) AS bounces,
+           coalesce(sum(y.duration_seconds) FILTER (WHERE y.started), 0) AS duration_seconds,
+           coalesce(sum(y.pageviews) FILTER (WHERE y.started), 0) AS visit_pageviews,
+           0::bigint AS pageviews, 0::bigint AS events
+    FROM (SELECT r.*, {once}
+          FROM ranged r
+          WHERE r.site_visitor_hk NOT IN (SELECT m.site_visitor_hk FROM multi m)
+          UNION ALL
+          SELECT r.*, {firsts}
+          FROM ranged r
+          WHERE r.site_visitor_hk IN (SELECT m.site_visitor_hk FROM multi m)) y
+    GROUP BY GROUPING SETS ({sets})
 )
 {answers}
 
 -- name: fact_session_set
 -- One set of fact_session_sets: the figures by the values of one attribute.
-SELECT {column} AS k0, x.visitors, x.visits, x.bounces, x.duration_seconds, x.visit_pageviews, x.pageviews,
-       x.events
+SELECT {column} AS k0, {visitors} AS visitors, x.visits, x.bounces, x.duration_seconds, x.visit_pageviews,
+       x.pageviews, x.events
 FROM sets x
 WHERE {column} IS NOT NULL
 

@@ -274,29 +274,46 @@ def _union(batch: list[StatsQuery]) -> StatsQuery:
 def batch_statement(batch: list[StatsQuery]) -> sql.Composed:
     """The one statement answering the batch's queries: their rows tagged with their place (`query`)."""
     columns = list(dict.fromkeys(DIMENSIONS[q.dimensions[0]].column for q in batch))
-    sums = Q["fact_sessions"].format(
-        keys=sql.SQL("").join(
-            sql.SQL("{} AS {}, ").format(sql.Identifier("s", c), sql.Identifier(c)) for c in columns
-        ),
-        sessions=_sessions(batch[0]),
-        group=sql.SQL("GROUP BY GROUPING SETS ({})").format(
-            sql.SQL(", ").join(sql.SQL("({})").format(sql.Identifier("s", c)) for c in columns)
-        ),
-    )
+
+    def each(template: str, alias: str) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL(template).format(
+                column=sql.Identifier(alias, c),
+                visitors=sql.Identifier(f"visitors_{c}"),
+                own=sql.Identifier(alias, f"visitors_{c}"),
+            )
+            for c in columns
+        )
+
     answers = sql.SQL("\nUNION ALL\n").join(
         sql.SQL("SELECT {} AS query, a.* FROM ({}) a").format(
             sql.Literal(position),
             _answer_statement(
                 query,
                 Q["fact_session_set"].format(
-                    column=sql.Identifier("x", DIMENSIONS[query.dimensions[0]].column)
+                    column=sql.Identifier("x", column),
+                    visitors=sql.Identifier("x", f"visitors_{column}"),
                 ),
                 _literals(query),
             ),
         )
         for position, query in enumerate(batch)
+        for column in [DIMENSIONS[query.dimensions[0]].column]
     )
-    return Q["fact_session_sets"].format(sums=sums, answers=answers)
+    return Q["fact_session_sets"].format(
+        columns=each("{column}", "x"),
+        sessions=_sessions(batch[0]),
+        keys=each("{column}", "y"),
+        visitors=each("sum({own}) AS {visitors}", "y"),
+        once=each("r.seen::integer AS {visitors}", "r"),
+        firsts=each(
+            "(r.seen AND row_number() OVER (PARTITION BY r.site_visitor_hk, {column}"
+            " ORDER BY r.seen DESC) = 1)::integer",
+            "r",
+        ),
+        sets=each("({column})", "y"),
+        answers=answers,
+    )
 
 
 def _sessions(query: StatsQuery) -> sql.Composable:

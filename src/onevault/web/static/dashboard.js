@@ -396,13 +396,26 @@
         limit: TOP
       };
     });
-    var show = function (answers) {
-      if (current()) panels.forEach(function (panel, i) { showPanel(panel, answers[i]); });
+    var show = function (panel) {
+      return function (answer) { if (current()) showPanel(panel, answer); };
     };
-    if (!question.filters.length) {
-      return Promise.all(asked.map(query)).then(show);
+    // Unfiltered, each panel reads the rollups in a request of its own. Filtered, the visit panels
+    // are counted together in one request (one pass over the range's sessions), the event panels
+    // each in its own request beside it; each panel is shown as soon as its answer arrives.
+    var together = question.filters.length ? panels.filter(function (panel) {
+      return panel.getAttribute("data-dimension").indexOf("visit:") === 0;
+    }) : [];
+    var jobs = panels.map(function (panel, i) {
+      return together.indexOf(panel) < 0 ? query(asked[i]).then(show(panel)) : null;
+    }).filter(function (job) { return job !== null; });
+    if (together.length) {
+      jobs.push(api("/api/v1/stats/queries", {
+        queries: together.map(function (panel) { return asked[panels.indexOf(panel)]; })
+      }).then(function (batch) {
+        together.forEach(function (panel, i) { show(panel)(batch.answers[i]); });
+      }));
     }
-    return api("/api/v1/stats/queries", { queries: asked }).then(function (batch) { show(batch.answers); });
+    return Promise.all(jobs);
   }
 
   function showPanel(panel, answer) {
