@@ -1057,7 +1057,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> list[tuple[str,
                         {
                             "filter": f"{f['filter'][0]} is {f['filter'][1]}",
                             "the page's requests": _ms(f["whole_set"]),
-                            "the page": _ms(f["page"]) if "page" in f else "",
+                            "the page": _ms(f["page"]),
                             "one by one": _ms(f["one_by_one"]),
                             "slowest request": f"{f['slowest']}: {_ms(f['slowest_ms'])}",
                             "p95 target": "PASS" if f["p95_met"] else "FAIL",
