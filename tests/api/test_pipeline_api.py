@@ -168,6 +168,32 @@ def test_background_processing_goes_on_loading_while_the_marts_are_refreshed(
         _wait_for(lambda: (_queued_sessions(conn), _counted_sessions(conn)) == (0, 3), timeout=5.0)
 
 
+def test_live_traffic_refreshes_the_marts_at_most_once_per_interval(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """The first events after a quiet spell are counted in the marts at once; events loaded within
+    `marts_refresh_seconds` of that refresh wait for its end and are counted together then, so live
+    traffic pays a refresh's fixed cost once per interval, not once per small batch."""
+    tenant = make_tenant(conn, "one_spa")
+    headers = tenant.headers | {"User-Agent": CHROME}
+
+    def send(visitor: str) -> None:
+        event = {"page_url": "https://shop.test/", "event_data": {"visitor_id": visitor}}
+        response = httpx.post(f"{server.url}/api/v1/track/async", headers=headers, json=event)
+        assert response.status_code == 200, response.text
+
+    with LiveServer(db_url, marts_refresh_seconds=4.0) as server:
+        send("first")
+        _wait_for(lambda: _counted_sessions(conn) == 1, timeout=3.0)
+        started = time.monotonic()
+        send("second")
+        send("third")
+        _wait_for(lambda: _completed(conn) == 3, timeout=3.0)
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+        assert (_counted_sessions(conn), _queued_sessions(conn)) == (1, 2)
+        _wait_for(lambda: (_counted_sessions(conn), _queued_sessions(conn)) == (3, 0), timeout=8.0)
+
+
 def test_sync_track_reports_a_quarantined_event_with_its_reason(client: httpx.Client, tenant: Tenant) -> None:
     """A well-formed but unusable event is stored, then quarantined; the answer says why."""
     response = client.post("/api/v1/track", headers=tenant.headers, json={"page_url": "not a url"})

@@ -76,6 +76,7 @@ class PipelineRunner:
     parallelism: int = 1
     busy: Callable[[], bool] = lambda: False
     yield_seconds: float = 0.0
+    marts_refresh_seconds: float = 0.0
     _tenants: dict[_RunKey, _TenantRuns] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
     # Lanes with new events whose drain was running: it goes on instead of ending (see _drain).
@@ -101,6 +102,7 @@ class PipelineRunner:
             parallelism=settings.pipeline_parallelism,
             busy=busy,
             yield_seconds=settings.pipeline_yield_seconds,
+            marts_refresh_seconds=settings.marts_refresh_seconds,
         )
 
     def start(self) -> None:
@@ -236,8 +238,9 @@ class PipelineRunner:
     def _refresh_soon(self, customer_id: str, caught_up: bool) -> None:
         """Have the customer's marts refreshed (when due) by a task of their own, so that the background
         run that asks goes on with its lanes' next batch meanwhile: a refresh — seconds in a backlog —
-        no longer holds back the vault's loading of those lanes. Asks arriving while a refresh runs
-        make one more."""
+        no longer holds back the vault's loading of those lanes. The first ask is refreshed at once;
+        asks arriving while a refresh runs or within `marts_refresh_seconds` of its start make one
+        more, at the end of that time."""
         self._marts_asked[customer_id] = self._marts_asked.get(customer_id, False) or caught_up
         if customer_id not in self._refreshing:
             self._refreshing[customer_id] = asyncio.create_task(
@@ -247,7 +250,9 @@ class PipelineRunner:
     async def _refresh_asked(self, customer_id: str) -> None:
         try:
             while customer_id in self._marts_asked:
+                started = time.monotonic()
                 await self._refresh_marts(customer_id, self._marts_asked.pop(customer_id))
+                await asyncio.sleep(self.marts_refresh_seconds - (time.monotonic() - started))
         finally:
             # In the step that found no ask left: an ask after it starts a new task.
             self._refreshing.pop(customer_id, None)
