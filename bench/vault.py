@@ -50,6 +50,7 @@ import psycopg
 from psycopg import sql
 
 from bench import dashboard, data, drive, explain, harness, pipeline
+from onevault.config import Settings
 from onevault.pipeline.runner import lane_groups
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,6 +161,8 @@ def drain(
     # A tree before ff101ea (bench.hardware's previous tree) refreshes the marts in its runs.
     beside = "refresh" in inspect.signature(drive.run_once).parameters
     leave_marts: dict[str, Any] = {"refresh": False} if beside else {}
+    # The service's least time between two refreshes of the marts.
+    interval = float(Settings.model_fields["marts_refresh_seconds"].default)
 
     def work(lanes: tuple[int, ...]) -> None:
         try:
@@ -200,8 +203,14 @@ def drain(
                         break
                     began = time.perf_counter() - started
                     sessions = drive.refresh_marts(conn, customer, caught_up)
-                    if sessions:
-                        refreshes.append((began, time.perf_counter() - started, sessions))
+                    if not sessions:
+                        continue
+                    refreshes.append((began, time.perf_counter() - started, sessions))
+                    with lock:
+                        # As the service, the next one no sooner than the interval after this one
+                        # began; but once the runs are done at once (the service's wait adds no work).
+                        remaining = interval - (time.perf_counter() - started - began)
+                        ask.wait_for(lambda: not working[0], timeout=max(remaining, 0.0))
                 cpu_ms.append(backend_cpu_ms(conn) - cpu_before)
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")

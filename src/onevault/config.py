@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     pipeline_yield_seconds: float = Field(default=30.0, ge=0)
     # The least time between two refreshes of a customer's information marts by one process's
     # background processing: asks arriving meanwhile are answered by one refresh at its end, so live
-    # traffic pays a refresh's fixed cost about once a second instead of once per small batch.
-    marts_refresh_seconds: float = Field(default=1.0, ge=0, le=60)
+    # traffic pays a refresh — whose cost follows the sessions it touches, not their new events — once
+    # per interval instead of once per small batch.
+    marts_refresh_seconds: float = Field(default=5.0, ge=0, le=60)
 
     # Retention of the raw and staging layers, in days after the day (UTC) an event was stored
     # (unset or `keep`: kept for ever). The scheduler drops a day's raw partition once its last day

@@ -224,23 +224,28 @@ class PipelineRunner:
         metrics.record_pipeline_run(result, answer.get("latencies_ms", []))
         return result
 
-    async def _refresh_marts(self, customer_id: str, caught_up: bool) -> None:
+    async def _refresh_marts(self, customer_id: str, caught_up: bool) -> int:
         """The information marts of what runs loaded, when due (staging.refresh_marts_if_due), in a
         transaction of their own after the runs' commits: the batches' rows (pages, which runs of
         other lanes share) are not held while they are refreshed. Its failure leaves the sessions
-        queued."""
+        queued. How many sessions it refreshed."""
         try:
             async with self.pool.connection() as conn, conn.transaction():
-                await conn.execute(Q["refresh_marts"], {"customer_id": customer_id, "caught_up": caught_up})
+                cur = await conn.execute(
+                    Q["refresh_marts"], {"customer_id": customer_id, "caught_up": caught_up}
+                )
+                row = await cur.fetchone()
         except psycopg.Error as exc:
             logger.warning("⚠️ Information marts not refreshed (non-critical): %s", {"error": str(exc)})
+            return 0
+        return int(row[0]) if row else 0
 
     def _refresh_soon(self, customer_id: str, caught_up: bool) -> None:
         """Have the customer's marts refreshed (when due) by a task of their own, so that the background
         run that asks goes on with its lanes' next batch meanwhile: a refresh — seconds in a backlog —
         no longer holds back the vault's loading of those lanes. The first ask is refreshed at once;
-        asks arriving while a refresh runs or within `marts_refresh_seconds` of its start make one
-        more, at the end of that time."""
+        asks arriving while a refresh runs or within `marts_refresh_seconds` of the start of one that
+        found sessions make one more, at the end of that time."""
         self._marts_asked[customer_id] = self._marts_asked.get(customer_id, False) or caught_up
         if customer_id not in self._refreshing:
             self._refreshing[customer_id] = asyncio.create_task(
@@ -251,8 +256,8 @@ class PipelineRunner:
         try:
             while customer_id in self._marts_asked:
                 started = time.monotonic()
-                await self._refresh_marts(customer_id, self._marts_asked.pop(customer_id))
-                await asyncio.sleep(self.marts_refresh_seconds - (time.monotonic() - started))
+                if await self._refresh_marts(customer_id, self._marts_asked.pop(customer_id)):
+                    await asyncio.sleep(self.marts_refresh_seconds - (time.monotonic() - started))
         finally:
             # In the step that found no ask left: an ask after it starts a new task.
             self._refreshing.pop(customer_id, None)
