@@ -203,14 +203,15 @@ def drain(
                         break
                     began = time.perf_counter() - started
                     sessions = drive.refresh_marts(conn, customer, caught_up)
-                    if not sessions:
-                        continue
-                    refreshes.append((began, time.perf_counter() - started, sessions))
-                    with lock:
-                        # As the service, the next one no sooner than the interval after this one
-                        # began; but once the runs are done at once (the service's wait adds no work).
-                        remaining = interval - (time.perf_counter() - started - began)
-                        ask.wait_for(lambda: not working[0], timeout=max(remaining, 0.0))
+                    if sessions:
+                        refreshes.append((began, time.perf_counter() - started, sessions))
+                    if sessions and caught_up:
+                        # As the service, under live traffic the next one no sooner than the interval
+                        # after this one began; but once the runs are done at once (the service's
+                        # wait adds no work).
+                        with lock:
+                            remaining = interval - (time.perf_counter() - started - began)
+                            ask.wait_for(lambda: not working[0], timeout=max(remaining, 0.0))
                 cpu_ms.append(backend_cpu_ms(conn) - cpu_before)
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")

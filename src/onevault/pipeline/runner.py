@@ -243,9 +243,11 @@ class PipelineRunner:
     def _refresh_soon(self, customer_id: str, caught_up: bool) -> None:
         """Have the customer's marts refreshed (when due) by a task of their own, so that the background
         run that asks goes on with its lanes' next batch meanwhile: a refresh — seconds in a backlog —
-        no longer holds back the vault's loading of those lanes. The first ask is refreshed at once;
-        asks arriving while a refresh runs or within `marts_refresh_seconds` of the start of one that
-        found sessions make one more, at the end of that time."""
+        no longer holds back the vault's loading of those lanes. Asks arriving while a refresh runs
+        make one more at its end; under live traffic (a run had caught up) not before
+        `marts_refresh_seconds` after the start of a refresh that found sessions. A backlog's asks
+        are spaced by its threshold (staging.refresh_marts_if_due) instead: waiting there would
+        leave more of the backlog's refresh after its last batch."""
         self._marts_asked[customer_id] = self._marts_asked.get(customer_id, False) or caught_up
         if customer_id not in self._refreshing:
             self._refreshing[customer_id] = asyncio.create_task(
@@ -255,8 +257,8 @@ class PipelineRunner:
     async def _refresh_asked(self, customer_id: str) -> None:
         try:
             while customer_id in self._marts_asked:
-                started = time.monotonic()
-                if await self._refresh_marts(customer_id, self._marts_asked.pop(customer_id)):
+                started, caught_up = time.monotonic(), self._marts_asked.pop(customer_id)
+                if await self._refresh_marts(customer_id, caught_up) and caught_up:
                     await asyncio.sleep(self.marts_refresh_seconds - (time.monotonic() - started))
         finally:
             # In the step that found no ask left: an ask after it starts a new task.
