@@ -161,8 +161,9 @@ def drain(
     # A tree before ff101ea (bench.hardware's previous tree) refreshes the marts in its runs.
     beside = "refresh" in inspect.signature(drive.run_once).parameters
     leave_marts: dict[str, Any] = {"refresh": False} if beside else {}
-    # The service's least time between two refreshes of the marts.
-    interval = float(Settings.model_fields["marts_refresh_seconds"].default)
+    # The service's least time between two live refreshes (bench.hardware's previous tree: none).
+    field = Settings.model_fields.get("marts_refresh_seconds")
+    interval = float(field.default) if field else 0.0
 
     def work(lanes: tuple[int, ...]) -> None:
         try:
