@@ -80,10 +80,11 @@ class Settings(BaseSettings):
     # While this process's ingestion is saturated, background runs rest between batches (up to this
     # much delay of the oldest due event; 0: never).
     pipeline_yield_seconds: float = Field(default=30.0, ge=0)
-    # The least time between two refreshes of a customer's information marts by one process's
-    # background processing: asks arriving meanwhile are answered by one refresh at its end, so live
-    # traffic pays a refresh — whose cost follows the sessions it touches, not their new events — once
-    # per interval instead of once per small batch.
+    # Under live traffic, the least time between two refreshes of a customer's information marts by
+    # one process's background processing: asks arriving meanwhile are answered by one refresh at its
+    # end, so live traffic pays a refresh — whose cost follows the sessions it touches, not their new
+    # events — once per interval instead of once per small batch (a backlog's refreshes are spaced by
+    # their own threshold).
     marts_refresh_seconds: float = Field(default=5.0, ge=0, le=60)
 
     # Retention of the raw and staging layers, in days after the day (UTC) an event was stored
