@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # A stats request (one query or a batch) still running after this long is cancelled and answered
     # 504: no caller holds a connection of the read pool and a core for minutes.
     stats_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Read from the facts (filtered panels), a date range that more sessions than this start in is
+    # counted over a sample of visitors expected to hold about this many, and its counts scaled up
+    # (the answer's meta.sample_percent says how much was read); 0: always all of them. The
+    # unfiltered dashboard and a filter's own panel read the rollups, which are never sampled.
+    stats_sample_sessions: int = Field(default=300_000, ge=0)
 
     pool_min_size: int = Field(default=2, ge=1)
     pool_max_size: int = Field(default=10, ge=1)

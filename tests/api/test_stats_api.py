@@ -539,3 +539,30 @@ class TestATimeLimit:
             assert outcome is not None and "0.5 s" in outcome
             assert 0.5 <= clock.monotonic() - started < 3
         assert asyncio.run(run("SELECT pg_sleep(0.1)", "SELECT pg_sleep(0.1)")) is None
+
+
+class TestASampleOfVisitors:
+    """ONEVAULT_STATS_SAMPLE_SESSIONS: a range read from the facts that more sessions start in than
+    that is counted over a sample of visitors (tests/integration/test_stats_sampling.py checks its
+    figures), and the answer says how much was read."""
+
+    @pytest.fixture
+    def server_settings(self) -> dict[str, Any]:
+        return {"pipeline_background": False, "stats_sample_sessions": 1}
+
+    def test_the_answer_says_it_was_sampled(self, client: httpx.Client, loaded: Tenant) -> None:
+        """Two sessions start on DAY: over the cap of one, the facts read 1/2 of the visitors (128 of 256
+        first bytes); the rollups and a day with one session are read whole."""
+        filtered = {"date_range": days(DAY), "metrics": ["visitors"], "dimensions": ["visit:device"]}
+        filtered["filters"] = [["is", "event:page", ["/pricing"]]]
+        answers = [ask(client, loaded, **filtered)]
+        batch = client.post(QUERIES, headers=loaded.headers, json={"queries": [filtered, filtered]})
+        assert batch.status_code == 200, batch.text
+        answers += batch.json()["answers"]
+        for answer in answers:
+            assert answer["meta"]["sample_percent"] == 50.0
+            assert sum(r["metrics"][0] for r in answer["results"]) in (0, 2, 4)
+        whole = ask(client, loaded, date_range=days(DAY), metrics=ALL_METRICS)
+        assert whole["meta"]["source"] == "rollups" and "sample_percent" not in whole["meta"]
+        one = ask(client, loaded, **(filtered | {"date_range": days(DAY - timedelta(days=1))}))
+        assert "sample_percent" not in one["meta"]

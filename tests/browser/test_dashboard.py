@@ -477,3 +477,26 @@ class TestFiguresThatTakeTooLong:
         expect(page.locator("#error")).to_be_empty()
         assert [m for m in dashboard.tab.console_errors() if "status of 504" not in m] == []
         assert dashboard.outside == []
+
+
+class TestSampledPanels:
+    """ONEVAULT_STATS_SAMPLE_SESSIONS as the page shows it."""
+
+    @pytest.fixture
+    def server_settings(self) -> dict[str, Any]:
+        return {"stats_sample_sessions": 1}
+
+    def test_a_sampled_panel_says_so(self, dashboard: Browser, shop: Shop) -> None:
+        """Unfiltered, the panels read the rollups, whole; filtered by a page, the visit panels of a range
+        with more sessions than the cap are counted over a sample, and each says how much."""
+        page = dashboard.page
+        sign_in(page, shop)
+        expect_figures(page, visitors=6, pageviews=12, visits=7)
+        expect(page.locator(".panel .sampled:visible")).to_have_count(0)
+        page.locator("#panel-pages tbody tr", has_text="/pricing").click()
+        expect_figures(page, visitors=3, pageviews=4, visits=3)
+        note = page.locator("#panel-browsers .sampled")
+        expect(note).to_be_visible()
+        expect(note).to_have_text(re.compile(r"^Estimated from a sample of [\d.]+ % of the visitors\.$"))
+        assert dashboard.tab.console_errors() == []
+        assert dashboard.outside == []

@@ -30,7 +30,7 @@ from tests.helpers.vault_load import IPHONE, Event, load_one_batch, new_customer
 
 from onevault import sqlfile
 from onevault.stats.models import DIMENSIONS, METRICS, TIME_DIMENSIONS, StatsQuery
-from onevault.stats.query import batch_statement, run_queries, run_query, statement, uses_rollups
+from onevault.stats.query import Sample, batch_statement, run_queries, run_query, statement, uses_rollups
 
 ZONE = "Europe/Berlin"
 FIREFOX_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:125.0) Gecko/20100101 Firefox/125.0"
@@ -203,8 +203,14 @@ def test_every_statement_reads_the_callers_rows_only() -> None:
             if source == "facts":
                 assert "e.hour >= %(lo)s AND e.hour < %(hi)s" in text
                 assert "s.start_hour >= %(lo)s" in text and "s.start_hour < %(hi)s" in text
+                sampled = statement(query, source, Sample(16)).as_string(None)
+                assert_callers_rows_only(sampled)
+                # Every read of the sessions is of the sample's visitors.
+                reads = re.findall(r"(?:FROM|JOIN) mart\.session_f s\b", text)
+                assert sampled.count("s.site_visitor_hk < %(sample_below)s") == len(reads)
         batch = [query.model_copy(update={"dimensions": [d]}) for d in VISIT_DIMENSIONS]
         assert_callers_rows_only(batch_statement(batch).as_string(None))
+        assert_callers_rows_only(batch_statement(batch, Sample(16)).as_string(None))
     named = sqlfile.load("onevault.stats", "queries.sql")
     assert "WHERE f.tenant_hk = util.tenant_hk(%(customer_id)s)" in named["realtime_visitors"].as_string(None)
 

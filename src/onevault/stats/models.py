@@ -350,6 +350,12 @@ class StatsMeta(BaseModel):
     comparison_date_range: list[date] | None = Field(default=None, min_length=2, max_length=2)
     total_rows: int = Field(description="Rows of the whole answer, before limit and offset")
     source: Literal["rollups", "facts"]
+    sample_percent: float | None = Field(
+        default=None,
+        description="Present when the facts of a large range were read for a sample of the visitors "
+        "(ONEVAULT_STATS_SAMPLE_SESSIONS): the percent read; visitors, visits, pageviews and events "
+        "are then estimates, scaled up",
+    )
 
 
 class StatsResponse(BaseModel):

@@ -7,6 +7,9 @@
 -- which figures the query wants: the others are not read, and a row none of whose asked figures is
 -- non-zero is no row of the answer. The answer's own values (its page, the asked figures of its rows)
 -- are composed in: placeholders for one query, each query's values in a batch's statement.
+-- The facts' statements read all of the range's sessions, or (a large range: stats/query.py's Sample)
+-- those of a sample of visitors, `s.site_visitor_hk < %(sample_below)s` composed in as their sample
+-- (the keys are SHA-256: each first byte below it is 1/256 of the visitors, all of their sessions).
 
 -- name: tenant_clock
 -- The caller's tenant key and time zone, today there, and (when asked) the first local day of its data
@@ -20,6 +23,12 @@ SELECT t.tenant_hk, t.zone, (now() AT TIME ZONE t.zone)::date AS today,
            AS first_day
 FROM (SELECT k.tenant_hk, mart.tenant_zone(k.tenant_hk) AS zone
       FROM (SELECT util.tenant_hk(%(customer_id)s) AS tenant_hk) k) t
+
+-- name: range_sessions
+-- The caller's sessions that start in the local hours [lo, hi) (the hourly rollup's visits).
+SELECT coalesce(sum(h.visits), 0) AS sessions
+FROM mart.traffic_hourly h
+WHERE h.tenant_hk = %(tenant)s AND h.hour >= %(lo)s AND h.hour < %(hi)s
 
 -- name: statement_timeout
 -- Statements of the current transaction are cancelled after %(ms)s milliseconds.
@@ -148,7 +157,7 @@ FROM ({values}) x
 SELECT {keys} count(DISTINCT s.site_visitor_hk) AS visitors, sum(e.pageviews) AS pageviews,
        sum(e.events) AS events
 FROM mart.session_event_f e
-JOIN mart.session_f s ON s.tenant_hk = %(tenant)s AND s.site_session_hk = e.site_session_hk
+JOIN mart.session_f s ON s.tenant_hk = %(tenant)s{sample} AND s.site_session_hk = e.site_session_hk
 WHERE e.tenant_hk = %(tenant)s AND e.hour >= %(lo)s AND e.hour < %(hi)s
   AND (%(visitors_asked)s OR %(pageviews_asked)s OR %(events_asked)s){filters}
 {group}
@@ -174,7 +183,7 @@ FROM ({sessions}) s
 -- midnight), and then its events tell.
 SELECT s.*, s.start_hour >= %(lo)s AS started, true AS seen
 FROM mart.session_f s
-WHERE s.tenant_hk = %(tenant)s AND s.start_hour < %(hi)s{filters}
+WHERE s.tenant_hk = %(tenant)s{sample} AND s.start_hour < %(hi)s{filters}
   AND (s.start_hour >= %(lo)s
        OR (%(visitors_asked)s
            AND s.ended_at >= (%(lo)s::timestamp AT TIME ZONE %(zone)s) - interval '1 day'
@@ -192,7 +201,7 @@ JOIN (SELECT e.site_session_hk, bool_or(e.hour < %(hi)s) AS seen
       FROM mart.session_event_f e
       WHERE e.tenant_hk = %(tenant)s AND e.hour >= %(lo)s{event_filters}
       GROUP BY 1) m ON m.site_session_hk = s.site_session_hk
-WHERE s.tenant_hk = %(tenant)s AND s.start_hour < %(hi)s{filters} AND (s.start_hour >= %(lo)s OR m.seen)
+WHERE s.tenant_hk = %(tenant)s{sample} AND s.start_hour < %(hi)s{filters} AND (s.start_hour >= %(lo)s OR m.seen)
 
 -- name: fact_session_sets
 -- Figures of the sessions (a set of fact_sessions_seen or fact_sessions_matching) by each of several
@@ -237,7 +246,7 @@ WHERE {column} IS NOT NULL
 SELECT {keys} count(*) AS visits, sum(s.is_bounce::integer) AS bounces, sum(s.duration_seconds) AS duration_seconds,
        sum(s.pageviews) AS visit_pageviews
 FROM mart.session_f s
-WHERE s.tenant_hk = %(tenant)s AND s.start_hour >= %(lo)s AND s.start_hour < %(hi)s AND %(visits_asked)s{filters}
+WHERE s.tenant_hk = %(tenant)s{sample} AND s.start_hour >= %(lo)s AND s.start_hour < %(hi)s AND %(visits_asked)s{filters}
 {group}
 
 -- name: fact_visits_by_event
@@ -249,7 +258,7 @@ SELECT {outer_keys} count(*) AS visits, sum(x.bounce) AS bounces, sum(x.duration
 FROM (SELECT DISTINCT s.site_session_hk, {keys} s.is_bounce::integer AS bounce, s.duration_seconds, s.pageviews
       FROM mart.session_f s
       JOIN mart.session_event_f e ON e.tenant_hk = %(tenant)s AND e.site_session_hk = s.site_session_hk
-      WHERE s.tenant_hk = %(tenant)s AND s.start_hour >= %(lo)s AND s.start_hour < %(hi)s
+      WHERE s.tenant_hk = %(tenant)s{sample} AND s.start_hour >= %(lo)s AND s.start_hour < %(hi)s
         AND %(visits_asked)s{filters}) x
 {group}
 

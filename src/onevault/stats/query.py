@@ -4,7 +4,9 @@ Two paths give the same answers (docs/analytics.md): the **rollups** (hourly and
 visitor days, read by index for the range only) answer queries without filters and with at most one
 dimension besides time; the **facts** (sessions and their events by hour, page and type) answer
 everything. Both compose one statement that sums by the query's keys, and the same wrapper turns the
-sums into metrics, fills the time buckets, orders, pages and counts the rows.
+sums into metrics, fills the time buckets, orders, pages and counts the rows. Over a range with more
+sessions than the caller allows a facts statement to read, the facts path reads a sample of the
+visitors (`Sample`) and scales its counts.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ Source = Literal["rollups", "facts"]
 # Metrics that need a visit figure (the others: visitors, pageviews, events are their own figure).
 VISIT_METRICS = frozenset({"visits", "views_per_visit", "bounce_rate", "visit_duration"})
 INTEGER_METRICS = frozenset({"visitors", "visits", "pageviews", "events", "visit_duration"})
+# Metrics that are counts: a sample's are scaled up (the others are ratios, a sample's own).
+COUNT_METRICS = frozenset({"visitors", "visits", "pageviews", "events"})
 _DIRECTIONS = {"asc": sql.SQL("ASC"), "desc": sql.SQL("DESC")}
 _OPERATORS = {
     "is": sql.SQL("{} = ANY({})"),
@@ -45,6 +49,30 @@ class QueryError(ValueError):
 
 class TooSlow(Exception):
     """Stats statements that ran past their time limit (`time_limited`)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The visitors a facts statement reads: those whose key's first byte is below `below` (of 256),
+    with all of their sessions. Visitor keys are SHA-256, so that is `below`/256 of the visitors, and
+    of their sessions and events: the sample's counts times 256/`below` estimate the whole's."""
+
+    below: int = 256
+
+    @property
+    def whole(self) -> bool:
+        return self.below >= 256
+
+    @property
+    def percent(self) -> float:
+        return round(100 * self.below / 256, 2)
+
+    def scaled(self, count: int) -> int:
+        """`count` of the sample as the whole's estimate, rounded half up."""
+        return (count * 512 + self.below) // (2 * self.below)
+
+
+WHOLE = Sample()
 
 
 @dataclass(frozen=True)
@@ -140,46 +168,67 @@ async def run_query(
     query: StatsQuery | Mapping[str, Any],
     *,
     force_facts: bool = False,
+    sample_sessions: int = 0,
 ) -> dict[str, Any]:
     """Answer a stats query for the customer: results, meta and the query as answered.
 
-    `force_facts` answers from the facts even when the rollups could (the two must agree). A
-    mapping is validated as StatsQuery (pydantic.ValidationError when it is not one).
+    `force_facts` answers from the facts even when the rollups could (the two must agree). From the
+    facts, a range that more than `sample_sessions` sessions start in is counted over a sample of
+    visitors expected to hold about that many (0: never). A mapping is validated as StatsQuery
+    (pydantic.ValidationError when it is not one).
     """
     query = query if isinstance(query, StatsQuery) else StatsQuery.model_validate(query)
     clock = await _clock(conn, customer_id, query.date_range == "all")
-    return await _run_one(conn, clock, query, force_facts)
+    return await _run_one(conn, clock, query, force_facts, sample_sessions)
 
 
 async def _run_one(
-    conn: AsyncConnection[Any], clock: Clock, query: StatsQuery, force_facts: bool
+    conn: AsyncConnection[Any], clock: Clock, query: StatsQuery, force_facts: bool, sample_sessions: int
 ) -> dict[str, Any]:
     """run_query's answer, the customer's clock known."""
     start, end = resolve_range(query.date_range, clock.today, clock.first_day)
     source: Source = "facts" if force_facts or not uses_rollups(query) else "rollups"
-    composed = statement(query, source)
+    sample = await _sample(conn, clock, start, end, sample_sessions) if source == "facts" else WHOLE
+    composed = statement(query, source, sample)
     comparing = query.include is not None and query.include.comparison == "previous_period"
     before = previous_period(start, end) if comparing else None
     # Never prepared: a prepared statement soon runs PostgreSQL's generic plan, which for a
     # many-valued dimension (pages) sorts the range's rows instead of hashing them, up to three
     # times slower (bench.analytics); planning for the values costs about a millisecond.
     async with conn.cursor(row_factory=dict_row) as cur:
-        params = _params(query, clock, start, end, query.limit, query.offset)
+        params = _params(query, clock, start, end, query.limit, query.offset, sample)
         await cur.execute(composed, params, prepare=False)
         current = await cur.fetchall()
         previous: list[dict[str, Any]] = []
         if before is not None:
-            await cur.execute(composed, _params(query, clock, *before, None, 0), prepare=False)
+            # The previous period is counted over the same visitors.
+            await cur.execute(composed, _params(query, clock, *before, None, 0, sample), prepare=False)
             previous = await cur.fetchall()
-    answer = _answer(query, clock, (start, end), source, current)
+    answer = _answer(query, clock, (start, end), source, current, sample)
     if before is not None:
         answer["meta"]["comparison_date_range"] = list(before)
-        _compare(query, answer["results"], current, previous, (start, end), before)
+        _compare(query, answer["results"], current, previous, (start, end), before, sample)
     return answer
 
 
+async def _sample(
+    conn: AsyncConnection[Any], clock: Clock, start: date, end: date, sessions_cap: int
+) -> Sample:
+    """The visitors the facts are read for over the local days [start, end]: all of them, unless more
+    than `sessions_cap` sessions (when positive) start there; then a sample expected to hold about that
+    many, at least 1/256 of them."""
+    if sessions_cap <= 0:
+        return WHOLE
+    lo, hi = datetime.combine(start, time()), datetime.combine(end + timedelta(days=1), time())
+    cur = await conn.execute(Q["range_sessions"], {"tenant": clock.tenant_hk, "lo": lo, "hi": hi})
+    row = await cur.fetchone()
+    assert row is not None
+    sessions = int(row[0])
+    return WHOLE if sessions <= sessions_cap else Sample(max(1, 256 * sessions_cap // sessions))
+
+
 async def run_queries(
-    conn: AsyncConnection[Any], customer_id: str, queries: Sequence[StatsQuery]
+    conn: AsyncConnection[Any], customer_id: str, queries: Sequence[StatsQuery], *, sample_sessions: int = 0
 ) -> list[dict[str, Any]]:
     """Answer several stats queries of the customer, each as `run_query` does, in their order.
 
@@ -197,17 +246,18 @@ async def run_queries(
             continue
         batch = [queries[i] for i in members]
         start, end = resolve_range(batch[0].date_range, clock.today, clock.first_day)
-        params = _params(_union(batch), clock, start, end, None, 0)
+        sample = await _sample(conn, clock, start, end, sample_sessions)
+        params = _params(_union(batch), clock, start, end, None, 0, sample)
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(batch_statement(batch), params, prepare=False)
+            await cur.execute(batch_statement(batch, sample), params, prepare=False)
             rows = await cur.fetchall()
         for position, (i, query) in enumerate(zip(members, batch, strict=True)):
             own = [row for row in rows if row["query"] == position]
-            answers[i] = _answer(query, clock, (start, end), "facts", own)
+            answers[i] = _answer(query, clock, (start, end), "facts", own, sample)
     for i, query in enumerate(queries):
         if i not in answers:
             try:
-                answers[i] = await _run_one(conn, clock, query, False)
+                answers[i] = await _run_one(conn, clock, query, False, sample_sessions)
             except QueryError as exc:
                 raise QueryError(f"queries[{i}]: {exc}") from None
     return [answers[i] for i in range(len(queries))]
@@ -237,7 +287,12 @@ async def realtime_visitors(
 
 
 def _answer(
-    query: StatsQuery, clock: Clock, period: tuple[date, date], source: Source, rows: list[dict[str, Any]]
+    query: StatsQuery,
+    clock: Clock,
+    period: tuple[date, date],
+    source: Source,
+    rows: list[dict[str, Any]],
+    sample: Sample,
 ) -> dict[str, Any]:
     """The answer to `query` from the rows of its statement (without the comparison)."""
     meta: dict[str, Any] = {
@@ -246,8 +301,10 @@ def _answer(
         "total_rows": int(rows[0]["total_rows"]) if rows else 0,
         "source": source,
     }
+    if not sample.whole:
+        meta["sample_percent"] = sample.percent
     return {
-        "results": [_result(query, row) for row in rows if row["present"]],
+        "results": [_result(query, row, sample) for row in rows if row["present"]],
         "meta": meta,
         "query": _echo(query, *period),
     }
@@ -271,7 +328,7 @@ def _union(batch: list[StatsQuery]) -> StatsQuery:
     return batch[0].model_copy(update={"metrics": metrics})
 
 
-def batch_statement(batch: list[StatsQuery]) -> sql.Composed:
+def batch_statement(batch: list[StatsQuery], sample: Sample = WHOLE) -> sql.Composed:
     """The one statement answering the batch's queries: their rows tagged with their place (`query`)."""
     columns = list(dict.fromkeys(DIMENSIONS[q.dimensions[0]].column for q in batch))
 
@@ -302,7 +359,7 @@ def batch_statement(batch: list[StatsQuery]) -> sql.Composed:
     )
     return Q["fact_session_sets"].format(
         columns=each("{column}", "x"),
-        sessions=_sessions(batch[0]),
+        sessions=_sessions(batch[0], sample),
         keys=each("{column}", "y"),
         visitors=each("sum({own}) AS {visitors}", "y"),
         once=each("r.seen::integer AS {visitors}", "r"),
@@ -316,14 +373,21 @@ def batch_statement(batch: list[StatsQuery]) -> sql.Composed:
     )
 
 
-def _sessions(query: StatsQuery) -> sql.Composable:
+def _sessions(query: StatsQuery, sample: Sample) -> sql.Composable:
     """The sessions whose figures answer `query` (fact_sessions): with or without event filters."""
     visit_filters = _conditions(query, "visit")
     if any(DIMENSIONS[f[1]].level == "event" for f in query.filters):
         return Q["fact_sessions_matching"].format(
-            event_filters=_conditions(query, "event"), filters=visit_filters
+            event_filters=_conditions(query, "event"), sample=_sampled(sample), filters=visit_filters
         )
-    return Q["fact_sessions_seen"].format(filters=visit_filters)
+    return Q["fact_sessions_seen"].format(filters=visit_filters, sample=_sampled(sample))
+
+
+def _sampled(sample: Sample) -> sql.Composable:
+    """The condition on a facts statement's sessions `s` that reads `sample`'s visitors only."""
+    if sample.whole:
+        return sql.SQL("")
+    return sql.SQL(" AND s.site_visitor_hk < {}").format(sql.Placeholder("sample_below"))
 
 
 async def _clock(conn: AsyncConnection[Any], customer_id: str, first_day: bool) -> Clock:
@@ -334,7 +398,7 @@ async def _clock(conn: AsyncConnection[Any], customer_id: str, first_day: bool) 
 
 
 def _params(
-    query: StatsQuery, clock: Clock, start: date, end: date, limit: int | None, offset: int
+    query: StatsQuery, clock: Clock, start: date, end: date, limit: int | None, offset: int, sample: Sample
 ) -> dict[str, Any]:
     asked = set(query.metrics)
     time_dimension = query.time_dimension
@@ -358,6 +422,8 @@ def _params(
         "limit": limit,
         "offset": offset,
     }
+    if not sample.whole:
+        params["sample_below"] = bytes([sample.below])
     for i, (op, _, values) in enumerate(query.filters):
         if op == "contains":
             params[f"f{i}"] = [f"%{_escape_like(v or '')}%" for v in values]
@@ -379,9 +445,10 @@ def _key(i: int) -> sql.Identifier:
 _ANSWER_VALUES = ("limit", "offset", "visitors_asked", "visits_asked", "pageviews_asked", "events_asked")
 
 
-def statement(query: StatsQuery, source: Source) -> sql.Composed:
-    """The one statement answering `query` from `source`: a page of rows with the count of all."""
-    sums = _rollups(query) if source == "rollups" else _facts(query)
+def statement(query: StatsQuery, source: Source, sample: Sample = WHOLE) -> sql.Composed:
+    """The one statement answering `query` from `source` (the facts: over `sample`'s visitors): a page
+    of rows with the count of all."""
+    sums = _rollups(query) if source == "rollups" else _facts(query, sample)
     return _answer_statement(query, sums, {name: sql.Placeholder(name) for name in _ANSWER_VALUES})
 
 
@@ -468,7 +535,7 @@ def _conditions(query: StatsQuery, level: str) -> sql.Composable:
     return sql.SQL("").join(parts)
 
 
-def _facts(query: StatsQuery) -> sql.Composable:
+def _facts(query: StatsQuery, sample: Sample) -> sql.Composable:
     dims = query.dimensions
     keys = [_key(i) for i in range(len(dims))]
     event_keys = sql.SQL("").join(
@@ -491,14 +558,17 @@ def _facts(query: StatsQuery) -> sql.Composable:
     ):
         # No event figure asked and no event dimension or filter: every figure comes from one pass
         # over the sessions, none from the range's events (a dashboard's visit panels).
-        return Q["fact_sessions"].format(keys=visit_keys, sessions=_sessions(query), group=group)
-    events = Q["fact_events"].format(keys=event_keys, filters=event_filters + visit_filters, group=group)
+        return Q["fact_sessions"].format(keys=visit_keys, sessions=_sessions(query, sample), group=group)
+    events = Q["fact_events"].format(
+        keys=event_keys, sample=_sampled(sample), filters=event_filters + visit_filters, group=group
+    )
     if any(DIMENSIONS[d].level == "event" for d in dims):
         visits = Q["fact_visits_by_event"].format(
             outer_keys=sql.SQL("").join(
                 sql.SQL("{}, ").format(sql.Identifier("x", f"k{i}")) for i in range(len(keys))
             ),
             keys=visit_keys,
+            sample=_sampled(sample),
             filters=event_filters + visit_filters,
             group=group,
         )
@@ -508,7 +578,9 @@ def _facts(query: StatsQuery) -> sql.Composable:
             if any(DIMENSIONS[f[1]].level == "event" for f in query.filters)
             else sql.SQL("")
         )
-        visits = Q["fact_visits"].format(keys=visit_keys, filters=visit_filters + exists, group=group)
+        visits = Q["fact_visits"].format(
+            keys=visit_keys, sample=_sampled(sample), filters=visit_filters + exists, group=group
+        )
     if not keys:
         return Q["fact_sums_total"].format(events=events, visits=visits)
     return Q["fact_sums"].format(keys=sql.SQL(", ").join(keys), events=events, visits=visits)
@@ -520,16 +592,18 @@ def _value(name: str, value: Any) -> str | None:
     return value or None
 
 
-def _number(metric: str, value: Any) -> int | float:
+def _number(metric: str, value: Any, sample: Sample) -> int | float:
+    if metric in COUNT_METRICS:
+        return sample.scaled(int(value))
     if metric in INTEGER_METRICS:
         return int(value)
     return float(value) if isinstance(value, Decimal) else value
 
 
-def _result(query: StatsQuery, row: Mapping[str, Any]) -> dict[str, Any]:
+def _result(query: StatsQuery, row: Mapping[str, Any], sample: Sample) -> dict[str, Any]:
     return {
         "dimensions": [_value(d, row[f"k{i}"]) for i, d in enumerate(query.dimensions)],
-        "metrics": [_number(m, row[m]) for m in query.metrics],
+        "metrics": [_number(m, row[m], sample) for m in query.metrics],
     }
 
 
@@ -540,6 +614,7 @@ def _compare(
     previous: list[dict[str, Any]],
     period: tuple[date, date],
     before: tuple[date, date],
+    sample: Sample,
 ) -> None:
     """Add each result's comparison: the row of the same keys before (a time bucket: the same place)."""
     time_dimension = query.time_dimension
@@ -560,7 +635,7 @@ def _compare(
     shown = [row for row in current if row["present"]]
     for result, row in zip(results, shown, strict=True):
         then = found.get(key(row, position))
-        values = [_number(m, then[m]) if then else 0 for m in query.metrics]
+        values = [_number(m, then[m], sample) if then else 0 for m in query.metrics]
         result["comparison"] = {
             "metrics": values,
             "change": [

@@ -49,7 +49,10 @@ _QUERY_ERRORS = _AUTH_ERRORS | {
 )
 async def stats_query(query: StatsQuery, caller: ReadCaller, services: ServicesDep) -> Response:
     """Metrics by dimensions over a date range in the customer's time zone (Plausible Stats API v2)."""
-    return await _answered(services, lambda conn: run_query(conn, caller.customer_id, query))
+    sample = services.settings.stats_sample_sessions
+    return await _answered(
+        services, lambda conn: run_query(conn, caller.customer_id, query, sample_sessions=sample)
+    )
 
 
 @router.post(
@@ -64,7 +67,8 @@ async def stats_queries(batch: StatsBatch, caller: ReadCaller, services: Service
     differ only in their one visit dimension (a filtered dashboard's panels) are counted in one pass."""
 
     async def answers(conn: AsyncConnection[Any]) -> dict[str, Any]:
-        return {"answers": await run_queries(conn, caller.customer_id, batch.queries)}
+        sample = services.settings.stats_sample_sessions
+        return {"answers": await run_queries(conn, caller.customer_id, batch.queries, sample_sessions=sample)}
 
     return await _answered(services, answers)
 

@@ -426,6 +426,11 @@
       return panelRow(panel, r, index, most);
     }));
     panel.querySelector(".empty").hidden = rows.length > 0;
+    // A large range read from the facts (a filtered panel) may be counted over a sample of visitors.
+    var sampled = panel.querySelector(".sampled");
+    var percent = (answer.meta || {}).sample_percent;
+    sampled.hidden = percent === undefined || percent === null;
+    sampled.textContent = sampled.hidden ? "" : "Estimated from a sample of " + percent + " % of the visitors.";
     panel.setAttribute("aria-busy", "false");
   }
 
