@@ -56,6 +56,7 @@ class MartState:
     daily: list[tuple[Any, ...]]
     visitor_days: list[tuple[Any, ...]]
     sessions: list[tuple[Any, ...]]
+    # The last of each: whether the row's visitor byte is its session's visitor's.
     events: list[tuple[Any, ...]]
     # Always empty where the marts are right (see KEY_DAYS_DIFFERENCES).
     visitor_key_days: list[tuple[Any, ...]]
@@ -97,7 +98,8 @@ def mart_state(conn: psycopg.Connection, customer_id: str) -> MartState:
         ),
         events=_tuples(
             conn,
-            "SELECT s.started_at::text, e.hour::text, e.page, e.event_type, e.events, e.pageviews"
+            "SELECT s.started_at::text, e.hour::text, e.page, e.event_type, e.events, e.pageviews,"
+            " e.visitor_byte = get_byte(s.site_visitor_hk, 0) AS of_its_visitor"
             " FROM mart.session_event_f e JOIN mart.session_f s USING (site_session_hk)"
             " WHERE e.tenant_hk = util.tenant_hk(%s)",
             customer_id,

@@ -56,6 +56,7 @@ def assert_same_marts(actual: MartState, expected: MartState) -> None:
     """Equal marts, compared table by table so that a failure shows the difference."""
     assert actual.sessions == expected.sessions
     assert actual.events == expected.events
+    assert all(row[-1] for row in actual.events), "an event's facts with another visitor's byte"
     assert actual.hourly == expected.hourly
     assert actual.daily == expected.daily
     assert actual.visitor_days == expected.visitor_days
@@ -616,6 +617,85 @@ def test_the_rollups_keep_their_rows_through_0017_and_back(db_url: str, conn: ps
             " SELECT * FROM mart.visitor_days WHERE tenant_hk = util.tenant_hk(%s) LIMIT 1",
             (customer_id,),
         )
+
+
+def test_the_events_facts_get_their_visitors_bytes_through_0019_and_back(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """0019 writes mart.session_event_f again with each row's visitor byte: every row stays, with its
+    session's visitor's byte, and the marts go on equal to a rebuild as events arrive after it; its
+    rollback keeps every row too."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    customer_id = new_customer(conn, "bytes")
+    first = [
+        Event(f"e{n}", t0 + timedelta(hours=5 * n), visitor_id=f"v{n % 4}", page=f"/p{n % 3}")
+        for n in range(12)
+    ]
+    load_one_batch(conn, customer_id, first)
+    kept = mart_state(conn, customer_id)
+    rows = "SELECT count(*) FROM mart.session_event_f"
+    stored = scalar(conn, rows)
+    migrations.rollback(db_url, to=18)
+    assert not scalar(
+        conn,
+        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'mart.session_event_f'::regclass"
+        " AND attname = 'visitor_byte' AND NOT attisdropped)",
+    )
+    assert scalar(conn, rows) == stored == len(kept.events)
+    migrations.upgrade(db_url)
+    assert_same_marts(mart_state(conn, customer_id), kept)
+
+    later = [
+        Event(f"f{n}", t0 + timedelta(hours=5 * n, minutes=20), visitor_id=f"v{n % 4}", page="/p9")
+        for n in range(12)
+    ]
+    load_one_batch(conn, customer_id, later)
+    live = mart_state(conn, customer_id)
+    rebuild_marts(conn, customer_id)
+    assert_same_marts(mart_state(conn, customer_id), live)
+
+
+def test_a_session_that_changes_visitor_moves_its_events_facts_to_the_visitors_byte(
+    conn: psycopg.Connection,
+) -> None:
+    """A client session belongs to the visitor of its latest event: when a later event names another
+    visitor, the facts of the events counted before (kept, the session only grew) take the new
+    visitor's byte, as a rebuild writes them."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
+    customer_id = new_customer(conn, "moved")
+    # Visitors whose keys' first bytes differ, so that a stale byte shows.
+    visitors = scalar(
+        conn,
+        "SELECT array_agg(v ORDER BY v) FROM (SELECT DISTINCT ON (get_byte(site_visitor_hk, 0)) v"
+        " FROM (SELECT 'v' || n AS v, staging.visitor_hk(util.tenant_hk(%s), 'v' || n, NULL, NULL)"
+        "       AS site_visitor_hk FROM generate_series(1, 9) n) x) y",
+        (customer_id,),
+    )
+    first, second = visitors[0], visitors[1]
+    load_one_batch(
+        conn,
+        customer_id,
+        [
+            Event(f"a{n}", t0 + timedelta(minutes=n), visitor_id=first, session_id="s1", page=f"/p{n}")
+            for n in range(3)
+        ],
+    )
+    bytes_of = (
+        "SELECT array_agg(DISTINCT e.visitor_byte) FROM mart.session_event_f e"
+        " WHERE e.tenant_hk = util.tenant_hk(%s)"
+    )
+    before = scalar(conn, bytes_of, (customer_id,))
+    load_one_batch(
+        conn,
+        customer_id,
+        [Event("b0", t0 + timedelta(minutes=9), visitor_id=second, session_id="s1", page="/p9")],
+    )
+    after = scalar(conn, bytes_of, (customer_id,))
+    assert len(before) == len(after) == 1 and before != after
+    live = mart_state(conn, customer_id)
+    assert len(live.events) == 4
+    rebuild_marts(conn, customer_id)
+    assert_same_marts(mart_state(conn, customer_id), live)
 
 
 def test_a_visitor_who_comes_back_often_has_their_days_kept_and_counted_by_them(

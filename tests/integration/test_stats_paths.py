@@ -208,6 +208,9 @@ def test_every_statement_reads_the_callers_rows_only() -> None:
                 # Every read of the sessions is of the sample's visitors.
                 reads = re.findall(r"(?:FROM|JOIN) mart\.session_f s\b", text)
                 assert sampled.count("s.site_visitor_hk < %(sample_below)s") == len(reads)
+                # Every read of the events is by session key or by the sample's visitor bytes.
+                reads = re.findall(r"\be\.tenant_hk = %\(tenant\)s AND e\.(\w+)", text)
+                assert set(reads) <= {"site_session_hk", "visitor_byte"}, text
         batch = [query.model_copy(update={"dimensions": [d]}) for d in VISIT_DIMENSIONS]
         assert_callers_rows_only(batch_statement(batch).as_string(None))
         assert_callers_rows_only(batch_statement(batch, Sample(16)).as_string(None))

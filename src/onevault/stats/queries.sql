@@ -153,12 +153,14 @@ FROM ({values}) x
 
 -- name: fact_events
 -- Event figures and distinct visitors of the events (matching the filters) of the local hours [lo, hi),
--- by the keys: an event's page, type and hour, its session's attributes.
+-- by the keys: an event's page, type and hour, its session's attributes. The events are read by the
+-- visitor bytes of the sample (%(visitor_bytes)s: all 256 for everyone), an index range each.
 SELECT {keys} count(DISTINCT s.site_visitor_hk) AS visitors, sum(e.pageviews) AS pageviews,
        sum(e.events) AS events
 FROM mart.session_event_f e
 JOIN mart.session_f s ON s.tenant_hk = %(tenant)s{sample} AND s.site_session_hk = e.site_session_hk
-WHERE e.tenant_hk = %(tenant)s AND e.hour >= %(lo)s AND e.hour < %(hi)s
+WHERE e.tenant_hk = %(tenant)s AND e.visitor_byte = ANY (%(visitor_bytes)s::smallint[])
+  AND e.hour >= %(lo)s AND e.hour < %(hi)s
   AND (%(visitors_asked)s OR %(pageviews_asked)s OR %(events_asked)s){filters}
 {group}
 
@@ -194,12 +196,14 @@ WHERE s.tenant_hk = %(tenant)s{sample} AND s.start_hour < %(hi)s{filters}
 -- name: fact_sessions_matching
 -- The sessions matching the visit filters with an event matching the event filters (whenever it
 -- happened) that start in the local hours [lo, hi), or have such an event there (`seen`). Only events
--- from the range's start are read: none of a session that starts in the range precedes it.
+-- from the range's start are read (none of a session that starts in the range precedes it), by the
+-- sample's visitor bytes as in fact_events.
 SELECT s.*, s.start_hour >= %(lo)s AS started, m.seen
 FROM mart.session_f s
 JOIN (SELECT e.site_session_hk, bool_or(e.hour < %(hi)s) AS seen
       FROM mart.session_event_f e
-      WHERE e.tenant_hk = %(tenant)s AND e.hour >= %(lo)s{event_filters}
+      WHERE e.tenant_hk = %(tenant)s AND e.visitor_byte = ANY (%(visitor_bytes)s::smallint[])
+        AND e.hour >= %(lo)s{event_filters}
       GROUP BY 1) m ON m.site_session_hk = s.site_session_hk
 WHERE s.tenant_hk = %(tenant)s{sample} AND s.start_hour < %(hi)s{filters} AND (s.start_hour >= %(lo)s OR m.seen)
 

@@ -422,6 +422,8 @@ def _params(
         "limit": limit,
         "offset": offset,
     }
+    # The first bytes of the sample's visitor keys: mart.session_event_f is read by them.
+    params["visitor_bytes"] = list(range(sample.below))
     if not sample.whole:
         params["sample_below"] = bytes([sample.below])
     for i, (op, _, values) in enumerate(query.filters):

@@ -155,16 +155,25 @@ BEGIN
         DELETE FROM mart.session_f f
         WHERE f.site_session_hk = ANY ($1) AND f.site_session_hk NOT IN (SELECT n.site_session_hk FROM new_s n)
     ), add_e AS (
-        INSERT INTO mart.session_event_f (site_session_hk, hour, page, event_type, tenant_hk, events, pageviews)
-        SELECT n.site_session_hk, n.hour, n.page, n.event_type, n.tenant_hk, n.events, n.pageviews FROM new_e n
+        -- An event's facts carry the first byte of its session's visitor key: the sample it is in.
+        INSERT INTO mart.session_event_f
+            (site_session_hk, hour, page, event_type, tenant_hk, visitor_byte, events, pageviews)
+        SELECT n.site_session_hk, n.hour, n.page, n.event_type, n.tenant_hk, get_byte(s.site_visitor_hk, 0),
+               n.events, n.pageviews
+        FROM new_e n
+        JOIN new_s s ON s.site_session_hk = n.site_session_hk
         WHERE n.site_session_hk NOT IN (SELECT o.site_session_hk FROM old_e o)
     ), put_e AS (
-        INSERT INTO mart.session_event_f AS f (site_session_hk, hour, page, event_type, tenant_hk, events, pageviews)
-        SELECT n.site_session_hk, n.hour, n.page, n.event_type, n.tenant_hk, n.events, n.pageviews FROM new_e n
+        INSERT INTO mart.session_event_f AS f
+            (site_session_hk, hour, page, event_type, tenant_hk, visitor_byte, events, pageviews)
+        SELECT n.site_session_hk, n.hour, n.page, n.event_type, n.tenant_hk, get_byte(s.site_visitor_hk, 0),
+               n.events, n.pageviews
+        FROM new_e n
+        JOIN new_s s ON s.site_session_hk = n.site_session_hk
         WHERE n.site_session_hk IN (SELECT o.site_session_hk FROM old_e o)
         ON CONFLICT (site_session_hk, hour, page, event_type) DO UPDATE
-        SET events = EXCLUDED.events, pageviews = EXCLUDED.pageviews
-        WHERE (f.events, f.pageviews) <> (EXCLUDED.events, EXCLUDED.pageviews)
+        SET visitor_byte = EXCLUDED.visitor_byte, events = EXCLUDED.events, pageviews = EXCLUDED.pageviews
+        WHERE (f.visitor_byte, f.events, f.pageviews) <> (EXCLUDED.visitor_byte, EXCLUDED.events, EXCLUDED.pageviews)
     ), drop_e AS (
         DELETE FROM mart.session_event_f f
         WHERE (f.site_session_hk, f.hour, f.page, f.event_type) IN (
