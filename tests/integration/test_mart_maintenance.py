@@ -63,6 +63,14 @@ def assert_same_marts(actual: MartState, expected: MartState) -> None:
     assert actual.visitor_key_days == expected.visitor_key_days
 
 
+def assert_live_marts_equal_a_rebuild(conn: psycopg.Connection, customer_id: str) -> MartState:
+    """The customer's marts as the pipeline left them equal those `mart rebuild` writes; they are returned."""
+    live = mart_state(conn, customer_id)
+    rebuild_marts(conn, customer_id)
+    assert_same_marts(mart_state(conn, customer_id), live)
+    return live
+
+
 @st.composite
 def event_sets(draw: st.DrawFn) -> list[Event]:
     """4 to 30 events of a few visitors over four days, some sent twice."""
@@ -467,9 +475,7 @@ def test_a_visitor_counts_once_in_an_hour_holding_two_of_its_sessions_refreshed_
         (customer_id,),
     )
     assert hour == "(1,2,2)"
-    live = mart_state(conn, customer_id)
-    rebuild_marts(conn, customer_id)
-    assert_same_marts(live, mart_state(conn, customer_id))
+    assert_live_marts_equal_a_rebuild(conn, customer_id)
 
 
 @pytest.mark.parametrize("between", ["nothing", "rebuild", "erasure"])
@@ -508,10 +514,8 @@ def test_a_session_that_gains_events_is_counted_once_whoever_refreshes_it(
         scalar(conn, "SELECT privacy.erase_visitor(util.tenant_hk(%s), 'v', NULL, 'test')", (customer_id,))
     process_all(conn, customer_id)
     assert _pending(conn, customer_id) == 0
-    live = mart_state(conn, customer_id)
+    live = assert_live_marts_equal_a_rebuild(conn, customer_id)
     assert sum(e[4] for e in live.events) == (1 if between == "erasure" else 5)
-    rebuild_marts(conn, customer_id)
-    assert_same_marts(live, mart_state(conn, customer_id))
 
 
 def test_the_sweep_refreshes_sessions_left_waiting(conn: psycopg.Connection) -> None:
@@ -608,9 +612,7 @@ def test_the_rollups_keep_their_rows_through_0017_and_back(db_url: str, conn: ps
         for n in range(10)
     ]
     load_one_batch(conn, customer_id, later)
-    live = mart_state(conn, customer_id)
-    rebuild_marts(conn, customer_id)
-    assert_same_marts(mart_state(conn, customer_id), live)
+    assert_live_marts_equal_a_rebuild(conn, customer_id)
     with pytest.raises(psycopg.errors.UniqueViolation):
         conn.execute(
             "INSERT INTO mart.visitor_days"
@@ -650,9 +652,7 @@ def test_the_events_facts_get_their_visitors_bytes_through_0019_and_back(
         for n in range(12)
     ]
     load_one_batch(conn, customer_id, later)
-    live = mart_state(conn, customer_id)
-    rebuild_marts(conn, customer_id)
-    assert_same_marts(mart_state(conn, customer_id), live)
+    assert_live_marts_equal_a_rebuild(conn, customer_id)
 
 
 def test_a_session_that_changes_visitor_moves_its_events_facts_to_the_visitors_byte(
@@ -692,10 +692,8 @@ def test_a_session_that_changes_visitor_moves_its_events_facts_to_the_visitors_b
     )
     after = scalar(conn, bytes_of, (customer_id,))
     assert len(before) == len(after) == 1 and before != after
-    live = mart_state(conn, customer_id)
+    live = assert_live_marts_equal_a_rebuild(conn, customer_id)
     assert len(live.events) == 4
-    rebuild_marts(conn, customer_id)
-    assert_same_marts(mart_state(conn, customer_id), live)
 
 
 def test_a_visitor_who_comes_back_often_has_their_days_kept_and_counted_by_them(
@@ -728,10 +726,8 @@ def test_a_visitor_who_comes_back_often_has_their_days_kept_and_counted_by_them(
                 Event(f"d{n}", t0 + timedelta(hours=hours, minutes=3), visitor_id="v1", page="/p1"),
             ],
         )
-    live = mart_state(conn, customer_id)
+    live = assert_live_marts_equal_a_rebuild(conn, customer_id)
     assert live.visitor_key_days == []
-    rebuild_marts(conn, customer_id)
-    assert_same_marts(mart_state(conn, customer_id), live)
     assert scalar(conn, kept) == 1
 
     migrations.rollback(db_url, to=17)
@@ -740,6 +736,4 @@ def test_a_visitor_who_comes_back_often_has_their_days_kept_and_counted_by_them(
     assert scalar(conn, kept) == 0
     load_one_batch(conn, customer_id, [Event("e0", t0 + timedelta(hours=175), visitor_id="v0", page="/p9")])
     assert scalar(conn, kept) == 1
-    live = mart_state(conn, customer_id)
-    rebuild_marts(conn, customer_id)
-    assert_same_marts(mart_state(conn, customer_id), live)
+    assert_live_marts_equal_a_rebuild(conn, customer_id)
