@@ -97,9 +97,15 @@ VAULT_TABLES = (
 TARGET_SPEEDUP = 20.0
 TARGET_PIPELINE_SLOWDOWN = 0.15  # with the marts, at most this much below without
 BREAKDOWN_LIMIT = 10  # the dashboard's panels show the top 10
-VISIT_PANELS_REQUEST = "the visit panels, one request"  # a filtered dashboard's (web/static/dashboard.js)
+# A filtered dashboard's panels: two requests, by their dimension's level (web/static/dashboard.js).
+PANEL_REQUESTS = {"visit": "the visit panels, one request", "event": "the event panels, one request"}
 # The service's default cap of the sessions a facts statement reads before it samples visitors.
 SAMPLE_SESSIONS: int = Settings.model_fields["stats_sample_sessions"].default
+# The event panels' second figure and how the naive queries count it (analytics.sql: naive_event_values).
+NAIVE_EVENT_FIGURES = {
+    "event:page": ("pageviews", sql.SQL("count(*) FILTER (WHERE e.event_type = 'page_view')")),
+    "event:type": ("events", sql.SQL("count(*)")),
+}
 # The rows clicked to filter the dashboard (part 3): an event's page and three visit attributes.
 FILTERED = ("event:page", "visit:entry_page", "visit:referrer", "visit:browser")
 
@@ -403,7 +409,7 @@ def dashboard_queries() -> list[DashboardQuery]:
     queries.append(DashboardQuery("chart: visitors, pageviews by time", "chart"))
     for panel in PANELS:
         # What bench/analytics.sql computes beside the visitors.
-        if panel.second != ("pageviews" if panel.dimension == "event:page" else "visits"):
+        if panel.second != NAIVE_EVENT_FIGURES.get(panel.dimension, ("visits",))[0]:
             raise SystemExit(f"the naive queries have no {panel.dimension} by visitors and {panel.second}")
         queries.append(
             DashboardQuery(
@@ -482,11 +488,12 @@ async def ask_naive(
         return [now[0] + before[0]]
     if query.kind == "chart":
         return await _rows(conn, Q["naive_timeseries"], params | {"unit": period.unit})
-    if query.dimension == "event:page":
-        return await _rows(conn, Q["naive_pages"], params)
     assert query.dimension is not None
-    column = DIMENSIONS[query.dimension].column
-    return await _rows(conn, Q["naive_visit_values"].format(value=sql.Identifier(column)), params)
+    column = sql.Identifier(DIMENSIONS[query.dimension].column)
+    if query.dimension in NAIVE_EVENT_FIGURES:
+        figure = NAIVE_EVENT_FIGURES[query.dimension][1]
+        return await _rows(conn, Q["naive_event_values"].format(value=column, figure=figure), params)
+    return await _rows(conn, Q["naive_visit_values"].format(value=column), params)
 
 
 def _summary(ms: list[float]) -> dict[str, Any]:
@@ -717,18 +724,23 @@ async def measure_filtered(
 ) -> list[dict[str, Any]]:
     """The dashboard after a click on a row (realtime aside), filtered by each of filter_values,
     `rounds` times, as the page asks it with the service's ONEVAULT_STATS_SAMPLE_SESSIONS
-    (`sample_sessions`): the totals, the chart and each event panel in a request of its own, the visit
-    panels in one (`run_queries`). Each request is timed alone, one after the other; the page is its
-    requests at once, each on a connection of its own as the server's pool serves them. Beside them, in
-    the same rounds, the same requests read whole (no sample), one after the other. Each filter's
-    requests, whole set and page, ms; the percent of the visitors read; and the sample's estimates
-    against the whole's (equal when nothing was sampled)."""
+    (`sample_sessions`): the totals and the chart each in a request of its own, the visit panels in
+    one and the event panels in another (`run_queries`). Each request is timed alone, one after the
+    other; the page is its requests at once, each on a connection of its own as the server's pool
+    serves them. Beside them, in the same rounds, the same requests read whole (no sample), one after
+    the other. Each filter's requests, whole set and page, ms; the percent of the visitors read; and
+    the sample's estimates against the whole's (equal when nothing was sampled)."""
     panels = [q for q in queries if q.kind == "breakdown"]
-    together = [q for q in panels if q.dimension and DIMENSIONS[q.dimension].level == "visit"]
-    alone = [q for q in queries if q.kind in ("totals", "chart") or (q in panels and q not in together)]
+    together = {
+        name: [q for q in panels if q.dimension and DIMENSIONS[q.dimension].level == level]
+        for level, name in PANEL_REQUESTS.items()
+    }
+    alone = [q for q in queries if q.kind in ("totals", "chart")]
     order = [q.name for q in queries if q.kind != "realtime"]
     results = []
-    conns = [await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(len(alone) + 1)]
+    conns = [
+        await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(len(alone) + len(together))
+    ]
 
     async def requests(cap: int, timed: dict[str, list[float]] | None) -> dict[str, Any]:
         """The page's requests one after the other, read with `cap`; each one's ms into `timed`."""
@@ -738,15 +750,16 @@ async def measure_filtered(
             answers[q.name] = await run_query(conn, BIG, asked[q.name], sample_sessions=cap)
             if timed is not None:
                 timed[q.name].append((time.perf_counter() - at) * 1000)
-        at = time.perf_counter()
-        grouped = [asked[q.name] for q in together]
-        answers |= zip(
-            (q.name for q in together),
-            await run_queries(conn, BIG, grouped, sample_sessions=cap),
-            strict=True,
-        )
-        if timed is not None:
-            timed[VISIT_PANELS_REQUEST].append((time.perf_counter() - at) * 1000)
+        for name, members in together.items():
+            at = time.perf_counter()
+            grouped = [asked[q.name] for q in members]
+            answers |= zip(
+                (q.name for q in members),
+                await run_queries(conn, BIG, grouped, sample_sessions=cap),
+                strict=True,
+            )
+            if timed is not None:
+                timed[name].append((time.perf_counter() - at) * 1000)
         return answers
 
     try:
@@ -759,9 +772,7 @@ async def measure_filtered(
                 for q in queries
                 if q.kind != "realtime"
             }
-            per_request: dict[str, list[float]] = {
-                name: [] for name in [*(q.name for q in alone), VISIT_PANELS_REQUEST]
-            }
+            per_request: dict[str, list[float]] = {name: [] for name in [*(q.name for q in alone), *together]}
             whole: list[float] = []
             page: list[float] = []
             unsampled: list[float] = []
@@ -772,10 +783,11 @@ async def measure_filtered(
                 await asyncio.gather(
                     *(
                         run_query(c, BIG, asked[q.name], sample_sessions=sample_sessions)
-                        for c, q in zip(conns[1:], alone, strict=True)
+                        for c, q in zip(conns[: len(alone)], alone, strict=True)
                     ),
-                    run_queries(
-                        conns[0], BIG, [asked[q.name] for q in together], sample_sessions=sample_sessions
+                    *(
+                        run_queries(c, BIG, [asked[q.name] for q in members], sample_sessions=sample_sessions)
+                        for c, members in zip(conns[len(alone) :], together.values(), strict=True)
                     ),
                 )
                 page.append((time.perf_counter() - at) * 1000)
@@ -1094,8 +1106,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> list[tuple[str,
         filtered = period.get("filtered", [])
         if filtered:
             print(
-                f"\n   After a click on a row, as the page asks (totals, chart, each event panel in a "
-                f"request of its own, the visit panels in one) with ONEVAULT_STATS_SAMPLE_SESSIONS at its "
+                f"\n   After a click on a row, as the page asks (totals, chart, the visit panels in one "
+                f"request, the event panels in another) with ONEVAULT_STATS_SAMPLE_SESSIONS at its "
                 f"default ({SAMPLE_SESSIONS:,}): each request timed alone, their sum, the page (its requests "
                 f"at once), beside the same requests read whole; the sample's visitors against the whole's "
                 f"(rows with 1,000 or more): ms p50 / p95 of {filtered[0]['whole_set']['n']} rounds"

@@ -507,11 +507,11 @@ LEFT JOIN (
 ) x USING (bucket)
 ORDER BY 1;
 
--- name: naive_pages
--- The top pages of [start, end] by visitors (those with an event on the page), with their page
--- views; ties by page, byte by byte (as the marts' text compares).
-SELECT e.page AS value, count(DISTINCT e.site_visitor_hk) AS visitors,
-       count(*) FILTER (WHERE e.event_type = 'page_view') AS pageviews
+-- name: naive_event_values
+-- The top values of one event attribute (the column in braces: page, type) over [start, end] by
+-- visitors (those with an event of that value), with the figure in braces (page views, events) of
+-- those events; ties by value, byte by byte (as the marts' text compares).
+SELECT e.{value} AS value, count(DISTINCT e.site_visitor_hk) AS visitors, {figure} AS figure
 FROM naive.visit_event e
 WHERE e.tenant_hk = %(tenant)s
   AND e.session_start < (%(end)s::date + 1)::timestamp AT TIME ZONE %(zone)s
@@ -519,7 +519,7 @@ WHERE e.tenant_hk = %(tenant)s
   AND e.occurred_at >= %(start)s::date::timestamp AT TIME ZONE %(zone)s
   AND e.occurred_at < (%(end)s::date + 1)::timestamp AT TIME ZONE %(zone)s
 GROUP BY 1
-ORDER BY visitors DESC, e.page COLLATE "C"
+ORDER BY visitors DESC, e.{value} COLLATE "C"
 LIMIT %(limit)s;
 
 -- name: naive_visit_values

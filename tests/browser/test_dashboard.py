@@ -35,9 +35,9 @@ TIMEOUT_MS = 30_000
 def known_events(now: datetime) -> list[Event]:
     """Six visitors in seven sessions: three today, two three days ago, two twenty days ago (UTC).
 
-    Today: v1 (Chrome, from Google) / → /pricing → /pricing; v2 (iPhone, from a news site) / → /blog;
-    v3 (Firefox, direct) /pricing. Three days ago: v4 (Chrome, Google) / → /docs 25 minutes later;
-    v1 again /blog.
+    Today: v1 (Chrome, from Google) / → /pricing → /pricing, then signs up (a custom event); v2
+    (iPhone, from a news site) / → /blog; v3 (Firefox, direct) /pricing. Three days ago: v4 (Chrome,
+    Google) / → /docs 25 minutes later; v1 again /blog.
     Twenty days ago: v5 (Chrome) /pricing → /; v6 (iPhone) /.
     """
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -60,7 +60,8 @@ def known_events(now: datetime) -> list[Event]:
         ("v6", "s7", "iphone", None, [(days_ago(20, 5), "/")]),
     ]
     agents = {"chrome": DESKTOP, "iphone": IPHONE, "firefox": FIREFOX}
-    events: list[Event] = []
+    # v1 signs up on /pricing at its last page view: a custom event, no page view.
+    events = [Event("s1-signup", today(3), "v1", "s1", "/pricing", "signup", DESKTOP)]
     for visitor, session, agent, referrer, views in sessions:
         for n, (at, path) in enumerate(views):
             events.append(
@@ -262,6 +263,7 @@ def test_dashboard_shows_the_known_events_and_follows_filters_and_ranges(
     )
     assert sum(int(r[1]) for r in panel_rows(page, "browsers")) == 6
     assert {r[0] for r in panel_rows(page, "devices")} >= {"desktop", "mobile"}
+    assert panel_rows(page, "events") == [["page_view", "6", "12"], ["signup", "1", "1"]]
     expect(page.locator("#health-pending")).to_have_text("0")
     expect(page.locator("#health-marts")).to_have_text("0")
     expect(page.locator("#health-quarantined")).to_have_text("0")
@@ -279,18 +281,29 @@ def test_dashboard_shows_the_known_events_and_follows_filters_and_ranges(
     page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
 
     # A click on the /pricing row filters everything to that page; the visit panels come in one
-    # request, the pages panel in its own beside it.
-    with page.expect_request(lambda r: r.url.endswith("/api/v1/stats/queries")) as panels:
-        page.locator("#panel-pages tbody tr", has_text="/pricing").click()
+    # request, the event panels (pages, events) in another beside it.
+    batches: list[list[str]] = []
+    page.on(
+        "request",
+        lambda r: (
+            batches.append([q["dimensions"][0] for q in r.post_data_json["queries"]])
+            if r.url.endswith("/api/v1/stats/queries")
+            else None
+        ),
+    )
+    page.locator("#panel-pages tbody tr", has_text="/pricing").click()
+    expect(page.locator("#panel-pages tbody tr")).to_have_count(1)
+    expect(page.locator("#panel-browsers tbody tr")).to_have_count(2)
     dimensions = [p.get_attribute("data-dimension") or "" for p in page.locator(".panel").all()]
-    asked = [q["dimensions"][0] for q in panels.value.post_data_json["queries"]]
-    assert asked == [d for d in dimensions if d.startswith("visit:")]
-    assert len(asked) == len(dimensions) - 1
+    assert sorted(batches) == sorted(
+        [[d for d in dimensions if d.startswith("visit:")], [d for d in dimensions if d.startswith("event:")]]
+    )
     chip = page.locator("#filters .chip")
     expect(chip).to_have_count(1)
     expect(chip).to_contain_text("Page is /pricing")
     expect_figures(page, visitors=3, pageviews=4, visits=3)
     assert panel_rows(page, "pages") == [["/pricing", "3", "4"]]
+    assert panel_rows(page, "events") == [["page_view", "3", "4"], ["signup", "1", "1"]]
     assert sum(int(r[1]) for r in panel_rows(page, "browsers")) == 3
     assert contrast_failures(page) == []
 

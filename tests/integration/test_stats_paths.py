@@ -51,6 +51,7 @@ REFERRERS = (
 UTMS = ("", "", "", "?utm_source=news&utm_medium=email&utm_campaign=Winter", "?utm_source=ads&utm_medium=cpc")
 NON_TIME = tuple(d for d in DIMENSIONS if d not in TIME_DIMENSIONS)
 VISIT_DIMENSIONS = tuple(n for n, d in DIMENSIONS.items() if d.level == "visit")
+EVENTS = tuple(n for n, d in DIMENSIONS.items() if d.level == "event")
 
 
 def event_set(prefix: str, today: date, rng: random.Random) -> list[Event]:
@@ -212,8 +213,14 @@ def test_every_statement_reads_the_callers_rows_only() -> None:
                 reads = re.findall(r"\be\.tenant_hk = %\(tenant\)s AND e\.(\w+)", text)
                 assert set(reads) <= {"site_session_hk", "visitor_byte"}, text
         batch = [query.model_copy(update={"dimensions": [d]}) for d in VISIT_DIMENSIONS]
-        assert_callers_rows_only(batch_statement(batch).as_string(None))
-        assert_callers_rows_only(batch_statement(batch, Sample(16)).as_string(None))
+        event_metrics = ["visitors", "pageviews", "events"]
+        batches = [
+            batch,
+            [query.model_copy(update={"dimensions": [d], "metrics": event_metrics}) for d in EVENTS],
+        ]
+        for batch in batches:
+            assert_callers_rows_only(batch_statement(batch).as_string(None))
+            assert_callers_rows_only(batch_statement(batch, Sample(16)).as_string(None))
     named = sqlfile.load("onevault.stats", "queries.sql")
     assert "WHERE f.tenant_hk = util.tenant_hk(%(customer_id)s)" in named["realtime_visitors"].as_string(None)
 
@@ -335,7 +342,8 @@ BATCH_FILTERS: list[list[Any]] = [
 @pytest.mark.parametrize("filters", BATCH_FILTERS, ids=str)
 def test_a_batch_answers_each_query_as_alone(loaded: tuple[str, str], filters: list[Any]) -> None:
     """A filtered dashboard's queries and others in one batch: each answer is the one its query gets
-    alone, in the batch's order; the visit panels on the facts are counted in one statement."""
+    alone, in the batch's order; the visit panels on the facts are counted in one statement, the
+    event panels on the facts in another."""
     url, customer = loaded
     previous = {"comparison": "previous_period"}
     panels = [
@@ -362,15 +370,18 @@ def test_a_batch_answers_each_query_as_alone(loaded: tuple[str, str], filters: l
         "dimensions": ["visit:device"],
         "order_by": [["visit:device", "desc"]],
     }
+    events = [
+        {"metrics": ["visitors", "pageviews"], "dimensions": ["event:page"], "limit": 10},
+        {"metrics": ["events", "visitors"], "dimensions": ["event:type"], "order_by": [["events", "desc"]]},
+    ]
     others = [
         {"metrics": list(METRICS), "include": previous},
         {"metrics": ["visitors", "pageviews"], "dimensions": ["time:day"]},
-        {"metrics": ["visitors", "pageviews"], "dimensions": ["event:page"], "limit": 10},
         {"metrics": ["visitors", "visits"], "dimensions": ["visit:browser"], "include": previous},
     ]
 
     async def ask(date_range: Any) -> None:
-        bodies = [others[0], *panels[:5], others[1], others[2], *panels[5:], others[3]]
+        bodies = [others[0], *panels[:5], others[1], events[0], *panels[5:], events[1], others[2]]
         queries = [
             StatsQuery.model_validate({"date_range": date_range, "filters": filters, **body})
             for body in bodies
@@ -383,13 +394,15 @@ def test_a_batch_answers_each_query_as_alone(loaded: tuple[str, str], filters: l
             together = await run_queries(conn, customer, queries)
         assert together == alone
         assert sum(bool(a["results"]) for a in alone) >= 3
-        members = sum(
-            a["meta"]["source"] == "facts" and b in panels for a, b in zip(alone, bodies, strict=True)
-        )
-        grouped = members if members > 1 else 0
-        # The clock once; one statement for the panels on the facts; each other query's statement,
-        # and its previous period's.
-        assert CountingCursor.executed == 1 + (grouped > 0) + (len(queries) - grouped) + 2
+        grouped = []
+        for kind in (panels, events):
+            members = sum(
+                a["meta"]["source"] == "facts" and b in kind for a, b in zip(alone, bodies, strict=True)
+            )
+            grouped += [members] if members > 1 else []
+        # The clock once; one statement for each kind of panel on the facts; each other query's
+        # statement, and its previous period's.
+        assert CountingCursor.executed == 1 + len(grouped) + (len(queries) - sum(grouped)) + 2
 
     for date_range in (ranges()[0], ranges()[1], "7d"):
         asyncio.run(ask(date_range))

@@ -169,6 +169,7 @@ def test_a_large_range_is_counted_over_a_sample_of_visitors(loaded: tuple[str, s
         for dimension in PANELS
     ]
     cases += [(["event:page"], filters, ["visitors", "pageviews"]) for filters in FILTERS]
+    cases += [(["event:type"], filters, ["visitors", "events"]) for filters in FILTERS]
     cases += [
         ([], FILTERS[1] + FILTERS[2], list(METRICS)),
         (["event:page", "visit:browser"], [], list(METRICS)),

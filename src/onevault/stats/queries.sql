@@ -244,6 +244,29 @@ SELECT {column} AS k0, {visitors} AS visitors, x.visits, x.bounces, x.duration_s
 FROM sets x
 WHERE {column} IS NOT NULL
 
+-- name: fact_event_sets
+-- Event figures and distinct visitors of the events (matching the filters) of the local hours [lo, hi)
+-- by each of several event attributes at once (GROUPING SETS), for a batch of queries that differ
+-- only in that attribute, as fact_events counts them: one pass over the range's events (the sample's
+-- visitor bytes); a row of one set has the other attributes NULL, which no value of the marts is.
+WITH sets AS MATERIALIZED (
+    SELECT {keys}, count(DISTINCT s.site_visitor_hk) AS visitors, sum(e.pageviews) AS pageviews,
+           sum(e.events) AS events
+    FROM mart.session_event_f e
+    JOIN mart.session_f s ON s.tenant_hk = %(tenant)s{sample} AND s.site_session_hk = e.site_session_hk
+    WHERE e.tenant_hk = %(tenant)s AND e.visitor_byte = ANY (%(visitor_bytes)s::smallint[])
+      AND e.hour >= %(lo)s AND e.hour < %(hi)s{filters}
+    GROUP BY GROUPING SETS ({sets})
+)
+{answers}
+
+-- name: fact_event_set
+-- One set of fact_event_sets: the figures by the values of one attribute.
+SELECT {column} AS k0, x.visitors, 0::bigint AS visits, 0::bigint AS bounces, 0::bigint AS duration_seconds,
+       0::bigint AS visit_pageviews, x.pageviews, x.events
+FROM sets x
+WHERE {column} IS NOT NULL
+
 -- name: fact_visits
 -- Visit figures of the sessions (matching the filters) that start in the local hours [lo, hi), by keys of
 -- the session's attributes and start.

@@ -232,15 +232,17 @@ async def run_queries(
 ) -> list[dict[str, Any]]:
     """Answer several stats queries of the customer, each as `run_query` does, in their order.
 
-    Queries on the facts that differ only in their one visit dimension (a filtered dashboard's
-    panels: same range and filters, no comparison, no event figure) are answered together by one
-    pass over the range's sessions, grouped by each of their dimensions (`fact_session_sets`)."""
+    Queries on the facts that differ only in their one dimension (a filtered dashboard's panels: same
+    range and filters, no comparison) are answered together: by one visit dimension and asking no
+    event figure, by one pass over the range's sessions grouped by each of their dimensions
+    (`fact_session_sets`); by one event dimension and asking no visit figure, by one pass over the
+    range's events (`fact_event_sets`)."""
     clock = await _clock(conn, customer_id, any(q.date_range == "all" for q in queries))
     answers: dict[int, dict[str, Any]] = {}
     batches: dict[tuple[Any, ...], list[int]] = {}
     for i, query in enumerate(queries):
-        if _batchable(query):
-            batches.setdefault((query.date_range, tuple(query.filters)), []).append(i)
+        if level := _batch_level(query):
+            batches.setdefault((level, query.date_range, tuple(query.filters)), []).append(i)
     for members in batches.values():
         if len(members) < 2:
             continue
@@ -310,16 +312,20 @@ def _answer(
     }
 
 
-def _batchable(query: StatsQuery) -> bool:
-    """Whether `query` can be answered in a batch by fact_session_sets: from the facts, by one visit
-    dimension, asking no event figure, without comparison."""
-    return (
-        not uses_rollups(query)
-        and len(query.dimensions) == 1
-        and DIMENSIONS[query.dimensions[0]].level == "visit"
-        and not set(query.metrics) & {"pageviews", "events"}
-        and (query.include is None or query.include.comparison is None)
-    )
+def _batch_level(query: StatsQuery) -> str | None:
+    """The batch `query` can be answered in (from the facts, by one dimension, without comparison):
+    "visit" (fact_session_sets) by a visit dimension asking no event figure, "event" (fact_event_sets)
+    by an event dimension asking no visit figure; None for none."""
+    if uses_rollups(query) or len(query.dimensions) != 1:
+        return None
+    if query.include is not None and query.include.comparison is not None:
+        return None
+    level = DIMENSIONS[query.dimensions[0]].level
+    if level == "visit" and not set(query.metrics) & {"pageviews", "events"}:
+        return level
+    if level == "event" and not set(query.metrics) & VISIT_METRICS:
+        return level
+    return None
 
 
 def _union(batch: list[StatsQuery]) -> StatsQuery:
@@ -328,9 +334,39 @@ def _union(batch: list[StatsQuery]) -> StatsQuery:
     return batch[0].model_copy(update={"metrics": metrics})
 
 
+def _batch_answers(batch: list[StatsQuery], one_set: sql.SQL) -> sql.Composable:
+    """Each query's answer from its set (`one_set`: fact_session_set or fact_event_set), tagged with
+    its place in the batch (`query`)."""
+    return sql.SQL("\nUNION ALL\n").join(
+        sql.SQL("SELECT {} AS query, a.* FROM ({}) a").format(
+            sql.Literal(position),
+            _answer_statement(
+                query,
+                one_set.format(
+                    column=sql.Identifier("x", column),
+                    visitors=sql.Identifier("x", f"visitors_{column}"),
+                ),
+                _literals(query),
+            ),
+        )
+        for position, query in enumerate(batch)
+        for column in [DIMENSIONS[query.dimensions[0]].column]
+    )
+
+
 def batch_statement(batch: list[StatsQuery], sample: Sample = WHOLE) -> sql.Composed:
     """The one statement answering the batch's queries: their rows tagged with their place (`query`)."""
     columns = list(dict.fromkeys(DIMENSIONS[q.dimensions[0]].column for q in batch))
+    if _batch_level(batch[0]) == "event":
+        return Q["fact_event_sets"].format(
+            keys=sql.SQL(", ").join(
+                sql.SQL("{} AS {}").format(sql.Identifier("e", c), sql.Identifier(c)) for c in columns
+            ),
+            sample=_sampled(sample),
+            filters=_conditions(batch[0], "event") + _conditions(batch[0], "visit"),
+            sets=sql.SQL(", ").join(sql.SQL("({})").format(sql.Identifier("e", c)) for c in columns),
+            answers=_batch_answers(batch, Q["fact_event_set"]),
+        )
 
     def each(template: str, alias: str) -> sql.Composable:
         return sql.SQL(", ").join(
@@ -342,21 +378,6 @@ def batch_statement(batch: list[StatsQuery], sample: Sample = WHOLE) -> sql.Comp
             for c in columns
         )
 
-    answers = sql.SQL("\nUNION ALL\n").join(
-        sql.SQL("SELECT {} AS query, a.* FROM ({}) a").format(
-            sql.Literal(position),
-            _answer_statement(
-                query,
-                Q["fact_session_set"].format(
-                    column=sql.Identifier("x", column),
-                    visitors=sql.Identifier("x", f"visitors_{column}"),
-                ),
-                _literals(query),
-            ),
-        )
-        for position, query in enumerate(batch)
-        for column in [DIMENSIONS[query.dimensions[0]].column]
-    )
     return Q["fact_session_sets"].format(
         columns=each("{column}", "x"),
         sessions=_sessions(batch[0], sample),
@@ -369,7 +390,7 @@ def batch_statement(batch: list[StatsQuery], sample: Sample = WHOLE) -> sql.Comp
             "r",
         ),
         sets=each("({column})", "y"),
-        answers=answers,
+        answers=_batch_answers(batch, Q["fact_session_set"]),
     )
 
 

@@ -86,6 +86,7 @@ PANELS = (
     Panel("browsers", "Browsers", "visit:browser", "Browser", "visits", "Visits", "(unknown)"),
     Panel("os", "Operating systems", "visit:os", "Operating system", "visits", "Visits", "(unknown)"),
     Panel("devices", "Devices", "visit:device", "Device", "visits", "Visits", "(unknown)"),
+    Panel("events", "Events", "event:type", "Event", "events", "Events", "(none)"),
 )
 RANGES = (
     ("today", "Today"),

@@ -382,8 +382,8 @@
     return td;
   }
 
-  // Unfiltered, each panel is read from the rollups on its own, in parallel. Filtered, the panels
-  // go in one request: the service counts them in one pass over the range's sessions.
+  // Unfiltered, each panel is read from the rollups on its own, in parallel. Filtered, the visit
+  // panels go in one request and the event panels in another: the service counts each in one pass.
   function loadPanels(panels, question, current) {
     var asked = panels.map(function (panel) {
       panel.setAttribute("aria-busy", "true");
@@ -401,21 +401,20 @@
     };
     // Unfiltered, each panel reads the rollups in a request of its own. Filtered, the visit panels
     // are counted together in one request (one pass over the range's sessions), the event panels
-    // each in its own request beside it; each panel is shown as soon as its answer arrives.
-    var together = question.filters.length ? panels.filter(function (panel) {
-      return panel.getAttribute("data-dimension").indexOf("visit:") === 0;
-    }) : [];
-    var jobs = panels.map(function (panel, i) {
-      return together.indexOf(panel) < 0 ? query(asked[i]).then(show(panel)) : null;
-    }).filter(function (job) { return job !== null; });
-    if (together.length) {
-      jobs.push(api("/api/v1/stats/queries", {
+    // in another beside it (one pass over its events); each is shown as soon as its answer arrives.
+    if (!question.filters.length) {
+      return Promise.all(panels.map(function (panel, i) { return query(asked[i]).then(show(panel)); }));
+    }
+    return Promise.all(["visit:", "event:"].map(function (level) {
+      var together = panels.filter(function (panel) {
+        return panel.getAttribute("data-dimension").indexOf(level) === 0;
+      });
+      return api("/api/v1/stats/queries", {
         queries: together.map(function (panel) { return asked[panels.indexOf(panel)]; })
       }).then(function (batch) {
         together.forEach(function (panel, i) { show(panel)(batch.answers[i]); });
-      }));
-    }
-    return Promise.all(jobs);
+      });
+    }));
   }
 
   function showPanel(panel, answer) {
